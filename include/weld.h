@@ -1,0 +1,185 @@
+/*
+ * weld: turn a training checkpoint into one servable model.safetensors.
+ *
+ * The whole public API. Plain C11: no CUDA, cJSON or zlib types appear here.
+ * Conventions:
+ *  - Every fallible function returns a weld_status (0 = WELD_OK, negative =
+ *    failure) and, on failure, fills the caller's weld_error with a one-line
+ *    message that names the file and the problem. The library never prints
+ *    and never exits.
+ *  - Objects returned through an `out` pointer belong to the caller and have a
+ *    matching _free/_close; passing NULL to those is a no-op. Pointers returned
+ *    by getters are borrowed and live as long as their parent object.
+ */
+#ifndef WELD_H
+#define WELD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WELD_VERSION_MAJOR 0
+#define WELD_VERSION_MINOR 1
+#define WELD_VERSION_PATCH 0
+#define WELD_VERSION_STRING "0.1.0"
+
+/* Status codes. Values are stable; new ones are only ever appended. */
+typedef enum weld_status {
+	WELD_OK = 0,
+	WELD_ERR_INVALID_ARG = -1, /* caller passed something unusable */
+	WELD_ERR_NOMEM = -2,
+	WELD_ERR_IO = -3,          /* open/read/write failed (errno text in message) */
+	WELD_ERR_FORMAT = -4,      /* corrupt or truncated zip, pickle, JSON, safetensors */
+	WELD_ERR_UNSUPPORTED = -5, /* well-formed but not handled (deflate, quantized...) */
+	WELD_ERR_UNSAFE = -6,      /* a pickle references code that would run on load */
+	WELD_ERR_CHECKSUM = -7,    /* a CRC-32 did not match */
+	WELD_ERR_MISMATCH = -8,    /* files of one checkpoint disagree */
+	WELD_ERR_LIMIT = -9,       /* a resource bound was hit (depth, memo, size) */
+	WELD_ERR_BACKEND = -10,    /* CUDA failure or unusable device */
+	WELD_ERR_CANCELLED = -11
+} weld_status;
+
+#define WELD_ERROR_MESSAGE_MAX 1024
+
+/* Filled by any failing call. A zeroed struct is a valid "no error". */
+typedef struct weld_error {
+	weld_status status;
+	char message[WELD_ERROR_MESSAGE_MAX];
+} weld_error;
+
+/* Static name of a status, e.g. "format error". Never NULL. */
+const char *weld_status_str(weld_status status);
+
+/* Library version string, e.g. "0.1.0". */
+const char *weld_version(void);
+
+/* What this build and machine offer for the CUDA backend. */
+typedef struct weld_cuda_info {
+	int built;           /* 1 when weld was built with the CUDA backend */
+	int runtime_version; /* CUDA runtime it was built with, e.g. 13000 */
+	int devices;         /* usable devices found now (0 when none or no driver) */
+	char message[256];   /* why no device is usable, when devices == 0 */
+} weld_cuda_info;
+
+/* Probe for CUDA devices. Safe on machines without a driver or libraries. */
+void weld_cuda_probe(weld_cuda_info *out);
+
+/*
+ * Element types, with their safetensors names (weld_dtype_name). The order is
+ * the safetensors writer's sort order (ascending); the writer emits tensors
+ * in descending dtype order, ties by name.
+ */
+typedef enum weld_dtype {
+	WELD_DTYPE_INVALID = 0,
+	WELD_DTYPE_BOOL,
+	WELD_DTYPE_U8,
+	WELD_DTYPE_I8,
+	WELD_DTYPE_F8_E5M2,
+	WELD_DTYPE_F8_E4M3,
+	WELD_DTYPE_F8_E8M0,
+	WELD_DTYPE_F8_E4M3FNUZ,
+	WELD_DTYPE_F8_E5M2FNUZ,
+	WELD_DTYPE_I16,
+	WELD_DTYPE_U16,
+	WELD_DTYPE_F16,
+	WELD_DTYPE_BF16,
+	WELD_DTYPE_I32,
+	WELD_DTYPE_U32,
+	WELD_DTYPE_F32,
+	WELD_DTYPE_C64,
+	WELD_DTYPE_F64,
+	WELD_DTYPE_I64,
+	WELD_DTYPE_U64,
+	WELD_DTYPE_COUNT
+} weld_dtype;
+
+/* "F32", "BF16", ... ; NULL for WELD_DTYPE_INVALID or out of range. */
+const char *weld_dtype_name(weld_dtype dtype);
+/* Bytes per element; 0 for WELD_DTYPE_INVALID. */
+size_t weld_dtype_size(weld_dtype dtype);
+/* Inverse of weld_dtype_name; WELD_DTYPE_INVALID when unknown. */
+weld_dtype weld_dtype_from_name(const char *name);
+
+#define WELD_MAX_DIMS 16
+
+/* ------------------------------------------------------------------------- */
+/* Checkpoints: any input weld reads, opened read-only.                       */
+
+typedef enum weld_format {
+	WELD_FORMAT_UNKNOWN = 0,
+	WELD_FORMAT_SAFETENSORS,         /* one .safetensors file */
+	WELD_FORMAT_SAFETENSORS_SHARDED, /* model.safetensors.index.json + shards */
+	WELD_FORMAT_TORCH_ZIP,           /* one torch.save zip file */
+	WELD_FORMAT_TORCH_LEGACY,        /* one legacy (non-zip) torch.save file */
+	WELD_FORMAT_TORCH_SHARDED,       /* pytorch_model.bin.index.json + shards */
+	WELD_FORMAT_DEEPSPEED            /* a DeepSpeed checkpoint folder */
+} weld_format;
+
+/* Stable machine name: "safetensors", "torch-zip", "deepspeed", ... */
+const char *weld_format_name(weld_format format);
+
+typedef struct weld_ckpt weld_ckpt;
+
+typedef struct weld_tensor_info {
+	const char *name;     /* borrowed */
+	weld_dtype dtype;
+	size_t ndim;
+	const uint64_t *shape; /* borrowed, ndim entries */
+	uint64_t numel;
+	uint64_t nbytes;       /* numel x dtype size */
+	const char *file;      /* borrowed: path of the file holding the data */
+	int contiguous;        /* 1 when the bytes are one run in the file */
+	/*
+	 * Name of an earlier tensor this one is the very same view of (a tied
+	 * weight stored once under two names), else NULL. Borrowed.
+	 */
+	const char *alias_of;
+} weld_tensor_info;
+
+/* What a DeepSpeed folder turned out to hold (weld_ckpt_deepspeed). */
+typedef struct weld_deepspeed_info {
+	const char *tag;       /* e.g. "global_step10"; borrowed */
+	const char *tag_dir;   /* path of the tag folder; borrowed */
+	int zero_stage;        /* 0..3, -1 when unknown */
+	int world_size;        /* data-parallel world size, -1 when unknown */
+	int bf16_files;        /* 1 when the optimizer files are bf16_zero_pp_rank_* */
+	int bf16_optimizer;    /* 1 when DeepSpeed's BF16_Optimizer wrote them (no zero_stage) */
+	const char *ds_version;/* borrowed, may be NULL */
+	size_t nfiles;
+	const char *const *files; /* borrowed: model and optimizer state files */
+} weld_deepspeed_info;
+
+/*
+ * Open PATH (a file or a folder), detect its format and list its tensors.
+ * Reads headers and pickles only, never tensor data. Folders: HF sharded
+ * (index file), a single weights file, or a DeepSpeed checkpoint.
+ */
+weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err);
+void weld_ckpt_free(weld_ckpt *ckpt);
+
+weld_format weld_ckpt_format(const weld_ckpt *ckpt);
+size_t weld_ckpt_tensor_count(const weld_ckpt *ckpt);
+/* Fills *out for tensor I (0-based, in the order the source lists them). */
+weld_status weld_ckpt_tensor(const weld_ckpt *ckpt, size_t i, weld_tensor_info *out);
+/* Number of input files the tensors come from, and each one's path. */
+size_t weld_ckpt_file_count(const weld_ckpt *ckpt);
+const char *weld_ckpt_file(const weld_ckpt *ckpt, size_t i);
+/* NULL unless the format is WELD_FORMAT_DEEPSPEED. */
+const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *ckpt);
+
+/*
+ * Read tensor I as contiguous little-endian bytes (C order) into DST, which
+ * must hold exactly info.nbytes. Strided views are gathered; zip records are
+ * CRC-checked when read whole.
+ */
+weld_status weld_ckpt_read_tensor(weld_ckpt *ckpt, size_t i, void *dst, size_t dst_nbytes,
+				  weld_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WELD_H */

@@ -1,0 +1,99 @@
+/*
+ * Internal declarations shared by the library's files. Never included by the
+ * CLI (src/cli/), which sees only include/weld.h.
+ */
+#ifndef WELD_INTERNAL_H
+#define WELD_INTERNAL_H
+
+#include "weld.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define WELD_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define WELD_PRINTF(f, a)
+#endif
+
+/*
+ * Overflow-checked arithmetic for every size or offset that came from a file.
+ * Each returns true on success and false when the result would not fit.
+ */
+static inline bool weld__add_u64(uint64_t *out, uint64_t a, uint64_t b)
+{
+	return !__builtin_add_overflow(a, b, out);
+}
+static inline bool weld__mul_u64(uint64_t *out, uint64_t a, uint64_t b)
+{
+	return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool weld__add_size(size_t *out, size_t a, size_t b)
+{
+	return !__builtin_add_overflow(a, b, out);
+}
+static inline bool weld__mul_size(size_t *out, size_t a, size_t b)
+{
+	return !__builtin_mul_overflow(a, b, out);
+}
+
+/*
+ * Set ERR (may be NULL) to STATUS and a formatted one-line message; returns
+ * STATUS so that `return weld__fail(err, WELD_ERR_FORMAT, "...")` is one line.
+ */
+weld_status weld__fail(weld_error *err, weld_status status, const char *fmt, ...) WELD_PRINTF(3, 4);
+/* Prefix the message already in ERR with "PREFIX: " (e.g. a file name). */
+weld_status weld__prefix(weld_error *err, const char *fmt, ...) WELD_PRINTF(2, 3);
+/* WELD_ERR_NOMEM with a fixed message. */
+weld_status weld__nomem(weld_error *err);
+
+/* Allocation helpers: NULL on overflow or exhaustion (caller reports NOMEM). */
+void *weld__calloc(size_t n, size_t size);
+void *weld__reallocarray(void *p, size_t n, size_t size);
+char *weld__strdup(const char *s);
+char *weld__strndup(const char *s, size_t n);
+
+/* ------------------------------------------------------------------------- */
+/* Input files: opened once, read with pread, never slurped.                  */
+
+typedef struct weld_file {
+	int fd;
+	uint64_t size;
+	char *path;
+	_Atomic uint64_t bytes_read; /* every byte pread from this file */
+} weld_file;
+
+weld_status weld_file_open(weld_file **out, const char *path, weld_error *err);
+void weld_file_close(weld_file *f);
+/*
+ * Read exactly N bytes at OFFSET. Reading past the end of the file is a
+ * WELD_ERR_FORMAT "truncated" error naming the file; other failures are
+ * WELD_ERR_IO with errno's text.
+ */
+weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, weld_error *err);
+
+/* ------------------------------------------------------------------------- */
+/* A set of pointers, for walking object graphs that share nodes. */
+
+typedef struct weld_ptrset {
+	const void **slots;
+	size_t cap, n;
+} weld_ptrset;
+
+/* Adds P; *ADDED says whether it was new. false only when out of memory. */
+bool weld_ptrset_add(weld_ptrset *set, const void *p, bool *added);
+void weld_ptrset_clear(weld_ptrset *set);
+
+/* ------------------------------------------------------------------------- */
+/* dtypes */
+
+/* torch's legacy storage class name ("FloatStorage") -> dtype. */
+weld_dtype weld__dtype_from_storage_class(const char *name);
+/* torch dtype attribute name ("float32", "bfloat16") -> dtype. */
+weld_dtype weld__dtype_from_torch_name(const char *name);
+/* "torch.float32" style name for messages and the edge fixtures. */
+const char *weld__dtype_torch_name(weld_dtype dtype);
+
+#endif /* WELD_INTERNAL_H */
