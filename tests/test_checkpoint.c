@@ -1,0 +1,360 @@
+/*
+ * Format detection and HF checkpoints through the public API. Every variant
+ * of the qwen2_tied fixture (written by torch and transformers) must read
+ * back the very same tensors: names, dtypes, shapes and bytes. Each bad
+ * folder layout gets its exact error.
+ */
+#include "internal.h"
+#include "test_util.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct snapshot {
+	size_t n;
+	char **names;
+	weld_dtype *dtypes;
+	uint64_t *numel;
+	uint8_t **bytes;
+	uint64_t *nbytes;
+} snapshot;
+
+static int take(snapshot *s, const char *path, weld_format want_format)
+{
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, path, &err), &err);
+	if (!c)
+		return -1;
+	if (weld_ckpt_format(c) != want_format) {
+		fprintf(stderr, "%s: format %s, expected %s\n", path, weld_format_name(weld_ckpt_format(c)),
+			weld_format_name(want_format));
+		test_failures++;
+	}
+	size_t n = weld_ckpt_tensor_count(c);
+	s->n = 0;
+	s->names = calloc(n, sizeof(char *));
+	s->dtypes = calloc(n, sizeof(weld_dtype));
+	s->numel = calloc(n, sizeof(uint64_t));
+	s->bytes = calloc(n, sizeof(uint8_t *));
+	s->nbytes = calloc(n, sizeof(uint64_t));
+	for (size_t i = 0; i < n; i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		if (ti.alias_of)
+			continue;
+		size_t k = s->n++;
+		s->names[k] = strdup(ti.name);
+		s->dtypes[k] = ti.dtype;
+		s->numel[k] = ti.numel;
+		s->nbytes[k] = ti.nbytes;
+		s->bytes[k] = malloc(ti.nbytes + 1);
+		CHECK_OK(weld_ckpt_read_tensor(c, i, s->bytes[k], ti.nbytes, &err), &err);
+	}
+	weld_ckpt_free(c);
+	return 0;
+}
+
+static void drop(snapshot *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->names[i]);
+		free(s->bytes[i]);
+	}
+	free(s->names);
+	free(s->dtypes);
+	free(s->numel);
+	free(s->bytes);
+	free(s->nbytes);
+}
+
+static void same_tensors(const snapshot *a, const snapshot *b, const char *what)
+{
+	if (a->n != b->n) {
+		fprintf(stderr, "%s: %zu tensors vs %zu\n", what, a->n, b->n);
+		test_failures++;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		size_t j = 0;
+		while (j < b->n && strcmp(a->names[i], b->names[j]) != 0)
+			j++;
+		if (j == b->n) {
+			fprintf(stderr, "%s: '%s' missing\n", what, a->names[i]);
+			test_failures++;
+			continue;
+		}
+		if (a->dtypes[i] != b->dtypes[j] || a->numel[i] != b->numel[j] || a->nbytes[i] != b->nbytes[j] ||
+		    memcmp(a->bytes[i], b->bytes[j], a->nbytes[i]) != 0) {
+			fprintf(stderr, "%s: '%s' differs\n", what, a->names[i]);
+			test_failures++;
+		}
+	}
+}
+
+static void check_qwen_variants(void)
+{
+	snapshot ref = {0}, v = {0};
+	take(&ref, fixture("qwen2_tied/st_single_fp32"), WELD_FORMAT_SAFETENSORS);
+	CHECK(ref.n == 26);
+	static const struct {
+		const char *path;
+		weld_format format;
+	} variants[] = {
+		{"qwen2_tied/bin_single", WELD_FORMAT_TORCH_ZIP},
+		{"qwen2_tied/bin_single/pytorch_model.bin", WELD_FORMAT_TORCH_ZIP},
+		{"qwen2_tied/bin_sharded", WELD_FORMAT_TORCH_SHARDED},
+		{"qwen2_tied/st_sharded", WELD_FORMAT_SAFETENSORS_SHARDED},
+		{"qwen2_tied/st_single_fp32/model.safetensors", WELD_FORMAT_SAFETENSORS},
+	};
+	for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+		if (take(&v, fixture(variants[i].path), variants[i].format) == 0)
+			same_tensors(&ref, &v, variants[i].path);
+		drop(&v);
+	}
+	/* The bf16 reference holds the same names and shapes, in another dtype. */
+	take(&v, fixture("qwen2_tied/st_single_bf16_reference"), WELD_FORMAT_SAFETENSORS);
+	CHECK(v.n == ref.n);
+	for (size_t i = 0; i < v.n; i++)
+		CHECK(v.dtypes[i] == WELD_DTYPE_BF16);
+	drop(&v);
+	drop(&ref);
+}
+
+static char tmp[] = "/tmp/weld_test_ckpt_XXXXXX";
+
+static const char *tpath(const char *rel)
+{
+	static char buf[4][4096];
+	static int slot;
+	char *b = buf[slot++ & 3];
+	snprintf(b, 4096, "%s/%s", tmp, rel);
+	return b;
+}
+
+static void copy(const char *from, const char *to)
+{
+	size_t n;
+	uint8_t *d = read_file(from, &n);
+	CHECK(d && write_file(to, d, n) == 0);
+	free(d);
+}
+
+static void expect_error(const char *path, weld_status status, const char *msg)
+{
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_ERR(weld_ckpt_open(&c, path, &err), status, &err, msg);
+	CHECK(c == NULL);
+}
+
+static void check_bad_folders(void)
+{
+	char msg[8192];
+	CHECK(mkdtemp(tmp) != NULL);
+
+	/* Both kinds of weights in one folder. */
+	mkdir(tpath("both"), 0755);
+	copy(fixture("qwen2_tied/bin_single/pytorch_model.bin"), tpath("both/pytorch_model.bin"));
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), tpath("both/model.safetensors"));
+	snprintf(msg, sizeof(msg),
+		 "%s: holds more than one kind of checkpoint (safetensors pytorch-bin ); choose one with --type",
+		 tpath("both"));
+	expect_error(tpath("both"), WELD_ERR_INVALID_ARG, msg);
+
+	/* Empty folder. */
+	mkdir(tpath("empty"), 0755);
+	snprintf(msg, sizeof(msg),
+		 "%s: no checkpoint found (no model.safetensors, pytorch_model.bin, index file or DeepSpeed tag)",
+		 tpath("empty"));
+	expect_error(tpath("empty"), WELD_ERR_FORMAT, msg);
+
+	/* Not a checkpoint file. */
+	snprintf(msg, sizeof(msg),
+		 "%s: not a safetensors or torch checkpoint file (unrecognised first bytes)",
+		 fixture("qwen2_tied/st_sharded/config.json"));
+	expect_error(fixture("qwen2_tied/st_sharded/config.json"), WELD_ERR_FORMAT, msg);
+
+	snprintf(msg, sizeof(msg), "%s: no such file or folder", tpath("nothing-here"));
+	expect_error(tpath("nothing-here"), WELD_ERR_IO, msg);
+
+	/* An index naming a shard that is not there. */
+	mkdir(tpath("missing"), 0755);
+	copy(fixture("qwen2_tied/st_sharded/model.safetensors.index.json"),
+	     tpath("missing/model.safetensors.index.json"));
+	snprintf(msg, sizeof(msg), "%s: names shard 'model-00001-of-00009.safetensors', which is missing",
+		 tpath("missing/model.safetensors.index.json"));
+	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+
+	/* An index whose shard path leaves the folder. */
+	mkdir(tpath("escape"), 0755);
+	const char *esc = "{\"metadata\":{},\"weight_map\":{\"a\":\"../../etc/passwd\"}}";
+	CHECK(write_file(tpath("escape/model.safetensors.index.json"), esc, strlen(esc)) == 0);
+	snprintf(msg, sizeof(msg),
+		 "%s: weight_map names '../../etc/passwd', which is not a file in this folder",
+		 tpath("escape/model.safetensors.index.json"));
+	expect_error(tpath("escape"), WELD_ERR_FORMAT, msg);
+
+	/* An index that lists a tensor its shard does not hold. */
+	mkdir(tpath("liar"), 0755);
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), tpath("liar/model.safetensors"));
+	const char *liar = "{\"weight_map\":{\"model.embed_tokens.weight\":\"model.safetensors\","
+			   "\"lm_head.weight\":\"model.safetensors\"}}";
+	CHECK(write_file(tpath("liar/model.safetensors.index.json"), liar, strlen(liar)) == 0);
+	snprintf(msg, sizeof(msg),
+		 "%s: lists tensor 'lm_head.weight' in 'model.safetensors', but that shard does not hold it",
+		 tpath("liar/model.safetensors.index.json"));
+	expect_error(tpath("liar"), WELD_ERR_MISMATCH, msg);
+
+	/* An index that is not JSON. */
+	mkdir(tpath("garbage"), 0755);
+	CHECK(write_file(tpath("garbage/pytorch_model.bin.index.json"), "{\"weight_map\":", 14) == 0);
+	snprintf(msg, sizeof(msg), "%s: not valid JSON", tpath("garbage/pytorch_model.bin.index.json"));
+	expect_error(tpath("garbage"), WELD_ERR_FORMAT, msg);
+
+	/* A corrupted shard inside a sharded folder: the shard's own error surfaces. */
+	mkdir(tpath("cut"), 0755);
+	copy(fixture("qwen2_tied/st_sharded/model.safetensors.index.json"),
+	     tpath("cut/model.safetensors.index.json"));
+	for (int k = 1; k <= 9; k++) {
+		char name[64];
+		snprintf(name, sizeof(name), "qwen2_tied/st_sharded/model-%05d-of-00009.safetensors", k);
+		char to[64];
+		snprintf(to, sizeof(to), "cut/model-%05d-of-00009.safetensors", k);
+		copy(fixture(name), tpath(to));
+	}
+	CHECK(truncate(tpath("cut/model-00003-of-00009.safetensors"), 1000) == 0);
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK(weld_ckpt_open(&c, tpath("cut"), &err) == WELD_ERR_FORMAT);
+	CHECK(strstr(err.message, "model-00003-of-00009.safetensors: ") != NULL);
+	weld_ckpt_free(c);
+
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+}
+
+static size_t find_name(const weld_ckpt *c, const char *name)
+{
+	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		if (strcmp(ti.name, name) == 0)
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+/*
+ * One real DeepSpeed checkpoint against what DeepSpeed and zero_to_fp32 said
+ * of it (oracle.json, zero_to_fp32.safetensors or module_16bit.safetensors,
+ * all written by make_zero_fixtures.py).
+ */
+static void check_deepspeed_fixture(const char *name)
+{
+	char rel[512], path[4096];
+	size_t n;
+	snprintf(rel, sizeof(rel), "zero/%s/oracle.json", name);
+	char *text = (char *)read_file(fixture(rel), &n);
+	CHECK(text != NULL);
+	cJSON *o = text ? cJSON_ParseWithLength(text, n) : NULL;
+	free(text);
+	if (!o)
+		return;
+	snprintf(path, sizeof(path), "%s", fixture(rel));
+	*strrchr(path, '/') = '\0';
+
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, path, &err), &err);
+	if (!c) {
+		cJSON_Delete(o);
+		return;
+	}
+	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
+	CHECK(weld_ckpt_format(c) == WELD_FORMAT_DEEPSPEED && ds);
+	int stage = cJSON_GetObjectItem(o, "stage")->valueint;
+	if (ds) {
+		CHECK(ds->zero_stage == stage);
+		CHECK(ds->world_size == cJSON_GetObjectItem(o, "world_size")->valueint);
+		CHECK(strcmp(ds->tag, cJSON_GetObjectItem(o, "tag")->valuestring) == 0);
+		CHECK(ds->ds_version && strcmp(ds->ds_version, cJSON_GetObjectItem(o, "ds_version")->valuestring) == 0);
+		CHECK(ds->bf16_optimizer == cJSON_IsTrue(cJSON_GetObjectItem(o, "bf16_optimizer")));
+		size_t in_tag = 0;
+		const cJSON *f;
+		cJSON_ArrayForEach(f, cJSON_GetObjectItem(o, "files"))
+			in_tag += strncmp(f->valuestring, "global_step1/", 13) == 0;
+		CHECK(ds->nfiles == in_tag);
+	}
+
+	/* Names: what zero_to_fp32 returns, or the module's 16-bit weights where it refuses. */
+	const cJSON *z = cJSON_GetObjectItem(o, "zero_to_fp32");
+	const cJSON *m = cJSON_GetObjectItem(o, "module_16bit");
+	const cJSON *ref = cJSON_IsString(cJSON_GetObjectItem(z, "file")) ? z : m;
+	const cJSON *keys = cJSON_GetObjectItem(ref, "keys_in_order");
+	CHECK((size_t)cJSON_GetArraySize(keys) == weld_ckpt_tensor_count(c));
+	const cJSON *k;
+	cJSON_ArrayForEach(k, keys)
+	{
+		if (find_name(c, k->valuestring) == SIZE_MAX) {
+			fprintf(stderr, "%s: weld does not list '%s'\n", name, k->valuestring);
+			test_failures++;
+		}
+	}
+
+	/* Shapes (and at stage 3, dtypes) from the oracle file itself. */
+	snprintf(rel, sizeof(rel), "zero/%s/%s", name, cJSON_GetObjectItem(ref, "file")->valuestring);
+	weld_ckpt *oc = NULL;
+	CHECK_OK(weld_ckpt_open(&oc, fixture(rel), &err), &err);
+	for (size_t i = 0; oc && i < weld_ckpt_tensor_count(oc); i++) {
+		weld_tensor_info want, got;
+		weld_ckpt_tensor(oc, i, &want);
+		size_t j = find_name(c, want.name);
+		if (j == SIZE_MAX)
+			continue;
+		weld_ckpt_tensor(c, j, &got);
+		CHECK(got.ndim == want.ndim && memcmp(got.shape, want.shape, sizeof(uint64_t) * got.ndim) == 0);
+		if (stage == 3)
+			CHECK(got.dtype == want.dtype);
+		/* Stage 0-2 list the module's own 16-bit weights: those equal the oracle's bytes. */
+		if (m && !got.alias_of) {
+			uint8_t *a = malloc(got.nbytes + 1), *b = malloc(want.nbytes + 1);
+			CHECK(got.nbytes == want.nbytes);
+			CHECK_OK(weld_ckpt_read_tensor(c, j, a, got.nbytes, &err), &err);
+			CHECK_OK(weld_ckpt_read_tensor(oc, i, b, want.nbytes, &err), &err);
+			CHECK(memcmp(a, b, got.nbytes) == 0);
+			free(a);
+			free(b);
+		}
+	}
+	weld_ckpt_free(oc);
+	weld_ckpt_free(c);
+	cJSON_Delete(o);
+}
+
+static void check_deepspeed_fixtures(void)
+{
+	DIR *d = opendir(fixture("zero"));
+	struct dirent *e;
+	int seen = 0;
+	CHECK(d != NULL);
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "README.md") == 0)
+			continue;
+		check_deepspeed_fixture(e->d_name);
+		seen++;
+	}
+	if (d)
+		closedir(d);
+	CHECK(seen >= 30);
+}
+
+int main(void)
+{
+	check_qwen_variants();
+	check_deepspeed_fixtures();
+	check_bad_folders();
+	TEST_DONE();
+}
