@@ -1,0 +1,184 @@
+/* weld inspect PATH [--json]: what a checkpoint holds, without reading its tensors. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char inspect_usage[] =
+	"usage: weld inspect PATH [--json]\n"
+	"\n"
+	"Show what a checkpoint file or folder holds: the format detected, each\n"
+	"tensor's name, dtype, shape and source file, and totals. For DeepSpeed\n"
+	"folders also the tag, ZeRO stage, world size and files found. Reads\n"
+	"headers and pickles only, never tensor data.\n"
+	"\n"
+	"  --json    print one JSON object on stdout instead of a table\n"
+	"  --help    this help\n";
+
+/* Path relative to the input when it lies inside it: shorter, and stable in tests. */
+static const char *short_path(const char *file, const char *input)
+{
+	if (strcmp(file, input) == 0) {
+		const char *base = strrchr(file, '/');
+		return base && base[1] ? base + 1 : file;
+	}
+	size_t n = strlen(input);
+	while (n > 1 && input[n - 1] == '/')
+		n--;
+	if (strncmp(file, input, n) == 0 && file[n] == '/')
+		return file + n + 1;
+	return file;
+}
+
+static void shape_str(char *buf, size_t cap, const weld_tensor_info *t)
+{
+	size_t n = (size_t)snprintf(buf, cap, "[");
+	for (size_t d = 0; d < t->ndim && n < cap; d++)
+		n += (size_t)snprintf(buf + n, cap - n, "%s%" PRIu64, d ? ", " : "", t->shape[d]);
+	if (n < cap)
+		snprintf(buf + n, cap - n, "]");
+}
+
+typedef struct totals {
+	uint64_t params, bytes;
+	size_t tensors, aliases;
+} totals;
+
+static totals sum(const weld_ckpt *c)
+{
+	totals t = {0};
+	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		t.tensors++;
+		if (ti.alias_of) {
+			t.aliases++;
+			continue;
+		}
+		t.params += ti.numel;
+		t.bytes += ti.nbytes;
+	}
+	return t;
+}
+
+static int print_json(const weld_ckpt *c, const char *path)
+{
+	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *tensors = cJSON_CreateArray();
+	cJSON_AddStringToObject(o, "path", path);
+	cJSON_AddStringToObject(o, "format", weld_format_name(weld_ckpt_format(c)));
+	for (size_t i = 0; i < weld_ckpt_file_count(c); i++)
+		cJSON_AddItemToArray(files, cJSON_CreateString(short_path(weld_ckpt_file(c, i), path)));
+	cJSON_AddItemToObject(o, "files", files);
+	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+		cJSON_AddStringToObject(t, "name", ti.name);
+		cJSON_AddStringToObject(t, "dtype", weld_dtype_name(ti.dtype));
+		for (size_t d = 0; d < ti.ndim; d++)
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti.shape[d]));
+		cJSON_AddItemToObject(t, "shape", shape);
+		cJSON_AddStringToObject(t, "file", short_path(ti.file, path));
+		cJSON_AddNumberToObject(t, "bytes", (double)ti.nbytes);
+		if (ti.alias_of)
+			cJSON_AddStringToObject(t, "tied_to", ti.alias_of);
+		cJSON_AddItemToArray(tensors, t);
+	}
+	cJSON_AddItemToObject(o, "tensors", tensors);
+	totals tot = sum(c);
+	cJSON_AddNumberToObject(o, "tensor_count", (double)tot.tensors);
+	cJSON_AddNumberToObject(o, "tied_count", (double)tot.aliases);
+	cJSON_AddNumberToObject(o, "parameters", (double)tot.params);
+	cJSON_AddNumberToObject(o, "bytes", (double)tot.bytes);
+	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
+	if (ds) {
+		cJSON *d = cJSON_CreateObject(), *dfiles = cJSON_CreateArray();
+		cJSON_AddStringToObject(d, "tag", ds->tag);
+		cJSON_AddStringToObject(d, "tag_dir", short_path(ds->tag_dir, path));
+		cJSON_AddNumberToObject(d, "zero_stage", ds->zero_stage);
+		cJSON_AddNumberToObject(d, "world_size", ds->world_size);
+		cJSON_AddBoolToObject(d, "bf16_files", ds->bf16_files);
+		cJSON_AddBoolToObject(d, "bf16_optimizer", ds->bf16_optimizer);
+		if (ds->ds_version)
+			cJSON_AddStringToObject(d, "ds_version", ds->ds_version);
+		for (size_t i = 0; i < ds->nfiles; i++)
+			cJSON_AddItemToArray(dfiles, cJSON_CreateString(short_path(ds->files[i], path)));
+		cJSON_AddItemToObject(d, "files", dfiles);
+		cJSON_AddItemToObject(o, "deepspeed", d);
+	}
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!text) {
+		fprintf(stderr, "weld: error: out of memory\n");
+		return EXIT_FAILED;
+	}
+	puts(text);
+	free(text);
+	return EXIT_OK;
+}
+
+static int print_table(const weld_ckpt *c, const char *path)
+{
+	printf("%s: %s, %zu file%s\n", path, weld_format_name(weld_ckpt_format(c)), weld_ckpt_file_count(c),
+	       weld_ckpt_file_count(c) == 1 ? "" : "s");
+	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
+	if (ds) {
+		printf("deepspeed: tag %s, ZeRO stage %d, world size %d%s%s%s%s\n", ds->tag, ds->zero_stage,
+		       ds->world_size, ds->bf16_files ? ", bf16_* optimizer files" : "",
+		       ds->bf16_optimizer ? ", BF16_Optimizer" : "",
+		       ds->ds_version ? ", version " : "", ds->ds_version ? ds->ds_version : "");
+		for (size_t i = 0; i < ds->nfiles; i++)
+			printf("  %s\n", short_path(ds->files[i], path));
+	}
+	size_t wname = 4;
+	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		size_t n = strlen(ti.name);
+		wname = n > wname ? n : wname;
+	}
+	printf("%-*s  %-7s %-18s %s\n", (int)wname, "NAME", "DTYPE", "SHAPE", "FILE");
+	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		char shape[512];
+		weld_ckpt_tensor(c, i, &ti);
+		shape_str(shape, sizeof(shape), &ti);
+		printf("%-*s  %-7s %-18s %s", (int)wname, ti.name, weld_dtype_name(ti.dtype), shape,
+		       short_path(ti.file, path));
+		if (ti.alias_of)
+			printf("  (tied to %s)", ti.alias_of);
+		putchar('\n');
+	}
+	totals tot = sum(c);
+	printf("%zu tensors", tot.tensors);
+	if (tot.aliases)
+		printf(" (%zu tied)", tot.aliases);
+	printf(", %" PRIu64 " parameters, %" PRIu64 " bytes\n", tot.params, tot.bytes);
+	return EXIT_OK;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	bool json = false, help = false;
+	const cli_opt opts[] = {{"json", &json, NULL}, {"help", &help, NULL}, {NULL, NULL, NULL}};
+	const char *pos[1];
+	int npos, rc = cli_parse("inspect", argc, argv, opts, pos, 1, &npos);
+	if (rc)
+		return rc;
+	if (help) {
+		fputs(inspect_usage, stdout);
+		return EXIT_OK;
+	}
+	if (npos != 1)
+		return cli_usage_error("inspect", "expects one PATH");
+	weld_error err = {0};
+	weld_ckpt *c;
+	if (weld_ckpt_open(&c, pos[0], &err))
+		return cli_fail(&err);
+	rc = json ? print_json(c, pos[0]) : print_table(c, pos[0]);
+	weld_ckpt_free(c);
+	return rc;
+}
