@@ -178,6 +178,79 @@ const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *ckpt);
 weld_status weld_ckpt_read_tensor(weld_ckpt *ckpt, size_t i, void *dst, size_t dst_nbytes,
 				  weld_error *err);
 
+
+/* ------------------------------------------------------------------------- */
+/* Conversion: a checkpoint to one servable output folder.                    */
+
+typedef enum weld_out_dtype {
+	WELD_OUT_BF16 = 0, /* the default */
+	WELD_OUT_F16,
+	WELD_OUT_F32,
+	WELD_OUT_KEEP      /* every tensor keeps its dtype; bytes are copied */
+} weld_out_dtype;
+
+typedef enum weld_device {
+	WELD_DEVICE_AUTO = 0, /* CUDA when a device is usable, else the CPU */
+	WELD_DEVICE_CPU,
+	WELD_DEVICE_CUDA
+} weld_device;
+
+typedef enum weld_input_type {
+	WELD_INPUT_AUTO = 0,
+	WELD_INPUT_HF,  /* HF folder or single file; safetensors preferred over .bin */
+	WELD_INPUT_ZERO /* DeepSpeed checkpoint */
+} weld_input_type;
+
+typedef struct weld_progress {
+	uint64_t bytes_done, bytes_total; /* output tensor bytes */
+	uint64_t bytes_read;              /* from the sources so far */
+	double seconds;                   /* since the data started to move */
+} weld_progress;
+
+/* Called from the calling thread a few times a second; nonzero cancels the run. */
+typedef int (*weld_progress_fn)(const weld_progress *progress, void *payload);
+
+typedef struct weld_convert_options {
+	weld_out_dtype dtype;
+	int pytorch_bin;       /* write pytorch_model.bin instead of model.safetensors */
+	weld_device device;
+	weld_input_type type;
+	int threads;           /* CPU worker threads; 0 = all cores */
+	int force;             /* replace existing outputs and stale weight files */
+	size_t chunk_bytes;    /* output bytes per work unit; 0 = 8 MiB */
+	weld_progress_fn progress; /* may be NULL */
+	void *payload;
+} weld_convert_options;
+
+#define WELD_CONVERT_OPTIONS_INIT {WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL}
+
+typedef struct weld_convert_result {
+	size_t tensors;           /* written */
+	size_t tied;              /* aliases written once, under their owner's name */
+	uint64_t bytes_read;      /* from the source files, pickles and headers included */
+	uint64_t bytes_written;   /* size of the weights file */
+	uint64_t fp16_overflows;  /* finite values that became inf in a float16 cast */
+	uint32_t file_crc32;      /* zlib CRC-32 of the weights file */
+	double seconds;
+	int threads;
+	char backend[16];         /* "cpu" or "cuda" */
+	char stripped_prefix[32]; /* "module." etc., empty when none */
+	char notice[256];         /* one line for the user (e.g. why not CUDA), or empty */
+	char output_file[4096];   /* path of the weights file */
+} weld_convert_result;
+
+/*
+ * Convert INPUT (anything weld_ckpt_open reads) into OUTPUT_DIR: one
+ * model.safetensors (or pytorch_model.bin), the side files, and the weld.json
+ * manifest. The weights are written under a temporary name, fsynced and
+ * renamed, so an error or a cancel leaves no output file behind.
+ */
+weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
+			 weld_convert_result *result, weld_error *err);
+
+/* Like weld_ckpt_open, forcing the input type. */
+weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
+
 #ifdef __cplusplus
 }
 #endif

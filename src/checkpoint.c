@@ -463,7 +463,7 @@ done:
 	return s;
 }
 
-static weld_status open_dir(weld_ckpt *c, const char *dir, weld_error *err)
+static weld_status open_dir(weld_ckpt *c, const char *dir, weld_input_type type, weld_error *err)
 {
 	static const char *const candidates[] = {"model.safetensors.index.json", "pytorch_model.bin.index.json",
 						 "model.safetensors", "pytorch_model.bin"};
@@ -476,6 +476,18 @@ static weld_status open_dir(weld_ckpt *c, const char *dir, weld_error *err)
 		free(p);
 	}
 	bool deepspeed = weld__deepspeed_present(dir);
+	if (type == WELD_INPUT_ZERO) {
+		if (!deepspeed)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: not a DeepSpeed checkpoint (no 'latest' and no model states files)",
+					  dir);
+		return weld__deepspeed_open(c, dir, err);
+	}
+	if (type == WELD_INPUT_HF) {
+		/* Asked for HF weights: vLLM's preference, safetensors over .bin. */
+		deepspeed = false;
+		if (has[0] || has[2])
+			has[1] = has[3] = false;
+	}
 	int kinds = (has[0] || has[2]) + (has[1] || has[3]) + deepspeed;
 	if (kinds > 1)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
@@ -503,6 +515,11 @@ static weld_status open_dir(weld_ckpt *c, const char *dir, weld_error *err)
 
 weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err)
 {
+	return weld_ckpt_open_as(out, path, WELD_INPUT_AUTO, err);
+}
+
+weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err)
+{
 	weld_error scratch;
 	if (!err)
 		err = &scratch;
@@ -512,7 +529,9 @@ weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err)
 		return weld__nomem(err);
 	weld_status s;
 	if (weld__is_dir(path))
-		s = open_dir(c, path, err);
+		s = open_dir(c, path, type, err);
+	else if (weld__is_file(path) && type == WELD_INPUT_ZERO)
+		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: a DeepSpeed checkpoint is a folder, not a file", path);
 	else if (weld__is_file(path))
 		s = open_file(c, path, err);
 	else

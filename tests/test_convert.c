@@ -1,0 +1,290 @@
+/*
+ * weld_convert end to end, against files written by torch, transformers and
+ * safetensors: every qwen2_tied input variant must produce exactly the
+ * model.safetensors and config.json that transformers wrote for the bf16
+ * model; the hf_edge fixture (prefix, tied alias, strided views, fp16
+ * overflow) must equal what torch + safetensors produce. Also: identical
+ * bytes for any chunk size and thread count, the manifest's CRCs equal
+ * zlib's, and failures or cancels leave no weights file behind.
+ */
+#include "internal.h"
+#include "test_util.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char tmp[] = "/tmp/weld_test_convert_XXXXXX";
+
+static const char *out_dir(const char *name)
+{
+	static char buf[4][4096];
+	static int slot;
+	char *b = buf[slot++ & 3];
+	snprintf(b, 4096, "%s/%s", tmp, name);
+	return b;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+	size_t na, nb;
+	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+	bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+	if (!same)
+		fprintf(stderr, "  %s (%zu bytes) differs from %s (%zu bytes)\n", a, x ? na : 0, b, y ? nb : 0);
+	free(x);
+	free(y);
+	return same;
+}
+
+static weld_status convert(const char *input, const char *out, weld_out_dtype dtype, int threads, size_t chunk,
+			   weld_convert_result *r, weld_error *err)
+{
+	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
+	o.dtype = dtype;
+	o.threads = threads;
+	o.chunk_bytes = chunk;
+	o.device = WELD_DEVICE_CPU;
+	o.force = 1;
+	return weld_convert(input, out, &o, r, err);
+}
+
+/* Files in DIR whose names contain NEEDLE. */
+static int count_files(const char *dir, const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)))
+		n += strstr(e->d_name, needle) != NULL;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* weld.json's file CRC and size must be zlib's CRC-32 and the size of the weights file. */
+static void check_manifest(const char *dir, const char *weights)
+{
+	char path[4096];
+	size_t n, wn;
+	snprintf(path, sizeof(path), "%s/weld.json", dir);
+	char *text = (char *)read_file(path, &n);
+	snprintf(path, sizeof(path), "%s/%s", dir, weights);
+	uint8_t *data = read_file(path, &wn);
+	CHECK(text && data);
+	if (!text || !data) {
+		free(text);
+		free(data);
+		return;
+	}
+	cJSON *m = cJSON_ParseWithLength(text, n);
+	const cJSON *f = cJSON_GetArrayItem(cJSON_GetObjectItem(m, "files"), 0);
+	CHECK((uint64_t)cJSON_GetObjectItem(f, "size")->valuedouble == wn);
+	CHECK((uint32_t)cJSON_GetObjectItem(f, "crc32")->valuedouble == (uint32_t)crc32(0, data, (uInt)wn));
+	const cJSON *t;
+	size_t checked = 0;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(m, "tensors"))
+	{
+		uint64_t off = (uint64_t)cJSON_GetObjectItem(t, "offset")->valuedouble;
+		uint64_t len = (uint64_t)cJSON_GetObjectItem(t, "bytes")->valuedouble;
+		CHECK(off + len <= wn);
+		if (off + len <= wn)
+			CHECK((uint32_t)cJSON_GetObjectItem(t, "crc32")->valuedouble ==
+			      (uint32_t)crc32(0, data + off, (uInt)len));
+		checked++;
+	}
+	CHECK(checked == (size_t)cJSON_GetObjectItem(f, "tensor_count")->valueint);
+	cJSON_Delete(m);
+	free(text);
+	free(data);
+}
+
+static void check_qwen(void)
+{
+	static const char *const inputs[] = {"qwen2_tied/st_single_fp32", "qwen2_tied/st_sharded", "qwen2_tied/bin_single",
+					     "qwen2_tied/bin_sharded", "qwen2_tied/bin_single/pytorch_model.bin"};
+	char want_model[4096], want_config[4096];
+	snprintf(want_model, sizeof(want_model), "%s", fixture("qwen2_tied/st_single_bf16_reference/model.safetensors"));
+	snprintf(want_config, sizeof(want_config), "%s", fixture("qwen2_tied/st_single_bf16_reference/config.json"));
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		weld_error err = {0};
+		weld_convert_result r;
+		const char *out = out_dir("qwen");
+		fprintf(stderr, "qwen: %s\n", inputs[i]);
+		CHECK_OK(convert(fixture(inputs[i]), out, WELD_OUT_BF16, 2, 0, &r, &err), &err);
+		char got[4096];
+		snprintf(got, sizeof(got), "%s/model.safetensors", out);
+		CHECK(same_file(got, want_model));
+		snprintf(got, sizeof(got), "%s/config.json", out);
+		CHECK(same_file(got, want_config));
+		CHECK(r.tensors == 26 && r.tied == 0);
+		CHECK(count_files(out, "index.json") == 0 && count_files(out, ".bin") == 0);
+		CHECK(count_files(out, "weld-tmp") == 0);
+		check_manifest(out, "model.safetensors");
+	}
+	/* The same plan gives the same bytes for any chunk size and thread count. */
+	static const struct {
+		int threads;
+		size_t chunk;
+	} shapes[] = {{1, 4096}, {3, 4096}, {2, 65536}, {1, 1u << 30}};
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		weld_error err = {0};
+		weld_convert_result r;
+		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), out_dir("shapes"), WELD_OUT_BF16, shapes[i].threads,
+				 shapes[i].chunk, &r, &err),
+			 &err);
+		char got[4096];
+		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("shapes"));
+		CHECK(same_file(got, want_model));
+	}
+	/* float32 and keep from fp32 sources copy the bytes: the fp32 file transformers wrote. */
+	weld_out_dtype same[] = {WELD_OUT_F32, WELD_OUT_KEEP};
+	for (size_t i = 0; i < 2; i++) {
+		weld_error err = {0};
+		weld_convert_result r;
+		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), out_dir("f32"), same[i], 2, 0, &r, &err), &err);
+		char got[4096];
+		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("f32"));
+		CHECK(same_file(got, fixture("qwen2_tied/st_single_fp32/model.safetensors")));
+		snprintf(got, sizeof(got), "%s/config.json", out_dir("f32"));
+		CHECK(same_file(got, fixture("qwen2_tied/st_single_fp32/config.json")));
+	}
+}
+
+static void check_edge(void)
+{
+	static const struct {
+		weld_out_dtype dtype;
+		const char *expected;
+		uint64_t overflows;
+	} cases[] = {{WELD_OUT_BF16, "hf_edge/expected_bf16.safetensors", 0},
+		     {WELD_OUT_F16, "hf_edge/expected_fp16.safetensors", 1}};
+	for (size_t i = 0; i < 2; i++) {
+		weld_error err = {0};
+		weld_convert_result r;
+		CHECK_OK(convert(fixture("hf_edge/wrapped"), out_dir("edge"), cases[i].dtype, 2, 4096, &r, &err), &err);
+		char got[4096];
+		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("edge"));
+		CHECK(same_file(got, fixture(cases[i].expected)));
+		CHECK(strcmp(r.stripped_prefix, "module.") == 0);
+		CHECK(r.tied == 1 && r.tensors == 5);
+		CHECK(r.fp16_overflows == cases[i].overflows);
+		snprintf(got, sizeof(got), "%s/tokenizer_config.json", out_dir("edge"));
+		CHECK(same_file(got, fixture("hf_edge/wrapped/tokenizer_config.json")));
+		check_manifest(out_dir("edge"), "model.safetensors");
+	}
+}
+
+/* --pytorch-bin: a torch zip our reader (and torch.load) opens, with the bf16 reference's tensors. */
+static void check_pytorch_bin(void)
+{
+	weld_error err = {0};
+	weld_convert_result r;
+	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
+	o.pytorch_bin = 1;
+	o.device = WELD_DEVICE_CPU;
+	o.force = 1;
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_sharded"), out_dir("bin"), &o, &r, &err), &err);
+	char got[4096];
+	snprintf(got, sizeof(got), "%s/pytorch_model.bin", out_dir("bin"));
+	weld_ckpt *a = NULL, *b = NULL;
+	CHECK_OK(weld_ckpt_open(&a, got, &err), &err);
+	CHECK_OK(weld_ckpt_open(&b, fixture("qwen2_tied/st_single_bf16_reference"), &err), &err);
+	CHECK(a && b && weld_ckpt_tensor_count(a) == weld_ckpt_tensor_count(b));
+	for (size_t i = 0; a && b && i < weld_ckpt_tensor_count(a); i++) {
+		weld_tensor_info ta, tb = {0};
+		weld_ckpt_tensor(a, i, &ta);
+		size_t j = 0;
+		for (; j < weld_ckpt_tensor_count(b); j++) {
+			weld_ckpt_tensor(b, j, &tb);
+			if (strcmp(ta.name, tb.name) == 0)
+				break;
+		}
+		CHECK(j < weld_ckpt_tensor_count(b) && ta.dtype == tb.dtype && ta.nbytes == tb.nbytes);
+		uint8_t *x = malloc(ta.nbytes + 1), *y = malloc(tb.nbytes + 1);
+		CHECK_OK(weld_ckpt_read_tensor(a, i, x, ta.nbytes, &err), &err);
+		CHECK_OK(weld_ckpt_read_tensor(b, j, y, tb.nbytes, &err), &err);
+		CHECK(memcmp(x, y, ta.nbytes) == 0);
+		free(x);
+		free(y);
+	}
+	weld_ckpt_free(a);
+	weld_ckpt_free(b);
+	check_manifest(out_dir("bin"), "pytorch_model.bin");
+}
+
+static int cancel_now(const weld_progress *p, void *payload)
+{
+	(void)p;
+	(*(int *)payload)++;
+	return 1;
+}
+
+static void check_failures(void)
+{
+	char msg[8192], path[4096];
+	weld_error err = {0};
+	weld_convert_result r;
+
+	/* A flipped byte in a tensor record: CRC error, no weights file, no temp file. */
+	mkdir(out_dir("corrupt-in"), 0755);
+	size_t n;
+	uint8_t *data = read_file(fixture("qwen2_tied/bin_single/pytorch_model.bin"), &n);
+	CHECK(data != NULL);
+	/* The middle of the file is tensor data: the embedding is most of it. */
+	data[n / 2] ^= 0x40;
+	snprintf(path, sizeof(path), "%s/pytorch_model.bin", out_dir("corrupt-in"));
+	CHECK(write_file(path, data, n) == 0);
+	free(data);
+	weld_status s = convert(out_dir("corrupt-in"), out_dir("corrupt-out"), WELD_OUT_BF16, 2, 4096, &r, &err);
+	CHECK(s == WELD_ERR_CHECKSUM);
+	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record", path);
+	CHECK(strncmp(err.message, msg, strlen(msg)) == 0);
+	CHECK(count_files(out_dir("corrupt-out"), "model.safetensors") == 0);
+	CHECK(count_files(out_dir("corrupt-out"), "weld-tmp") == 0);
+
+	/* A cancel from the progress callback: no weights file, no temp file. */
+	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
+	int calls = 0;
+	o.device = WELD_DEVICE_CPU;
+	o.progress = cancel_now;
+	o.payload = &calls;
+	s = weld_convert(fixture("qwen2_tied/st_sharded"), out_dir("cancel"), &o, &r, &err);
+	CHECK(s == WELD_ERR_CANCELLED && calls >= 1);
+	CHECK(count_files(out_dir("cancel"), "model.safetensors") == 0);
+	CHECK(count_files(out_dir("cancel"), "weld-tmp") == 0);
+
+	/* An existing output needs --force; with it, stale shards go too. */
+	o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
+	o.device = WELD_DEVICE_CPU;
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err), &err);
+	s = weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err);
+	snprintf(msg, sizeof(msg), "%s: already holds model.safetensors; use --force to replace it", out_dir("exists"));
+	CHECK_ERR(s, WELD_ERR_INVALID_ARG, &err, msg);
+	snprintf(path, sizeof(path), "%s/model-00001-of-00002.safetensors", out_dir("exists"));
+	CHECK(write_file(path, "stale", 5) == 0);
+	o.force = 1;
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err), &err);
+	CHECK(count_files(out_dir("exists"), "model-00001") == 0);
+
+	/* Converting into the input's own folder is refused before anything is touched. */
+	s = weld_convert(fixture("qwen2_tied/st_sharded"), fixture("qwen2_tied/st_sharded"), &o, &r, &err);
+	snprintf(msg, sizeof(msg), "%s: the output folder is the input's folder; choose another --output",
+		 fixture("qwen2_tied/st_sharded"));
+	CHECK_ERR(s, WELD_ERR_INVALID_ARG, &err, msg);
+}
+
+int main(void)
+{
+	CHECK(mkdtemp(tmp) != NULL);
+	check_qwen();
+	check_edge();
+	check_pytorch_bin();
+	check_failures();
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+	TEST_DONE();
+}
