@@ -83,6 +83,58 @@ expect 1 "$weld" inspect "$out/cut.bin"
 has stderr "weld: error: $out/cut.bin: "
 lines stderr 1
 
+# weld convert: the main job.
+expect 0 "$weld" convert --help
+has stdout "usage: weld convert --input PATH --output DIR"
+expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded"
+has stderr "weld: convert: needs --input PATH and --output DIR"
+expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --dtype int4
+has stderr "weld: convert: --dtype must be bfloat16, float16, float32 or keep, not 'int4'"
+expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
+has stdout "weld: 26 tensors -> $out/c/model.safetensors: read "
+lines stdout 1
+cmp -s "$out/c/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
+	{ echo "FAIL: convert output differs from transformers' bf16 model"; fails=$((fails + 1)); }
+expect 1 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
+has stderr "weld: error: $out/c: already holds model.safetensors; use --force to replace it"
+expect 0 "$weld" convert --input "$fx/qwen2_tied/bin_sharded" --output "$out/c" --device cpu --force --json --threads 1
+lines stdout 1
+has stdout '"tensors":26'
+has stdout '"backend":"cpu"'
+SLURM_CPUS_PER_TASK=3 expect 0 "$weld" convert --input "$fx/qwen2_tied/bin_single" --output "$out/c" --force --device cpu
+has stdout "3 threads"
+expect 0 "$weld" convert --input "$fx/hf_edge/wrapped" --output "$out/e" --pytorch-bin --quiet --device cpu
+lines stdout 0
+[ -f "$out/e/pytorch_model.bin" ] && [ ! -e "$out/e/model.safetensors" ] ||
+	{ echo "FAIL: --pytorch-bin wrote the wrong file"; fails=$((fails + 1)); }
+if ! "$weld" --version | grep -q "[1-9] device"; then
+	expect 3 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/g" --device cuda
+	has stderr "weld: error: --device cuda: no usable CUDA device: "
+fi
+
+# A signal mid-run: exit 143, and neither the weights nor a temporary file left behind.
+# The input is a 256 MiB safetensors file of zeros (sparse), converted in 4 KiB chunks.
+json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[67108864],"data_offsets":[0,268435456]}}'
+while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
+mkdir -p "$out/big"
+printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$out/big/model.safetensors"
+truncate -s $((8 + ${#json} + 268435456)) "$out/big/model.safetensors"
+"$weld" convert --input "$out/big" --output "$out/sig" --threads 1 --chunk-bytes 4096 --device cpu >"$out/stdout" 2>"$out/stderr" &
+pid=$!
+sleep 0.3
+kill -TERM $pid
+wait $pid
+rc=$?
+if [ $rc -ne 143 ]; then
+	echo "FAIL: SIGTERM gave exit $rc, expected 143"
+	fails=$((fails + 1))
+fi
+has stderr "weld: interrupted by SIGTERM; no output file was left behind"
+if ls -A "$out/sig" 2>/dev/null | grep -q .; then
+	echo "FAIL: the interrupted run left files: $(ls -A "$out/sig")"
+	fails=$((fails + 1))
+fi
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails CLI check(s) failed"
 	exit 1

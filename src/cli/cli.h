@@ -43,5 +43,6 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, const
 	      int *npos);
 
 int cmd_inspect(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

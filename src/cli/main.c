@@ -14,6 +14,8 @@ static const char usage[] =
 	"Weld a training checkpoint into one servable model.safetensors.\n"
 	"\n"
 	"commands:\n"
+	"  convert --input PATH --output DIR [options]\n"
+	"                          weld a checkpoint into one servable model folder\n"
 	"  inspect PATH [--json]   show the format and tensors of a checkpoint file or folder\n"
 	"\n"
 	"options:\n"
@@ -113,6 +115,8 @@ int main(int argc, char **argv)
 		return print_version();
 	if (strcmp(cmd, "inspect") == 0)
 		return cmd_inspect(argc - 1, argv + 1);
+	if (strcmp(cmd, "convert") == 0)
+		return cmd_convert(argc - 1, argv + 1);
 	if (cmd[0] == '-')
 		return cli_usage_error(NULL, "unknown option '%s'", cmd);
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);
