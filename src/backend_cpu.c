@@ -1,12 +1,11 @@
 /*
  * The CPU backend: the reference every other backend must match byte for
- * byte. Casts through src/cast.h; CRCs with zlib.
+ * byte. Casts through src/cast.h; CRCs are zlib-compatible.
  */
 #include "backend.h"
 #include "cast.h"
 
 #include <string.h>
-#include <zlib.h>
 
 /* Widen any float source element to fp32 bits (exact except from f64). */
 static uint32_t load_f32(const uint8_t *p, weld_dtype d)
@@ -106,14 +105,7 @@ static weld_status cpu_convert(weld_backend *b, weld_job *job, weld_error *err)
 	}
 	for (size_t i = 0; i < job->nspans; i++) {
 		weld_span *sp = &job->spans[i];
-		uLong crc = crc32(0L, Z_NULL, 0);
-		/* zlib takes uInt lengths: feed large spans in pieces. */
-		for (size_t off = 0; off < sp->len;) {
-			size_t n = sp->len - off > (1u << 30) ? (1u << 30) : sp->len - off;
-			crc = crc32(crc, job->out + sp->out_off + off, (uInt)n);
-			off += n;
-		}
-		sp->crc = (uint32_t)crc;
+		sp->crc = weld__crc32(0, job->out + sp->out_off, sp->len);
 	}
 	job->fp16_overflows += overflows;
 	return WELD_OK;

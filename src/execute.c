@@ -203,7 +203,7 @@ static weld_status run_chunk(exec_state *st, const chunk *c, uint8_t *staging, u
 		if (r)
 			return r;
 		if (s->record != WELD_NO_RECORD)
-			s->src_crc = (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), staging + s->staging_off, n);
+			s->src_crc = weld__crc32(0, staging + s->staging_off, n);
 		read += n;
 	}
 	atomic_fetch_add(&st->bytes_read, read);

@@ -74,6 +74,9 @@ void weld_file_close(weld_file *f);
  */
 weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, weld_error *err);
 
+/* zlib-compatible CRC-32 of LEN bytes, continuing from CRC (start from 0). */
+uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);
+
 /* ------------------------------------------------------------------------- */
 /* A set of pointers, for walking object graphs that share nodes. */
 

@@ -10,7 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define SIG_LOCAL 0x04034B50u
 #define SIG_CENTRAL 0x02014B50u
@@ -552,19 +551,19 @@ weld_status weld_zip_read(weld_zip *z, const weld_zip_entry *entry, void *buf, w
 				  z->f->path, e->record);
 	uint8_t *p = buf;
 	size_t size = (size_t)e->size;
-	uLong crc = crc32(0L, Z_NULL, 0);
+	uint32_t crc = 0;
 	for (size_t done = 0; done < size;) {
 		size_t n = size - done < READ_CHUNK ? size - done : READ_CHUNK;
 		s = weld_file_pread(z->f, p + done, n, e->data_offset + done, err);
 		if (s)
 			return s;
-		crc = crc32(crc, p + done, (uInt)n);
+		crc = weld__crc32(crc, p + done, n);
 		done += n;
 	}
 	/* torch can be told not to compute CRCs; it then stores 0. */
 	if (e->crc32 == 0 && size > 0)
 		return WELD_OK;
-	if ((uint32_t)crc != e->crc32)
+	if (crc != e->crc32)
 		return weld__fail(err, WELD_ERR_CHECKSUM,
 				  "%s: CRC-32 mismatch in record '%s' (stored 0x%08x, computed 0x%08x)",
 				  z->f->path, e->record, (unsigned)e->crc32, (unsigned)(uint32_t)crc);
