@@ -557,6 +557,7 @@ void weld_ckpt_free(weld_ckpt *c)
 		weld_file_close(c->src[i].file);
 	}
 	free(c->src);
+	free(c->zf);
 	weld__deepspeed_clear(&c->ds);
 	free(c);
 }
@@ -646,8 +647,8 @@ weld_status weld_ckpt_read_tensor(weld_ckpt *c, size_t i, void *dst, size_t dst_
 		return WELD_OK;
 	if (so->is_st)
 		return weld_file_pread(so->file, dst, dst_nbytes, t->st_offset, err);
-	if (!t->view)
-		return weld__deepspeed_read(c, t, dst, err);
+	if (t->zero)
+		return weld__zero_read(c, t, dst, err);
 	weld_torch_storage range;
 	weld_status s = weld_torch_storage_range(so->torch, t->view->tensor.storage, &range, err);
 	if (s)

@@ -15,6 +15,12 @@ typedef struct ckpt_source {
 	bool is_st;
 } ckpt_source;
 
+/* COUNT elements of a ZeRO partition at file OFFSET, landing at DST_ELEM of a tensor. */
+typedef struct ckpt_zfrag {
+	uint32_t src;
+	uint64_t offset, count, dst_elem;
+} ckpt_zfrag;
+
 typedef struct ckpt_tensor {
 	char *name;
 	weld_dtype dtype;
@@ -26,6 +32,8 @@ typedef struct ckpt_tensor {
 	uint64_t st_offset;  /* safetensors: file offset of the data */
 	bool contiguous;
 	const char *alias_of;
+	bool zero;               /* gathered from ZeRO partitions: zf_first.. */
+	size_t zf_first, zf_count;
 } ckpt_tensor;
 
 typedef struct ckpt_deepspeed {
@@ -42,6 +50,8 @@ struct weld_ckpt {
 	ckpt_tensor *t;
 	size_t nt, cap;
 	ckpt_deepspeed ds;
+	ckpt_zfrag *zf;
+	size_t nzf, zfcap;
 };
 
 /* Helpers shared by the formats. */
@@ -61,10 +71,23 @@ weld_status weld__ckpt_add_torch_tensor(weld_ckpt *c, size_t src, const char *na
 /* Every tensor under ROOT's dicts/lists, named as state-dict keys. */
 weld_status weld__ckpt_add_torch_tree(weld_ckpt *c, size_t src, const weld_py *root, weld_error *err);
 
-/* deepspeed.c */
+/* deepspeed.c: finding the tag folder and its files */
 bool weld__deepspeed_present(const char *dir);
 weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err);
-weld_status weld__deepspeed_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err);
 void weld__deepspeed_clear(ckpt_deepspeed *ds);
+/* A torch file of the checkpoint, opened once as a source; *ROOT its object tree. */
+weld_status weld__ckpt_open_torch(weld_ckpt *c, const char *path, size_t *src, const weld_py **root,
+				  weld_error *err);
+
+/* zero.c: the tensors zero_to_fp32 would rebuild, as fragments of the partitions */
+typedef struct zero_layout {
+	int stage;             /* 0..3 */
+	int world;             /* data-parallel world size from the file names */
+	size_t states_src;     /* rank 0's model states */
+	char **optim_paths;    /* by rank; NULL entries for none */
+	char **model_paths;    /* stage 3: by rank */
+} zero_layout;
+weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err);
+weld_status weld__zero_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err);
 
 #endif /* WELD_CHECKPOINT_H */

@@ -167,136 +167,6 @@ static int int_of(const weld_py *v)
 											       : -1;
 }
 
-/* A tensor's shape from a torch.Size (or tuple) of ints; false when malformed. */
-static bool set_shape(ckpt_tensor *t, const weld_py *size)
-{
-	if ((size->kind != WELD_PY_SIZE && size->kind != WELD_PY_TUPLE) || size->seq.n > WELD_MAX_DIMS)
-		return false;
-	t->ndim = size->seq.n;
-	for (size_t j = 0; j < size->seq.n; j++) {
-		const weld_py *dim = size->seq.items[j];
-		if (dim->kind != WELD_PY_INT || dim->i.big || dim->i.v < 0)
-			return false;
-		t->shape[j] = (uint64_t)dim->i.v;
-	}
-	return true;
-}
-
-/* List ZeRO-3 parameters from param_shapes (fp32 masters in the optimizer files). */
-static weld_status add_param_shapes(weld_ckpt *c, size_t src, const weld_py *groups, weld_error *err)
-{
-	const char *path = c->src[src].path;
-	if (!groups || groups->kind != WELD_PY_LIST)
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes is missing or not a list", path);
-	for (size_t g = 0; g < groups->seq.n; g++) {
-		const weld_py *d = groups->seq.items[g];
-		if (d->kind != WELD_PY_DICT)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes[%zu] is not a dict", path, g);
-		for (size_t i = 0; i < d->dict.n; i++) {
-			const weld_py *k = d->dict.keys[i], *v = d->dict.vals[i];
-			if (k->kind != WELD_PY_STR)
-				return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes[%zu] entry %zu is malformed",
-						  path, g, i);
-			ckpt_tensor *t = weld__ckpt_new_tensor(c, k->str.s, err);
-			if (!t)
-				return err->status;
-			t->src = src;
-			t->dtype = WELD_DTYPE_F32;
-			if (!set_shape(t, v))
-				return weld__fail(err, WELD_ERR_FORMAT, "%s: param '%s' has a bad shape", path,
-						  k->str.s);
-			weld_status s = weld__ckpt_set_sizes(t, path, err);
-			if (s)
-				return s;
-		}
-	}
-	return WELD_OK;
-}
-
-/*
- * ZeRO-3 frozen parameters are not in the optimizer: frozen_param_shapes
- * names them, and each rank's frozen_param_fragments holds a 16-bit slice.
- */
-static weld_status add_frozen(weld_ckpt *c, size_t src, const weld_py *states, weld_error *err)
-{
-	const char *path = c->src[src].path;
-	const weld_py *shapes = weld_py_dict_get(states, "frozen_param_shapes");
-	const weld_py *frags = weld_py_dict_get(states, "frozen_param_fragments");
-	if (!shapes || shapes->kind == WELD_PY_NONE)
-		return WELD_OK;
-	if (shapes->kind != WELD_PY_DICT)
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes is not a dict", path);
-	for (size_t i = 0; i < shapes->dict.n; i++) {
-		const weld_py *k = shapes->dict.keys[i];
-		if (k->kind != WELD_PY_STR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes key %zu is not a string",
-					  path, i);
-		const weld_py *frag = weld_py_dict_get(frags, k->str.s);
-		ckpt_tensor *t = weld__ckpt_new_tensor(c, k->str.s, err);
-		if (!t)
-			return err->status;
-		t->src = src;
-		t->dtype = frag && frag->kind == WELD_PY_TENSOR ? frag->tensor.dtype : WELD_DTYPE_F32;
-		if (!set_shape(t, shapes->dict.vals[i]))
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen param '%s' has a bad shape", path,
-					  k->str.s);
-		weld_status s = weld__ckpt_set_sizes(t, path, err);
-		if (s)
-			return s;
-	}
-	return WELD_OK;
-}
-
-/* shared_params maps a tied name to the parameter that holds its data. */
-static weld_status add_shared(weld_ckpt *c, size_t src, const weld_py *shared, weld_error *err)
-{
-	const char *path = c->src[src].path;
-	if (!shared || shared->kind != WELD_PY_DICT)
-		return WELD_OK;
-	for (size_t i = 0; i < shared->dict.n; i++) {
-		const weld_py *k = shared->dict.keys[i], *v = shared->dict.vals[i];
-		if (k->kind != WELD_PY_STR || v->kind != WELD_PY_STR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: shared_params entry %zu is not a pair of names",
-					  path, i);
-		size_t owner = 0;
-		while (owner < c->nt && strcmp(c->t[owner].name, v->str.s) != 0)
-			owner++;
-		if (owner == c->nt)
-			return weld__fail(err, WELD_ERR_MISMATCH,
-					  "%s: shared_params ties '%s' to '%s', which is not a parameter", path,
-					  k->str.s, v->str.s);
-		ckpt_tensor *t = weld__ckpt_new_tensor(c, k->str.s, err);
-		if (!t)
-			return err->status;
-		ckpt_tensor *o = &c->t[owner]; /* after the append: the array may have moved */
-		char *name = t->name;
-		*t = *o;
-		t->name = name;
-		t->alias_of = o->name;
-	}
-	return WELD_OK;
-}
-
-/* Buffers (buffer_names) are kept whole in the model states' module dict. */
-static weld_status add_buffers(weld_ckpt *c, size_t src, const weld_py *states, weld_error *err)
-{
-	const weld_py *names = weld_py_dict_get(states, "buffer_names");
-	const weld_py *module = weld_py_dict_get(states, "module");
-	if (!names || names->kind != WELD_PY_LIST)
-		return WELD_OK;
-	for (size_t i = 0; i < names->seq.n; i++) {
-		const weld_py *n = names->seq.items[i];
-		const weld_py *v = n->kind == WELD_PY_STR ? weld_py_dict_get(module, n->str.s) : NULL;
-		if (!v || v->kind != WELD_PY_TENSOR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: buffer %zu is not in the module state",
-					  c->src[src].path, i);
-		weld_status s = weld__ckpt_add_torch_tensor(c, src, n->str.s, v, err);
-		if (s)
-			return s;
-	}
-	return WELD_OK;
-}
-
 weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 {
 	ckpt_deepspeed *ds = &c->ds;
@@ -343,15 +213,28 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 				  "%s: holds both bf16_zero_pp_rank_* and zero_pp_rank_* optimizer files",
 				  ds->tag_dir);
 	unsigned nopt = noptim + nbf16;
-	int world = nzero3 ? (int)nzero3 : (int)nopt;
-	if (nopt && max_rank + 1 != nopt)
-		return weld__fail(err, WELD_ERR_MISMATCH,
-				  "%s: optimizer files for %u ranks, but ranks go up to %u (a rank file is missing)",
-				  ds->tag_dir, nopt, max_rank);
-	if (nzero3 && nopt && nzero3 != nopt)
-		return weld__fail(err, WELD_ERR_MISMATCH, "%s: %u model states files but %u optimizer files",
-				  ds->tag_dir, nzero3, nopt);
-
+	if (max_rank > 65535)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: rank %u is beyond the 65536 ranks weld handles",
+				  ds->tag_dir, max_rank);
+	int world = (nopt || nzero3) ? (int)max_rank + 1 : 0;
+	/* Every rank 0..world-1 needs its files; name the first one missing. */
+	for (int r = 0; r < world; r++) {
+		char want[2][128];
+		int nwant = 0;
+		if (nopt)
+			snprintf(want[nwant++], sizeof(want[0]), "%szero_pp_rank_%d_mp_rank_00_optim_states.pt",
+				 nbf16 ? "bf16_" : "", r);
+		if (nzero3)
+			snprintf(want[nwant++], sizeof(want[0]), "zero_pp_rank_%d_mp_rank_00_model_states.pt", r);
+		for (int k = 0; k < nwant; k++) {
+			char *p = weld__path_join(ds->tag_dir, want[k]);
+			bool there = p && weld__is_file(p);
+			free(p);
+			if (!there)
+				return weld__fail(err, WELD_ERR_MISMATCH, "%s: missing %s (rank %d of %d)", ds->tag_dir,
+						  want[k], r, world);
+		}
+	}
 	/* Rank 0's model states says what the run was. */
 	char name[128];
 	snprintf(name, sizeof(name), nzero3 ? "zero_pp_rank_0_mp_rank_00_model_states.pt"
@@ -426,21 +309,35 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 		.files = (const char *const *)ds->files,
 	};
 	c->format = WELD_FORMAT_DEEPSPEED;
-	/* Stage 0-2 keep full 16-bit weights in 'module'; stage 3 only placeholders. */
-	if (stage != 3) {
-		const weld_py *module = weld_py_dict_get(states, "module");
-		return weld__ckpt_add_torch_tree(c, src, module, err);
+	if (stage < 0 || stage > 3)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: unknown ZeRO stage", ds->tag_dir);
+	if (stage > 0 && !nopt)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: ZeRO stage %d but no optimizer states files",
+				  ds->tag_dir, stage);
+	zero_layout z = {.stage = stage, .world = world, .states_src = src};
+	z.optim_paths = weld__calloc((size_t)(world > 0 ? world : 1), sizeof(char *));
+	z.model_paths = weld__calloc((size_t)(world > 0 ? world : 1), sizeof(char *));
+	if (!z.optim_paths || !z.model_paths) {
+		free(z.optim_paths);
+		free(z.model_paths);
+		return weld__nomem(err);
 	}
-	if ((s = add_buffers(c, src, states, err)) ||
-	    (s = add_param_shapes(c, src, weld_py_dict_get(states, "param_shapes"), err)) ||
-	    (s = add_frozen(c, src, states, err)))
-		return s;
-	return add_shared(c, src, weld_py_dict_get(states, "shared_params"), err);
-}
-
-weld_status weld__deepspeed_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err)
-{
-	return weld__fail(err, WELD_ERR_UNSUPPORTED,
-			  "%s: '%s' lives in ZeRO-3 optimizer partitions, which this reader does not gather",
-			  c->ds.tag_dir, t->name);
+	for (size_t i = 0; i < ds->nfiles; i++) {
+		unsigned rank, mp;
+		const char *base = strrchr(ds->files[i], '/') + 1;
+		enum ds_file_kind k = classify(base, &rank, &mp);
+		if ((k == DS_OPTIM || k == DS_BF16_OPTIM) && (int)rank < world)
+			z.optim_paths[rank] = ds->files[i];
+		if (k == DS_ZERO3_MODEL && (int)rank < world)
+			z.model_paths[rank] = ds->files[i];
+	}
+	for (int r = 0; stage == 3 && r < world && !s; r++)
+		if (!z.model_paths[r])
+			s = weld__fail(err, WELD_ERR_MISMATCH, "%s: missing the model states file of rank %d",
+				       ds->tag_dir, r);
+	if (!s)
+		s = weld__zero_build(c, &z, err);
+	free(z.optim_paths);
+	free(z.model_paths);
+	return s;
 }

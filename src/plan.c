@@ -224,12 +224,6 @@ weld_status weld_plan_build(weld_plan **out, weld_ckpt *c, const weld_plan_optio
 		weld_plan_free(p);
 		return weld__nomem(err);
 	}
-	if (c->format == WELD_FORMAT_DEEPSPEED) {
-		weld_plan_free(p);
-		return weld__fail(err, WELD_ERR_UNSUPPORTED,
-				  "%s: converting DeepSpeed checkpoints needs the ZeRO planner, which this version lacks",
-				  c->ds.tag_dir);
-	}
 	p->nfiles = c->nsrc;
 	for (size_t i = 0; i < c->nsrc; i++)
 		p->files[i] = c->src[i].file;
@@ -277,16 +271,23 @@ weld_status weld_plan_build(weld_plan **out, weld_ckpt *c, const weld_plan_optio
 			}
 			*f = (weld_frag){.src_offset = t->st_offset, .count = t->numel, .dst_elem = 0,
 					 .src = (uint32_t)t->src, .record = WELD_NO_RECORD, .src_dtype = t->dtype};
-		} else if (t->view) {
-			uint32_t whole;
+		} else if (!t->zero) {
+			uint32_t whole = 0;
 			size_t first = p->nf;
 			s = torch_frags(p, c, t, &whole, err);
 			if (!s && whole && p->nf == first + 1)
 				s = add_record(p, c, t, first, err);
 		} else {
-			s = weld__fail(err, WELD_ERR_UNSUPPORTED,
-				       "%s: '%s' lives in ZeRO-3 optimizer partitions, which this version does not gather",
-				       c->ds.tag_dir ? c->ds.tag_dir : c->src[t->src].path, t->name);
+			/* ZeRO: the runs of the master partitions zero.c found. */
+			for (size_t k = 0; k < t->zf_count && !s; k++) {
+				const ckpt_zfrag *z = &c->zf[t->zf_first + k];
+				weld_frag *f = new_frag(p, err);
+				if (!f)
+					s = WELD_ERR_NOMEM;
+				else
+					*f = (weld_frag){.src_offset = z->offset, .count = z->count, .dst_elem = z->dst_elem,
+							 .src = z->src, .record = WELD_NO_RECORD, .src_dtype = t->dtype};
+			}
 		}
 		o->frag_count = p->nf - o->frag_first;
 	}

@@ -1,0 +1,300 @@
+/*
+ * DeepSpeed ZeRO checkpoints through weld_convert, against what DeepSpeed
+ * itself wrote (tests/fixtures/zero, made by make_zero_fixtures.py):
+ *  - --dtype keep gives exactly zero_to_fp32's safetensors file, byte for byte;
+ *  - --dtype bfloat16 gives exactly zero_to_fp32's state dict cast (the HF
+ *    path's cast is checked against torch in test_convert and test_cast);
+ *  - where zero_to_fp32 refuses (BF16_Optimizer, stage 0) and at stage 1/2,
+ *    the bf16 output equals the 16-bit module weights DeepSpeed stored;
+ *  - only the master partitions and the pickles are read, never the moments;
+ *  - broken folders get their exact errors.
+ */
+#include "internal.h"
+#include "test_util.h"
+#include "zip.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmp[] = "/tmp/weld_test_zero_XXXXXX";
+
+static const char *tpath(const char *rel)
+{
+	static char buf[4][4096];
+	static int slot;
+	char *b = buf[slot++ & 3];
+	snprintf(b, 4096, "%s/%s", tmp, rel);
+	return b;
+}
+
+static weld_status convert(const char *in, const char *out, weld_out_dtype dtype, weld_convert_result *r,
+			   weld_error *err)
+{
+	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
+	o.dtype = dtype;
+	o.device = WELD_DEVICE_CPU;
+	o.force = 1;
+	o.chunk_bytes = 4096; /* many chunks even on tiny fixtures */
+	return weld_convert(in, out, &o, r, err);
+}
+
+static bool same_file(const char *a, const char *b)
+{
+	size_t na, nb;
+	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+	bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+	free(x);
+	free(y);
+	return same;
+}
+
+/* Each tensor of GOT_PATH equals WANT_PATH's PREFIX+NAME (of the same dtype only, if asked). */
+static size_t same_tensors(const char *got_path, const char *want_path, const char *prefix, bool same_dtype_only)
+{
+	weld_error err = {0};
+	weld_ckpt *g = NULL, *w = NULL;
+	size_t matched = 0;
+	CHECK_OK(weld_ckpt_open(&g, got_path, &err), &err);
+	CHECK_OK(weld_ckpt_open(&w, want_path, &err), &err);
+	for (size_t i = 0; g && w && i < weld_ckpt_tensor_count(g); i++) {
+		weld_tensor_info a, b;
+		weld_ckpt_tensor(g, i, &a);
+		char name[512];
+		snprintf(name, sizeof(name), "%s%s", prefix, a.name);
+		size_t j = 0;
+		for (; j < weld_ckpt_tensor_count(w); j++) {
+			weld_ckpt_tensor(w, j, &b);
+			if (strcmp(b.name, name) == 0)
+				break;
+		}
+		if (j == weld_ckpt_tensor_count(w) || (same_dtype_only && a.dtype != b.dtype))
+			continue;
+		CHECK(a.dtype == b.dtype && a.nbytes == b.nbytes);
+		uint8_t *x = malloc(a.nbytes + 1), *y = malloc(b.nbytes + 1);
+		if (a.nbytes == b.nbytes) {
+			CHECK_OK(weld_ckpt_read_tensor(g, i, x, a.nbytes, &err), &err);
+			CHECK_OK(weld_ckpt_read_tensor(w, j, y, b.nbytes, &err), &err);
+			if (memcmp(x, y, a.nbytes) != 0) {
+				fprintf(stderr, "%s: '%s' differs from %s\n", got_path, a.name, want_path);
+				test_failures++;
+			}
+		}
+		free(x);
+		free(y);
+		matched++;
+	}
+	weld_ckpt_free(g);
+	weld_ckpt_free(w);
+	return matched;
+}
+
+/* Bytes weld may read: the fp32 master tensors of every optimizer file plus every file's data.pkl. */
+static uint64_t master_and_pickle_bytes(const char *tag_dir)
+{
+	DIR *d = opendir(tag_dir);
+	struct dirent *e;
+	uint64_t total = 0;
+	while (d && (e = readdir(d))) {
+		if (!strstr(e->d_name, "_states.pt"))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", tag_dir, e->d_name);
+		weld_error err = {0};
+		weld_file *f = NULL;
+		weld_zip *z = NULL;
+		const weld_zip_entry *pkl;
+		CHECK_OK(weld_file_open(&f, path, &err), &err);
+		CHECK_OK(weld_zip_open(&z, f, &err), &err);
+		if (z && weld_zip_find(z, "data.pkl", &pkl, &err) == WELD_OK)
+			total += pkl->size;
+		weld_zip_close(z);
+		weld_file_close(f);
+		/* The masters, as the optimizer file lists them. */
+		weld_ckpt *c = NULL;
+		if (strstr(e->d_name, "optim_states") && weld_ckpt_open(&c, path, &err) == WELD_OK) {
+			for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
+				weld_tensor_info ti;
+				weld_ckpt_tensor(c, i, &ti);
+				if (strstr(ti.name, "single_partition_of_fp32_groups.") || strstr(ti.name, "fp32_flat_groups."))
+					total += ti.nbytes;
+			}
+		}
+		weld_ckpt_free(c);
+	}
+	if (d)
+		closedir(d);
+	return total;
+}
+
+static void check_fixture(const char *name)
+{
+	char dir[4096], rel[512];
+	snprintf(rel, sizeof(rel), "zero/%s", name);
+	snprintf(dir, sizeof(dir), "%s", fixture(rel));
+	snprintf(rel, sizeof(rel), "zero/%s/oracle.json", name);
+	size_t n;
+	char *text = (char *)read_file(fixture(rel), &n);
+	cJSON *o = text ? cJSON_ParseWithLength(text, n) : NULL;
+	free(text);
+	CHECK(o != NULL);
+	if (!o)
+		return;
+	int stage = cJSON_GetObjectItem(o, "stage")->valueint;
+	bool bf16 = strcmp(cJSON_GetObjectItem(o, "dtype")->valuestring, "bf16") == 0;
+	bool has_z2f = cJSON_IsString(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "zero_to_fp32"), "file"));
+	weld_error err = {0};
+	weld_convert_result r;
+	char got[4096], want[4096], out_keep[4096], out_bf16[4096];
+	snprintf(out_keep, sizeof(out_keep), "%s", tpath("keep"));
+	snprintf(out_bf16, sizeof(out_bf16), "%s", tpath("bf16"));
+
+	CHECK_OK(convert(dir, out_keep, WELD_OUT_KEEP, &r, &err), &err);
+	snprintf(got, sizeof(got), "%s/model.safetensors", out_keep);
+	if (has_z2f) {
+		snprintf(want, sizeof(want), "%s/zero_to_fp32.safetensors", dir);
+		if (!same_file(got, want)) {
+			fprintf(stderr, "%s: --dtype keep differs from zero_to_fp32\n", name);
+			test_failures++;
+		}
+		/* Only masters and pickles: never the Adam moments. */
+		char tag[4096];
+		snprintf(tag, sizeof(tag), "%s/global_step1", dir);
+		uint64_t bound = master_and_pickle_bytes(tag);
+		if ((double)r.bytes_read > 1.05 * (double)bound + 16384) {
+			fprintf(stderr, "%s: read %llu bytes, masters + pickles are %llu\n", name,
+				(unsigned long long)r.bytes_read, (unsigned long long)bound);
+			test_failures++;
+		}
+	} else {
+		snprintf(want, sizeof(want), "%s/live_fp32.safetensors", dir);
+		CHECK(same_tensors(got, want, "", false) > 0);
+	}
+
+	CHECK_OK(convert(dir, out_bf16, WELD_OUT_BF16, &r, &err), &err);
+	snprintf(got, sizeof(got), "%s/model.safetensors", out_bf16);
+	if (has_z2f) {
+		/* zero_to_fp32's state dict cast by the HF path. */
+		CHECK_OK(convert(tpath("keep/model.safetensors"), tpath("ref"), WELD_OUT_BF16, &r, &err), &err);
+		snprintf(want, sizeof(want), "%s/model.safetensors", tpath("ref"));
+		if (!same_file(got, want)) {
+			fprintf(stderr, "%s: bfloat16 output differs from zero_to_fp32 cast\n", name);
+			test_failures++;
+		}
+	}
+	/* DeepSpeed's own 16-bit module copy is the rounded master: a free cross-check. */
+	if (bf16 && stage <= 2) {
+		snprintf(want, sizeof(want), "%s/global_step1/mp_rank_00_model_states.pt", dir);
+		/* Buffers stay fp32 in the module, so only the 16-bit parameters compare. */
+		CHECK(same_tensors(got, want, "module.", true) > 0);
+	}
+	cJSON_Delete(o);
+}
+
+static void copy_tree(const char *from, const char *to)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s' && chmod -R u+w '%s'", to, from, to, to);
+	CHECK(system(cmd) == 0);
+}
+
+static void expect_error(const char *dir, weld_status want, const char *msg)
+{
+	weld_error err = {0};
+	weld_convert_result r;
+	weld_status s = convert(dir, tpath("bad-out"), WELD_OUT_BF16, &r, &err);
+	CHECK_ERR(s, want, &err, msg);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/model.safetensors", tpath("bad-out"));
+	CHECK(access(path, F_OK) != 0);
+}
+
+static void check_broken(void)
+{
+	char msg[8192], path[4096];
+	/* A rank's optimizer file is missing. */
+	copy_tree(fixture("zero/s3_w4_bf16"), tpath("missing"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", tpath("missing"));
+	CHECK(unlink(path) == 0);
+	snprintf(msg, sizeof(msg), "%s/global_step1: missing bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt (rank 2 of 4)",
+		 tpath("missing"));
+	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+	/* The last rank's files gone too: the model states still say 4 ranks. */
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt", tpath("missing"));
+	CHECK(unlink(path) == 0);
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_3_mp_rank_00_model_states.pt", tpath("missing"));
+	CHECK(unlink(path) == 0);
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_2_mp_rank_00_model_states.pt", tpath("missing"));
+	CHECK(unlink(path) == 0);
+	snprintf(msg, sizeof(msg),
+		 "%s/global_step1/zero_pp_rank_0_mp_rank_00_model_states.pt: dp_world_size is 4 but the folder holds files for 2 ranks",
+		 tpath("missing"));
+	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+
+	/* Stale files of an earlier run with more ranks, beside a 2-rank checkpoint. */
+	copy_tree(fixture("zero/s2_w2_bf16"), tpath("stale"));
+	char from[4096];
+	snprintf(from, sizeof(from), "%s", fixture("zero/s2_w3_bf16/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", tpath("stale"));
+	size_t n;
+	uint8_t *d = read_file(from, &n);
+	CHECK(d && write_file(path, d, n) == 0);
+	free(d);
+	snprintf(msg, sizeof(msg), "%s/global_step1/mp_rank_00_model_states.pt: dp_world_size is 2 but the folder holds files for 3 ranks",
+		 tpath("stale"));
+	expect_error(tpath("stale"), WELD_ERR_MISMATCH, msg);
+
+	/* Ranks from different runs: rank 1's partitions do not fit rank 0's layout. */
+	copy_tree(fixture("zero/s3_w2_bf16"), tpath("mixed"));
+	snprintf(from, sizeof(from), "%s", fixture("zero/s3_w2_bf16_frozen/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("mixed"));
+	d = read_file(from, &n);
+	CHECK(d && write_file(path, d, n) == 0);
+	free(d);
+	weld_error err = {0};
+	weld_convert_result r;
+	CHECK(convert(tpath("mixed"), tpath("bad-out"), WELD_OUT_BF16, &r, &err) == WELD_ERR_MISMATCH);
+	CHECK(strstr(err.message, "rank 1's partitions hold") != NULL);
+
+	/* A truncated optimizer shard. */
+	copy_tree(fixture("zero/s1_w2_bf16"), tpath("cut"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("cut"));
+	CHECK(truncate(path, 5000) == 0);
+	snprintf(msg, sizeof(msg), "%s: not a zip archive or truncated: end of central directory not found", path);
+	expect_error(tpath("cut"), WELD_ERR_FORMAT, msg);
+
+	/* Tensor parallel files. */
+	copy_tree(fixture("zero/s1_w1_bf16"), tpath("tp"));
+	snprintf(from, sizeof(from), "%s/global_step1/mp_rank_00_model_states.pt", tpath("tp"));
+	snprintf(path, sizeof(path), "%s/global_step1/mp_rank_01_model_states.pt", tpath("tp"));
+	d = read_file(from, &n);
+	CHECK(d && write_file(path, d, n) == 0);
+	free(d);
+	snprintf(msg, sizeof(msg),
+		 "%s/global_step1: tensor or pipeline parallel checkpoints are not supported (found mp_rank_01_model_states.pt)",
+		 tpath("tp"));
+	expect_error(tpath("tp"), WELD_ERR_UNSUPPORTED, msg);
+}
+
+int main(void)
+{
+	CHECK(mkdtemp(tmp) != NULL);
+	DIR *d = opendir(fixture("zero"));
+	struct dirent *e;
+	int seen = 0;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "README.md") == 0)
+			continue;
+		check_fixture(e->d_name);
+		seen++;
+	}
+	if (d)
+		closedir(d);
+	CHECK(seen >= 30);
+	check_broken();
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+	TEST_DONE();
+}
