@@ -137,23 +137,6 @@ static weld_status layout_torch(weld_plan *p, layout *l, weld_error *err)
 	return s;
 }
 
-static weld_status write_at(int fd, const char *path, const void *buf, size_t n, uint64_t off, weld_error *err)
-{
-	const uint8_t *p = buf;
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return weld__fail(err, WELD_ERR_IO, "%s: write failed: %s", path,
-					  w < 0 ? strerror(errno) : "no progress");
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return WELD_OK;
-}
-
 static int default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -242,7 +225,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	}
 	if (!s)
 		s = opts.pytorch_bin ? weld_tw_write_head(l.tw, fd, tmp, err)
-				     : write_at(fd, tmp, l.header, l.header_len, 0, err);
+				     : weld_pwrite_all(fd, tmp, l.header, l.header_len, 0, err);
 	if (!s) {
 		res->threads = opts.threads > 0 ? opts.threads : default_threads();
 		weld_exec_options eo = {.threads = res->threads,

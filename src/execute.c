@@ -169,23 +169,6 @@ static void fail(exec_state *st, weld_status s, const weld_error *e)
 	atomic_store(&st->stop, 1);
 }
 
-static weld_status write_all(int fd, const char *path, const uint8_t *buf, size_t n, uint64_t off,
-			     weld_error *err)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, buf, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return weld__fail(err, WELD_ERR_IO, "%s: write failed at offset %llu: %s", path,
-					  (unsigned long long)off, w < 0 ? strerror(errno) : "no progress");
-		buf += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return WELD_OK;
-}
-
 static weld_status run_chunk(exec_state *st, const chunk *c, uint8_t *staging, uint8_t *out, weld_span *spans,
 			     weld_error *err)
 {
@@ -222,7 +205,7 @@ static weld_status run_chunk(exec_state *st, const chunk *c, uint8_t *staging, u
 		const piece *pc = &pieces[i];
 		const weld_plan_tensor *t = &p->t[pc->tensor];
 		uint64_t off = t->offset + pc->elem_begin * weld_dtype_size(t->dtype);
-		if ((r = write_all(st->fd, st->path, out + pc->out_off, spans[i].len, off, err)))
+		if ((r = weld_pwrite_all(st->fd, st->path, out + pc->out_off, spans[i].len, off, err)))
 			return r;
 		st->piece_crcs[c->piece_first + i] = spans[i].crc;
 	}
@@ -330,14 +313,14 @@ weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char
 			fail(st, WELD_ERR_NOMEM, &e);
 			break;
 		}
-	/* The calling thread reports progress and relays cancellation. */
-	while (started && !s) {
+	/* The calling thread reports progress (every 100 ms) and relays cancellation. */
+	for (unsigned tick = 1; started && !s; tick++) {
 		size_t done = atomic_load(&st->next_chunk);
 		if (done >= st->nchunks + (size_t)started || atomic_load(&st->stop))
 			break;
-		struct timespec ts = {0, 100 * 1000 * 1000};
+		struct timespec ts = {0, 10 * 1000 * 1000};
 		nanosleep(&ts, NULL);
-		if (opts->progress) {
+		if (opts->progress && tick % 10 == 0) {
 			weld_progress pr = {atomic_load(&st->bytes_done), p->out_bytes, atomic_load(&st->bytes_read),
 					    now() - t0};
 			if (opts->progress(&pr, opts->payload)) {

@@ -75,3 +75,22 @@ weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, 
 	atomic_fetch_add_explicit(&f->bytes_read, n, memory_order_relaxed);
 	return WELD_OK;
 }
+
+weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		/* Linux moves at most about 2 GiB per call; ask for 1 GiB at a time. */
+		size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+		ssize_t w = pwrite(fd, p, chunk, (off_t)offset);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return weld__fail(err, WELD_ERR_IO, "%s: write failed at offset %llu: %s", path,
+					  (unsigned long long)offset, w < 0 ? strerror(errno) : "no progress");
+		p += w;
+		n -= (size_t)w;
+		offset += (uint64_t)w;
+	}
+	return WELD_OK;
+}

@@ -73,6 +73,8 @@ void weld_file_close(weld_file *f);
  * WELD_ERR_IO with errno's text.
  */
 weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, weld_error *err);
+/* Write all N bytes at OFFSET of FD (PATH names it in errors), retrying short writes. */
+weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err);
 
 /* zlib-compatible CRC-32 of LEN bytes, continuing from CRC (start from 0). */
 uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);

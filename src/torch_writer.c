@@ -624,32 +624,13 @@ weld_status weld_tw_layout_new(weld_tw_layout **out, weld_tw_tensor *tensors, si
 /* ------------------------------------------------------------------------- */
 /* Writing                                                                    */
 
-static weld_status tw_pwrite(int fd, const char *path, const void *buf, size_t n, uint64_t off,
-			     weld_error *err)
-{
-	const uint8_t *p = buf;
-	while (n > 0) {
-		size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
-		ssize_t w = pwrite(fd, p, chunk, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return weld__fail(err, WELD_ERR_IO, "%s: write failed at offset %" PRIu64 ": %s", path,
-					  off, w < 0 ? strerror(errno) : "no progress");
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return WELD_OK;
-}
-
 weld_status weld_tw_write_head(const weld_tw_layout *l, int fd, const char *path, weld_error *err)
 {
 	for (size_t i = 0; i < l->nrecs; i++) {
 		const tw_record *r = &l->recs[i];
-		weld_status s = tw_pwrite(fd, path, r->local, r->local_len, r->local_offset, err);
+		weld_status s = weld_pwrite_all(fd, path, r->local, r->local_len, r->local_offset, err);
 		if (s == WELD_OK && r->content)
-			s = tw_pwrite(fd, path, r->content, (size_t)r->size, r->data_offset, err);
+			s = weld_pwrite_all(fd, path, r->content, (size_t)r->size, r->data_offset, err);
 		if (s != WELD_OK)
 			return s;
 	}
@@ -719,7 +700,7 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 	char sid[TW_SID_LEN + 1];
 	snprintf(sid, sizeof(sid), "%020" PRIu64 "%020" PRIu32, name_hash, data_crc);
 	crcs[l->sid] = (uint32_t)crc32(crc32(0, NULL, 0), (const Bytef *)sid, TW_SID_LEN);
-	weld_status s = tw_pwrite(fd, path, sid, TW_SID_LEN, l->recs[l->sid].data_offset, err);
+	weld_status s = weld_pwrite_all(fd, path, sid, TW_SID_LEN, l->recs[l->sid].data_offset, err);
 
 	/* Descriptors, and the whole-file CRC from the pieces in file order. */
 	uint32_t crc = (uint32_t)crc32(0, NULL, 0);
@@ -737,7 +718,7 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 			break;
 		}
 		crc = crc_combine(crc, crc_bytes(b.p, b.len), b.len);
-		s = tw_pwrite(fd, path, b.p, b.len, r->data_offset + r->size, err);
+		s = weld_pwrite_all(fd, path, b.p, b.len, r->data_offset + r->size, err);
 	}
 
 	/* Central directory and end records, one write. */
@@ -798,7 +779,7 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 			s = weld__nomem(err);
 	}
 	if (s == WELD_OK)
-		s = tw_pwrite(fd, path, b.p, b.len, l->cd_offset, err);
+		s = weld_pwrite_all(fd, path, b.p, b.len, l->cd_offset, err);
 	if (s == WELD_OK) {
 		crc = crc_combine(crc, crc_bytes(b.p, b.len), b.len);
 		if (file_crc)
