@@ -220,9 +220,10 @@ typedef struct weld_convert_options {
 	size_t chunk_bytes;    /* output bytes per work unit; 0 = 8 MiB */
 	weld_progress_fn progress; /* may be NULL */
 	void *payload;
+	int dry_run;           /* plan only: fill the result's byte counts, write nothing */
 } weld_convert_options;
 
-#define WELD_CONVERT_OPTIONS_INIT {WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL}
+#define WELD_CONVERT_OPTIONS_INIT {WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0}
 
 typedef struct weld_convert_result {
 	size_t tensors;           /* written */
@@ -247,6 +248,13 @@ typedef struct weld_convert_result {
  */
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *result, weld_error *err);
+
+/*
+ * WELD_OK when DIR holds a weld.json whose weights file exists with the
+ * recorded size and CRC-32 (recomputed); otherwise why not, in ERR. Reads the
+ * whole weights file.
+ */
+weld_status weld_output_intact(const char *dir, weld_error *err);
 
 /* Like weld_ckpt_open, forcing the input type. */
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);

@@ -208,12 +208,23 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		weld_plan_options po = {.dtype = opts.dtype, .tie_word_embeddings = config_ties_embeddings(side_dir)};
 		s = weld_plan_build(&p, c, &po, err);
 	}
-	if (!s)
+	if (!s && !opts.dry_run)
 		s = weld_output_dir_prepare(output_dir, weights, opts.force, err);
 	if (!s)
 		s = weld_backend_open(&b, opts.device, res->notice, sizeof(res->notice), err);
 	if (!s)
 		s = opts.pytorch_bin ? layout_torch(p, &l, err) : layout_safetensors(p, &l, err);
+	if (!s && opts.dry_run) {
+		/* The plan alone says what a real run would read and write. */
+		res->tensors = p->nt;
+		res->tied = p->nalias;
+		res->bytes_read = p->src_bytes;
+		res->bytes_written = l.file_size;
+		snprintf(res->backend, sizeof(res->backend), "%s", b->name);
+		snprintf(res->stripped_prefix, sizeof(res->stripped_prefix), "%s", p->stripped_prefix);
+		snprintf(res->output_file, sizeof(res->output_file), "%s", final);
+		goto cleanup;
+	}
 	if (!s) {
 		snprintf(tmp, sizeof(tmp), "%s/.%s.weld-tmp-%ld", output_dir, weights, (long)getpid());
 		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -288,6 +299,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	}
 	if (c)
 		res->bytes_read = total_bytes_read(c);
+cleanup:
 	if (fd >= 0)
 		close(fd);
 	if (tmp[0])

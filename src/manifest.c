@@ -101,3 +101,64 @@ weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_
 	free(withnl);
 	return s;
 }
+
+weld_status weld_output_intact(const char *dir, weld_error *err)
+{
+	char path[4096], *text = NULL;
+	size_t len;
+	weld_error scratch;
+	if (!err)
+		err = &scratch;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, WELD_MANIFEST_NAME) >= sizeof(path))
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", dir);
+	weld_file *f = NULL;
+	weld_status s = weld_file_open(&f, path, err);
+	if (!s && f->size > (64u << 20))
+		s = weld__fail(err, WELD_ERR_LIMIT, "%s: larger than 64 MiB", path);
+	if (!s && !(text = malloc((size_t)f->size + 1)))
+		s = weld__nomem(err);
+	if (!s && !(s = weld_file_pread(f, text, (size_t)f->size, 0, err)))
+		len = (size_t)f->size;
+	weld_file_close(f);
+	if (s) {
+		free(text);
+		return s;
+	}
+	cJSON *m = cJSON_ParseWithLength(text, len);
+	free(text);
+	const cJSON *file = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m, "files"), 0);
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file, "name"));
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(file, "size");
+	const cJSON *crc = cJSON_GetObjectItemCaseSensitive(file, "crc32");
+	if (!name || strchr(name, '/') || !cJSON_IsNumber(size) || !cJSON_IsNumber(crc)) {
+		cJSON_Delete(m);
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a weld manifest", path);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	uint64_t want_size = (uint64_t)size->valuedouble;
+	uint32_t want_crc = (uint32_t)crc->valuedouble;
+	cJSON_Delete(m);
+	if ((s = weld_file_open(&f, path, err)))
+		return s;
+	if (f->size != want_size) {
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %llu bytes, the manifest says %llu", path,
+			       (unsigned long long)f->size, (unsigned long long)want_size);
+		weld_file_close(f);
+		return s;
+	}
+	uint8_t *buf = malloc(1u << 22);
+	uint32_t got = 0;
+	if (!buf)
+		s = weld__nomem(err);
+	for (uint64_t off = 0; !s && off < f->size;) {
+		size_t n = f->size - off < (1u << 22) ? (size_t)(f->size - off) : (1u << 22);
+		if (!(s = weld_file_pread(f, buf, n, off, err)))
+			got = weld__crc32(got, buf, n);
+		off += n;
+	}
+	if (!s && got != want_crc)
+		s = weld__fail(err, WELD_ERR_CHECKSUM, "%s: CRC-32 0x%08x, the manifest says 0x%08x", path, got, want_crc);
+	free(buf);
+	weld_file_close(f);
+	return s;
+}

@@ -42,7 +42,41 @@ typedef struct cli_opt {
 int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, const char **pos, int maxpos,
 	      int *npos);
 
+/* The conversion flags convert and batch share, as given on the command line. */
+typedef struct cli_convert_args {
+	const char *dtype, *device, *type, *threads, *chunk;
+	bool pytorch_bin, safetensors, force;
+} cli_convert_args;
+
+#define CLI_CONVERT_ARGS_INIT {"bfloat16", "auto", "auto", NULL, NULL, false, false, false}
+/* cli_opt entries for every field of A, to splice into a command's table. */
+#define CLI_CONVERT_OPTS(a)                                                                       \
+	{"dtype", NULL, &(a).dtype}, {"device", NULL, &(a).device}, {"type", NULL, &(a).type},        \
+	{"threads", NULL, &(a).threads}, {"chunk-bytes", NULL, &(a).chunk},                           \
+	{"pytorch-bin", &(a).pytorch_bin, NULL}, {"safetensors", &(a).safetensors, NULL},             \
+	{"force", &(a).force, NULL}
+
+/* Fill O from A (threads default to $SLURM_CPUS_PER_TASK); 0 or EXIT_USAGE after a message. */
+int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o);
+int cli_parse_count(const char *s, long min, long max, long *out);
+
+/* Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. */
+typedef struct cli_progress {
+	bool tty, quiet;
+	double last_print;
+	const char *label;
+} cli_progress;
+int cli_on_progress(const weld_progress *p, void *payload); /* nonzero after SIGINT/SIGTERM */
+void cli_install_signals(void);
+int cli_signal(void);      /* the signal received, or 0 */
+int cli_signal_exit(void); /* says so on stderr; returns 130 or 143 */
+double cli_wall(void);
+const char *cli_human(char *buf, size_t cap, uint64_t n);
+double cli_peak_rss_mb(void);
+void cli_print_summary(const char *label, const weld_convert_result *r, double secs);
+
 int cmd_inspect(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 
 #endif

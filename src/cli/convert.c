@@ -5,12 +5,9 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char convert_usage[] =
@@ -34,90 +31,6 @@ static const char convert_usage[] =
 	"  --json              print the summary as one JSON object on stdout\n"
 	"  --help              this help\n";
 
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig)
-{
-	got_signal = sig;
-}
-
-typedef struct progress_state {
-	bool tty, quiet;
-	double last_print;
-	const char *label;
-} progress_state;
-
-static double wall(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int on_progress(const weld_progress *p, void *payload)
-{
-	progress_state *ps = payload;
-	if (got_signal)
-		return 1;
-	if (ps->quiet)
-		return 0;
-	double t = wall();
-	bool done = p->bytes_done >= p->bytes_total;
-	double pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0;
-	double rate = p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e9 : 0;
-	double eta = rate > 0 ? ((double)(p->bytes_total - p->bytes_done) / 1e9) / rate : 0;
-	if (ps->tty) {
-		if (t - ps->last_print < 0.125 && !done)
-			return 0;
-		int width = 30, fill = (int)(pct / 100.0 * width);
-		fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% %.2f GB/s ETA %3.0fs ", ps->label, fill,
-			"##############################", width - fill, "", pct, rate, eta);
-		if (done)
-			fputc('\n', stderr);
-	} else {
-		/* Slurm logs: plain lines, at most one every 10 s. */
-		if (t - ps->last_print < 10.0)
-			return 0;
-		time_t now = time(NULL);
-		char stamp[32];
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", localtime(&now));
-		fprintf(stderr, "%s %s: %5.1f%% of %.2f GB written, %.2f GB/s, ETA %.0f s\n", stamp, ps->label, pct,
-			(double)p->bytes_total / 1e9, rate, eta);
-	}
-	fflush(stderr);
-	ps->last_print = t;
-	return 0;
-}
-
-static int parse_int(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Decimal units, as disk sizes are quoted. */
-static const char *human(char *buf, size_t cap, uint64_t n)
-{
-	if (n >= 1000000000ull)
-		snprintf(buf, cap, "%.2f GB", (double)n / 1e9);
-	else if (n >= 1000000ull)
-		snprintf(buf, cap, "%.1f MB", (double)n / 1e6);
-	else
-		snprintf(buf, cap, "%.1f kB", (double)n / 1e3);
-	return buf;
-}
-
-static double peak_rss_mb(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_maxrss / 1024.0;
-}
-
 static void print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -131,7 +44,7 @@ static void print_json(const weld_convert_result *r, const char *input, const ch
 	cJSON_AddNumberToObject(o, "crc32", (double)r->file_crc32);
 	cJSON_AddNumberToObject(o, "fp16_overflows", (double)r->fp16_overflows);
 	cJSON_AddNumberToObject(o, "seconds", seconds);
-	cJSON_AddNumberToObject(o, "peak_rss_mb", peak_rss_mb());
+	cJSON_AddNumberToObject(o, "peak_rss_mb", cli_peak_rss_mb());
 	cJSON_AddNumberToObject(o, "threads", r->threads);
 	cJSON_AddStringToObject(o, "backend", r->backend);
 	cJSON_AddStringToObject(o, "stripped_prefix", r->stripped_prefix);
@@ -144,15 +57,12 @@ static void print_json(const weld_convert_result *r, const char *input, const ch
 
 int cmd_convert(int argc, char **argv)
 {
-	bool pytorch_bin = false, safetensors = false, force = false, quiet = false, json = false, help = false;
-	const char *input = NULL, *output = NULL, *dtype = "bfloat16", *device = "auto", *type = "auto";
-	const char *threads = NULL, *chunk = NULL;
-	const cli_opt opts[] = {
-		{"input", NULL, &input},      {"output", NULL, &output},     {"dtype", NULL, &dtype},
-		{"device", NULL, &device},    {"type", NULL, &type},         {"threads", NULL, &threads},
-		{"chunk-bytes", NULL, &chunk}, {"pytorch-bin", &pytorch_bin, NULL},
-		{"safetensors", &safetensors, NULL}, {"force", &force, NULL}, {"quiet", &quiet, NULL},
-		{"json", &json, NULL},        {"help", &help, NULL},        {NULL, NULL, NULL}};
+	bool quiet = false, json = false, help = false;
+	const char *input = NULL, *output = NULL;
+	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
+	const cli_opt opts[] = {{"input", NULL, &input}, {"output", NULL, &output}, CLI_CONVERT_OPTS(a),
+				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {"help", &help, NULL},
+				{NULL, NULL, NULL}};
 	const char *pos[1];
 	int npos, rc = cli_parse("convert", argc, argv, opts, pos, 0, &npos);
 	if (rc)
@@ -163,92 +73,30 @@ int cmd_convert(int argc, char **argv)
 	}
 	if (!input || !output)
 		return cli_usage_error("convert", "needs --input PATH and --output DIR");
-	if (pytorch_bin && safetensors)
-		return cli_usage_error("convert", "--pytorch-bin and --safetensors exclude each other");
-
-	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
-	if (strcmp(dtype, "bfloat16") == 0 || strcmp(dtype, "bf16") == 0)
-		o.dtype = WELD_OUT_BF16;
-	else if (strcmp(dtype, "float16") == 0 || strcmp(dtype, "fp16") == 0)
-		o.dtype = WELD_OUT_F16;
-	else if (strcmp(dtype, "float32") == 0 || strcmp(dtype, "fp32") == 0)
-		o.dtype = WELD_OUT_F32;
-	else if (strcmp(dtype, "keep") == 0)
-		o.dtype = WELD_OUT_KEEP;
-	else
-		return cli_usage_error("convert", "--dtype must be bfloat16, float16, float32 or keep, not '%s'", dtype);
-	if (strcmp(device, "auto") == 0)
-		o.device = WELD_DEVICE_AUTO;
-	else if (strcmp(device, "cpu") == 0)
-		o.device = WELD_DEVICE_CPU;
-	else if (strcmp(device, "cuda") == 0)
-		o.device = WELD_DEVICE_CUDA;
-	else
-		return cli_usage_error("convert", "--device must be auto, cpu or cuda, not '%s'", device);
-	if (strcmp(type, "auto") == 0)
-		o.type = WELD_INPUT_AUTO;
-	else if (strcmp(type, "hf") == 0 || strcmp(type, "hf_sharded") == 0)
-		o.type = WELD_INPUT_HF;
-	else if (strcmp(type, "zero") == 0 || strcmp(type, "deepspeed") == 0)
-		o.type = WELD_INPUT_ZERO;
-	else
-		return cli_usage_error("convert", "--type must be auto, hf or zero, not '%s'", type);
-	long v;
-	const char *slurm = getenv("SLURM_CPUS_PER_TASK");
-	if (threads) {
-		if (parse_int(threads, 1, 4096, &v))
-			return cli_usage_error("convert", "--threads must be a number from 1 to 4096");
-		o.threads = (int)v;
-	} else if (slurm && parse_int(slurm, 1, 4096, &v) == 0) {
-		o.threads = (int)v;
-	}
-	if (chunk) {
-		if (parse_int(chunk, 4096, 1L << 30, &v))
-			return cli_usage_error("convert", "--chunk-bytes must be from 4096 to 1073741824");
-		o.chunk_bytes = (size_t)v;
-	}
-	o.pytorch_bin = pytorch_bin;
-	o.force = force;
-
-	progress_state ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = "weld", .last_print = wall()};
-	o.progress = on_progress;
+	weld_convert_options o;
+	if ((rc = cli_convert_options("convert", &a, &o)))
+		return rc;
+	cli_progress ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = "weld", .last_print = cli_wall()};
+	o.progress = cli_on_progress;
 	o.payload = &ps;
-	struct sigaction sa = {0};
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	cli_install_signals();
 
-	double t0 = wall();
+	double t0 = cli_wall();
 	weld_convert_result r;
 	weld_error err = {0};
 	weld_status s = weld_convert(input, output, &o, &r, &err);
-	double secs = wall() - t0;
-	if (s == WELD_ERR_CANCELLED || got_signal) {
-		fprintf(stderr, "weld: interrupted by %s; no output file was left behind\n",
-			got_signal == SIGTERM ? "SIGTERM" : "SIGINT");
-		return got_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
-	}
+	double secs = cli_wall() - t0;
+	if (s == WELD_ERR_CANCELLED || cli_signal())
+		return cli_signal_exit();
 	if (s) {
 		cli_fail(&err);
 		return s == WELD_ERR_BACKEND ? EXIT_NO_DEVICE : EXIT_FAILED;
 	}
 	if (r.notice[0] && !quiet)
 		fprintf(stderr, "weld: %s\n", r.notice);
-	if (json) {
+	if (json)
 		print_json(&r, input, output, secs);
-	} else if (!quiet) {
-		char rd[32], wr[32], tied[64] = "";
-		if (r.tied)
-			snprintf(tied, sizeof(tied), " (+%zu tied alias%s written once)", r.tied, r.tied == 1 ? "" : "es");
-		printf("weld: %zu tensors%s -> %s: read %s, wrote %s in %.2f s (%.2f GB/s), peak memory %.0f MB, %d thread%s%s%s%s\n",
-		       r.tensors, tied, r.output_file, human(rd, sizeof(rd), r.bytes_read),
-		       human(wr, sizeof(wr), r.bytes_written), secs,
-		       secs > 0 ? (double)r.bytes_written / 1e9 / secs : 0.0, peak_rss_mb(), r.threads,
-		       r.threads == 1 ? "" : "s", r.stripped_prefix[0] ? ", stripped prefix '" : "",
-		       r.stripped_prefix, r.stripped_prefix[0] ? "'" : "");
-		if (r.fp16_overflows)
-			printf("weld: %llu finite values overflowed to inf in the float16 cast\n",
-			       (unsigned long long)r.fp16_overflows);
-	}
+	else if (!quiet)
+		cli_print_summary("weld", &r, secs);
 	return EXIT_OK;
 }

@@ -16,7 +16,10 @@ static const char usage[] =
 	"commands:\n"
 	"  convert --input PATH --output DIR [options]\n"
 	"                          weld a checkpoint into one servable model folder\n"
+	"  batch --input-dir RUN --output-dir OUT [options]\n"
+	"                          convert the checkpoints of a run (Slurm array jobs too)\n"
 	"  inspect PATH [--json]   show the format and tensors of a checkpoint file or folder\n"
+
 	"\n"
 	"options:\n"
 	"  -h, --help              this help; `weld COMMAND --help` for a command's\n"
@@ -117,6 +120,8 @@ int main(int argc, char **argv)
 		return cmd_inspect(argc - 1, argv + 1);
 	if (strcmp(cmd, "convert") == 0)
 		return cmd_convert(argc - 1, argv + 1);
+	if (strcmp(cmd, "batch") == 0)
+		return cmd_batch(argc - 1, argv + 1);
 	if (cmd[0] == '-')
 		return cli_usage_error(NULL, "unknown option '%s'", cmd);
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# weld batch on a run folder made of real fixture checkpoints (HF and ZeRO):
+# all / latest / filters / dry-run / skip-existing / a broken checkpoint among
+# good ones / Slurm array indexes / SIGTERM mid-conversion and a rerun that
+# completes to exactly the bytes of an uninterrupted run.
+# Usage: cli_batch.sh WELD SOURCE_DIR
+set -u
+weld=$1
+fx=$2/tests/fixtures
+fails=0
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+run=$t/myrun
+mkdir -p "$run"
+cp -r "$fx/qwen2_tied/st_sharded" "$run/checkpoint-2"
+cp -r "$fx/zero/s2_w2_bf16" "$run/checkpoint-5"
+cp -r "$fx/zero/s3_w2_bf16_all" "$run/checkpoint-10"
+chmod -R u+w "$run"
+b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
+
+# Counting and planning write nothing.
+[ "$(b --dry-run --count --all-checkpoints)" = 3 ] || fail "--count --all-checkpoints is not 3"
+[ "$(b --dry-run --count)" = 1 ] || fail "--count without --all-checkpoints is not 1 (the latest)"
+[ "$(b --dry-run --count --all-checkpoints --checkpoint-filter 'checkpoint-1*' --checkpoint-filter 'checkpoint-2')" = 2 ] ||
+	fail "two filters should select 2"
+plan=$(b --output-dir "$t/out" --dry-run --all-checkpoints)
+echo "$plan" | grep -q "^checkpoint-5: step 5, deepspeed -> $t/out/myrun_step_5: 11 tensors, reads " || fail "dry-run plan: $plan"
+[ ! -e "$t/out" ] || fail "--dry-run wrote $t/out"
+
+# Latest only, by default.
+b --output-dir "$t/out" >"$t/log" || fail "latest conversion failed"
+[ -f "$t/out/myrun_step_10/model.safetensors" ] && [ ! -e "$t/out/myrun_step_5" ] || fail "latest converted the wrong checkpoint"
+grep -q "^weld batch: 1 checkpoint, 0 failed" "$t/log" || fail "summary line: $(tail -1 "$t/log")"
+
+# All, with --skip-existing: the latest is skipped because its manifest verifies.
+b --output-dir "$t/out" --all-checkpoints --skip-existing --name m >"$t/log" || fail "all failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "all (myrun) failed"
+grep -q "^checkpoint-10: skipped: $t/out/myrun_step_10 verifies" "$t/log" || fail "no skip: $(cat "$t/log")"
+for s in 2 5 10; do
+	[ -f "$t/out/myrun_step_$s/weld.json" ] || fail "myrun_step_$s missing"
+	[ -f "$t/out/m_step_$s/model.safetensors" ] || fail "--name m: m_step_$s missing"
+done
+cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
+	fail "checkpoint-2's output is not transformers' bf16 file"
+# A corrupted output no longer verifies: --skip-existing converts it again.
+printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
+b --output-dir "$t/out" --all-checkpoints --skip-existing --force >"$t/log" || fail "reconvert failed"
+grep -q "^checkpoint-5: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
+
+# Slurm array tasks: one checkpoint each, by index.
+SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null || fail "array task 1 failed"
+[ -f "$t/arr/myrun_step_5/model.safetensors" ] && [ "$(ls "$t/arr")" = myrun_step_5 ] || fail "task 1 converted: $(ls "$t/arr")"
+b --output-dir "$t/arr" --all-checkpoints --array-index 3 2>"$t/err" && fail "index 3 of 3 accepted"
+grep -q "array index 3 is out of range: 3 checkpoints" "$t/err" || fail "out-of-range message: $(cat "$t/err")"
+
+# One broken checkpoint among good ones: the others convert, the exit code says so.
+cp -r "$fx/zero/s1_w2_bf16" "$run/checkpoint-7"
+chmod -R u+w "$run/checkpoint-7"
+truncate -s 3000 "$run/checkpoint-7/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt"
+b --output-dir "$t/br" --all-checkpoints >"$t/log" 2>"$t/err"
+[ $? -eq 1 ] || fail "a broken checkpoint should exit 1"
+grep -q "^checkpoint-7: error: .*bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: not a zip archive or truncated" "$t/err" ||
+	fail "broken checkpoint's error: $(cat "$t/err")"
+grep -q "^checkpoint-7  *FAILED" "$t/log" || fail "table lacks the failure"
+grep -q "^weld batch: 4 checkpoints, 1 failed" "$t/log" || fail "summary: $(tail -1 "$t/log")"
+[ -f "$t/br/myrun_step_10/model.safetensors" ] || fail "checkpoints after the broken one were not converted"
+rm -rf "$run/checkpoint-7"
+
+# SIGTERM in the middle: exit 143, nothing half-written; a rerun completes it,
+# byte-identical to an uninterrupted conversion. The slow checkpoint is a
+# 256 MiB sparse safetensors file converted in 4 KiB chunks on one thread.
+big=$t/bigrun/checkpoint-1
+mkdir -p "$big"
+json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[67108864],"data_offsets":[0,268435456]}}'
+while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
+printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$big/model.safetensors"
+truncate -s $((8 + ${#json} + 268435456)) "$big/model.safetensors"
+"$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >"$t/log" 2>"$t/err" &
+pid=$!
+sleep 0.3
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || fail "SIGTERM gave exit $rc"
+[ ! -e "$t/sig/bigrun_step_1/model.safetensors" ] || fail "interrupted run left model.safetensors"
+ls -A "$t/sig/bigrun_step_1" 2>/dev/null | grep -q weld-tmp && fail "interrupted run left a temporary file"
+"$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --skip-existing --quiet >/dev/null || fail "rerun failed"
+"$weld" convert --input "$big" --output "$t/ref" --device cpu --quiet || fail "reference conversion failed"
+cmp -s "$t/sig/bigrun_step_1/model.safetensors" "$t/ref/model.safetensors" || fail "resumed output differs from an uninterrupted one"
+
+if [ "$fails" -ne 0 ]; then
+	echo "$fails batch check(s) failed"
+	exit 1
+fi
+echo "all batch checks passed"
