@@ -59,8 +59,7 @@ static bool has_weights(const char *dir)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char p[4096];
 		struct stat st;
-		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
-		if (stat(p, &st) == 0)
+		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, names[i]) < sizeof(p) && stat(p, &st) == 0)
 			return true;
 	}
 	return false;
@@ -111,8 +110,7 @@ static int find_checkpoints(const char *run, const char *const *filters, size_t 
 			continue;
 		char path[4096];
 		struct stat st;
-		snprintf(path, sizeof(path), "%s/%s", run, e->d_name);
-		if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !is_checkpoint_dir(path, e->d_name))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", run, e->d_name) >= sizeof(path) || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !is_checkpoint_dir(path, e->d_name))
 			continue;
 		bool keep = nfilters == 0;
 		for (size_t i = 0; i < nfilters && !keep; i++)
@@ -145,7 +143,8 @@ static const char *run_name(const char *run)
 	while (n > 1 && run[n - 1] == '/')
 		n--;
 	static char buf[1024];
-	snprintf(buf, sizeof(buf), "%.*s", (int)n, run);
+	if ((size_t)snprintf(buf, sizeof(buf), "%.*s", (int)n, run) >= sizeof(buf))
+		return "run";
 	const char *base = strrchr(buf, '/');
 	return base ? base + 1 : buf;
 }
@@ -243,11 +242,14 @@ int cmd_batch(int argc, char **argv)
 	for (size_t k = 0; k < selected && res && secs; k++) {
 		ckpt_entry *c = &list[first + k];
 		char out[4096], label[512];
-		if (c->step >= 0)
-			snprintf(out, sizeof(out), "%s/%s_step_%ld", outdir, name, c->step);
-		else
-			snprintf(out, sizeof(out), "%s/%s_%s", outdir, name, c->base);
-		snprintf(label, sizeof(label), "%s", c->base);
+		int len = c->step >= 0 ? snprintf(out, sizeof(out), "%s/%s_step_%ld", outdir, name, c->step)
+				       : snprintf(out, sizeof(out), "%s/%s_%s", outdir, name, c->base);
+		if ((size_t)len >= sizeof(out) || (size_t)snprintf(label, sizeof(label), "%s", c->base) >= sizeof(label)) {
+			fprintf(stderr, "%s: error: output path too long\n", c->base);
+			res[k] = FAILED;
+			failed++;
+			continue;
+		}
 		if (skip && !dry && weld_output_intact(out, NULL) == WELD_OK) {
 			printf("%s: skipped: %s verifies\n", label, out);
 			res[k] = SKIPPED;
