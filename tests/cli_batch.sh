@@ -72,16 +72,16 @@ rm -rf "$run/checkpoint-7"
 
 # SIGTERM in the middle: exit 143, nothing half-written; a rerun completes it,
 # byte-identical to an uninterrupted conversion. The slow checkpoint is a
-# 256 MiB sparse safetensors file converted in 4 KiB chunks on one thread.
+# 1 GiB sparse safetensors file converted in 4 KiB chunks on one thread.
 big=$t/bigrun/checkpoint-1
 mkdir -p "$big"
-json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[67108864],"data_offsets":[0,268435456]}}'
+json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}}'
 while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
 printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$big/model.safetensors"
-truncate -s $((8 + ${#json} + 268435456)) "$big/model.safetensors"
+truncate -s $((8 + ${#json} + 1073741824)) "$big/model.safetensors"
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >"$t/log" 2>"$t/err" &
 pid=$!
-sleep 0.3
+sleep 0.2
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -250,6 +250,12 @@ int cmd_batch(int argc, char **argv)
 			failed++;
 			continue;
 		}
+		if (cli_signal()) {
+			free(res);
+			free(secs);
+			free_entries(list, n);
+			return cli_signal_exit();
+		}
 		if (skip && !dry && weld_output_intact(out, NULL) == WELD_OK) {
 			printf("%s: skipped: %s verifies\n", label, out);
 			res[k] = SKIPPED;
@@ -265,7 +271,7 @@ int cmd_batch(int argc, char **argv)
 		double t0 = cli_wall();
 		weld_status s = weld_convert(c->dir, out, &co, &r, &err);
 		secs[k] = cli_wall() - t0;
-		if (s == WELD_ERR_CANCELLED || cli_signal()) {
+		if (s == WELD_ERR_CANCELLED || (s && cli_signal())) {
 			free(res);
 			free(secs);
 			free_entries(list, n);

@@ -86,7 +86,8 @@ int cmd_convert(int argc, char **argv)
 	weld_error err = {0};
 	weld_status s = weld_convert(input, output, &o, &r, &err);
 	double secs = cli_wall() - t0;
-	if (s == WELD_ERR_CANCELLED || cli_signal())
+	/* A signal after the rename is too late to undo anything: the output is complete. */
+	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return cli_signal_exit();
 	if (s) {
 		cli_fail(&err);
