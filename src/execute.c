@@ -213,12 +213,29 @@ static weld_status run_chunk(exec_state *st, const chunk *c, uint8_t *staging, u
 	return WELD_OK;
 }
 
+/* A worker buffer: the backend's (pinned, for CUDA) when it offers one, else malloc's. */
+static void *buf_alloc(weld_backend *b, size_t n, bool *from_backend)
+{
+	void *p = weld_backend_alloc_host(b, n ? n : 1);
+	*from_backend = p != NULL;
+	return p ? p : malloc(n ? n : 1);
+}
+
+static void buf_free(weld_backend *b, void *p, bool from_backend)
+{
+	if (from_backend)
+		weld_backend_free_host(b, p);
+	else
+		free(p);
+}
+
 static void *worker(void *arg)
 {
 	exec_state *st = arg;
 	weld_error err = {0};
-	uint8_t *staging = malloc(st->max_staging ? st->max_staging : 1);
-	uint8_t *out = malloc(st->max_out ? st->max_out : 1);
+	bool staging_b, out_b;
+	uint8_t *staging = buf_alloc(st->b, st->max_staging, &staging_b);
+	uint8_t *out = buf_alloc(st->b, st->max_out, &out_b);
 	size_t maxp = 1;
 	for (size_t i = 0; i < st->nchunks; i++)
 		maxp = st->chunks[i].piece_count > maxp ? st->chunks[i].piece_count : maxp;
@@ -235,8 +252,8 @@ static void *worker(void *arg)
 		if (s)
 			fail(st, s, &err);
 	}
-	free(staging);
-	free(out);
+	buf_free(st->b, staging, staging_b);
+	buf_free(st->b, out, out_b);
 	free(spans);
 	return NULL;
 }

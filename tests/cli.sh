@@ -121,7 +121,11 @@ printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8))
 truncate -s $((8 + ${#json} + 1073741824)) "$out/big/model.safetensors"
 "$weld" convert --input "$out/big" --output "$out/sig" --threads 1 --chunk-bytes 4096 --device cpu >"$out/stdout" 2>"$out/stderr" &
 pid=$!
-sleep 0.2
+# Signal only once the temporary weights file exists: the conversion is under way.
+for _ in $(seq 1 200); do
+	ls -A "$out/sig" 2>/dev/null | grep -q weld-tmp && break
+	sleep 0.05
+done
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -81,7 +81,11 @@ printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8))
 truncate -s $((8 + ${#json} + 1073741824)) "$big/model.safetensors"
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >"$t/log" 2>"$t/err" &
 pid=$!
-sleep 0.2
+# Signal only once the temporary weights file exists: the conversion is under way.
+for _ in $(seq 1 200); do
+	ls -A "$t/sig/bigrun_step_1" 2>/dev/null | grep -q weld-tmp && break
+	sleep 0.05
+done
 kill -TERM $pid
 wait $pid
 rc=$?
