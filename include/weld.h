@@ -259,6 +259,71 @@ weld_status weld_output_intact(const char *dir, weld_error *err);
 /* Like weld_ckpt_open, forcing the input type. */
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
 
+/* ------------------------------------------------------------------------- */
+/* verify: is an output folder intact and servable? (weld verify)             */
+
+typedef enum weld_check_level {
+	WELD_CHECK_PASS = 0,
+	WELD_CHECK_WARN,     /* servable, but worth knowing */
+	WELD_CHECK_FAIL
+} weld_check_level;
+
+/* "PASS", "WARN", "FAIL". */
+const char *weld_check_level_name(weld_check_level level);
+
+#define WELD_CHECK_DETAIL_MAX 512
+
+/* One line of the report. NAME is static and stable (e.g. "crc32", "config_dtype"). */
+typedef struct weld_check {
+	const char *name;
+	weld_check_level level;
+	char detail[WELD_CHECK_DETAIL_MAX];
+} weld_check;
+
+/* With a source (--against): one output tensor against the source cast to its dtype. */
+typedef struct weld_tensor_diff {
+	char *name;               /* output name; owned by the report */
+	weld_dtype dtype;         /* output dtype */
+	weld_dtype source_dtype;
+	uint64_t numel;
+	int exact;                /* 1 when the bytes equal the source cast exactly */
+	double max_abs_diff;      /* vs the source widened to double; inf when one side is NaN/Inf and the other not */
+	double rel_l2;            /* ||out - src|| / ||src||; with ||src|| 0: 0, or inf if the output differs */
+	uint64_t nan_count, inf_count; /* in the output */
+} weld_tensor_diff;
+
+typedef struct weld_verify_report {
+	char format[32];          /* "safetensors", "pytorch-bin", or "" when none was found */
+	char weights_file[256];   /* e.g. "model.safetensors"; "" when none */
+	uint64_t tensors, tied, parameters, bytes; /* bytes: tensor data */
+	char device[16];          /* what computed the CRC-32s: "cpu" or "cuda" */
+	char notice[256];         /* e.g. why CUDA was not used; may be empty */
+	weld_check *checks;       /* in report order */
+	size_t nchecks;
+	weld_tensor_diff *diffs;  /* with a source: one per compared output tensor */
+	size_t ndiffs;
+	size_t passed, warnings, failed;
+} weld_verify_report;
+
+/*
+ * Verify the output folder DIR: weight files valid, sizes and CRC-32s as
+ * weld.json records (recomputed on DEVICE's backend), and servability
+ * (config.json, its dtype, one weight format, no wrapper prefixes, tied
+ * weights, tokenizer files, safetensors metadata). With AGAINST (any input
+ * weld reads; may be NULL) also: the same tensor names and shapes, every
+ * tensor exactly the source cast to its dtype, per-tensor error stats, and
+ * for DeepSpeed ZeRO 0-2 the stored 16-bit module weights. A failed check is
+ * a FAIL line in *OUT, not an error: the status is nonzero only when DIR
+ * could not be examined at all (missing, unreadable, AGAINST unopenable,
+ * --device cuda without a GPU, out of memory). Free *OUT with
+ * weld_verify_report_free.
+ */
+weld_status weld_verify(const char *dir, const char *against, weld_device device, weld_verify_report **out,
+			weld_error *err);
+void weld_verify_report_free(weld_verify_report *report);
+
+/* end of verify ----------------------------------------------------------- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -78,5 +78,6 @@ void cli_print_summary(const char *label, const weld_convert_result *r, double s
 int cmd_inspect(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -19,7 +19,8 @@ static const char usage[] =
 	"  batch --input-dir RUN --output-dir OUT [options]\n"
 	"                          convert the checkpoints of a run (Slurm array jobs too)\n"
 	"  inspect PATH [--json]   show the format and tensors of a checkpoint file or folder\n"
-
+	"  verify DIR [--against SOURCE] [--json]\n"
+	"                          check an output folder is intact and servable\n"
 	"\n"
 	"options:\n"
 	"  -h, --help              this help; `weld COMMAND --help` for a command's\n"
@@ -122,6 +123,8 @@ int main(int argc, char **argv)
 		return cmd_convert(argc - 1, argv + 1);
 	if (strcmp(cmd, "batch") == 0)
 		return cmd_batch(argc - 1, argv + 1);
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
 	if (cmd[0] == '-')
 		return cli_usage_error(NULL, "unknown option '%s'", cmd);
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);

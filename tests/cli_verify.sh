@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# `weld verify` as a user meets it: exit codes 0 / 1 / 2 / 3, one line per
+# check, the final summary line, and --json. Usage: cli_verify.sh WELD SOURCE_DIR
+set -u
+weld=$1
+fx=$2/tests/fixtures
+fails=0
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# expect CODE CMD...: run CMD, require exit CODE; stdout/stderr land in $out.
+expect() {
+	local want=$1
+	shift
+	"$@" >"$out/stdout" 2>"$out/stderr"
+	local got=$?
+	if [ "$got" != "$want" ]; then
+		echo "FAIL: '$*' exited $got, expected $want"
+		sed 's/^/  stderr: /' "$out/stderr" | head -5
+		fails=$((fails + 1))
+	fi
+}
+# has FILE TEXT: FILE contains TEXT literally.
+has() {
+	if ! grep -qF -- "$2" "$out/$1"; then
+		echo "FAIL: $1 lacks '$2'"
+		sed "s/^/  $1: /" "$out/$1" | head -5
+		fails=$((fails + 1))
+	fi
+}
+# last FILE TEXT: the last line of FILE is exactly TEXT.
+last() {
+	local got
+	got=$(tail -n 1 "$out/$1")
+	if [ "$got" != "$2" ]; then
+		echo "FAIL: last line of $1 is '$got', expected '$2'"
+		fails=$((fails + 1))
+	fi
+}
+
+good=$out/good
+expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$good" --device cpu --quiet
+
+expect 0 "$weld" verify --help
+has stdout "usage: weld verify DIR [--against SOURCE]"
+expect 0 "$weld" verify "$good"
+has stdout "PASS  crc32           model.safetensors and its 26 tensors match weld.json (computed on cpu)"
+has stdout "WARN  tokenizer       no tokenizer files"
+last stdout "weld verify: 12 checks: 11 passed, 1 warnings, 0 failed"
+expect 0 "$weld" verify "$good" --against "$fx/qwen2_tied/st_single_fp32" --device cpu
+has stdout "TENSOR"
+has stdout "PASS  against_values  all 26 tensors equal the source cast to their dtype exactly"
+last stdout "weld verify: 15 checks: 14 passed, 1 warnings, 0 failed"
+expect 0 "$weld" verify "$good" --json
+has stdout '"ok":true'
+has stdout '{"name":"config_dtype","level":"PASS","detail":"config.json says bfloat16, the tensors are BF16"}'
+
+# Broken: no config.json. Exit 1, the FAIL line, the summary still last.
+cp -r "$good" "$out/broken"
+rm "$out/broken/config.json"
+expect 1 "$weld" verify "$out/broken"
+has stdout "FAIL  config          config.json: missing"
+last stdout "weld verify: 11 checks: 9 passed, 1 warnings, 1 failed"
+expect 1 "$weld" verify "$out/broken" --json
+has stdout '"ok":false'
+has stdout '"failed":1'
+
+# Broken: a stale shard beside the weights.
+cp "$fx/qwen2_tied/st_sharded/model-00002-of-00009.safetensors" "$good/"
+expect 1 "$weld" verify "$good"
+has stdout "FAIL  one_format      stale weight file beside model.safetensors: 'model-00002-of-00009.safetensors'"
+rm "$good/model-00002-of-00009.safetensors"
+
+# Could not verify at all: exit 1 with one error line.
+expect 1 "$weld" verify "$out/nowhere"
+has stderr "weld: error: $out/nowhere: no such folder"
+expect 1 "$weld" verify "$good" --against "$out/nowhere"
+has stderr "weld: error: $out/nowhere: no such file or folder"
+
+# Usage errors: exit 2.
+expect 2 "$weld" verify
+has stderr "weld: verify: expects one DIR"
+expect 2 "$weld" verify "$good" "$good"
+expect 2 "$weld" verify "$good" --device gpu
+has stderr "weld: verify: --device must be auto, cpu or cuda, not 'gpu'"
+expect 2 "$weld" verify "$good" --bogus
+has stderr "weld: verify: unknown option '--bogus'"
+
+# --device cuda on a machine or build without a usable GPU: exit 3, like convert.
+if "$weld" verify "$good" --device cuda >/dev/null 2>&1; then
+	:
+else
+	expect 3 "$weld" verify "$good" --device cuda
+	has stderr "--device cuda: no usable CUDA device"
+fi
+
+if [ "$fails" != 0 ]; then
+	echo "$fails failure(s)"
+	exit 1
+fi
+echo "cli_verify: all passed"

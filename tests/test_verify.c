@@ -1,0 +1,630 @@
+/*
+ * weld_verify on good outputs (HF and DeepSpeed ZeRO sources, safetensors
+ * and pytorch-bin, with and without --against) and on each kind of broken
+ * output: a flipped byte, a missing tensor, a wrong config dtype, a stale
+ * shard or index, a consolidated.safetensors, a 'module.' prefix, a missing
+ * config.json, missing metadata, an inconsistent tie, a wrong size. Each
+ * asserts the exact FAIL line it must produce and that nothing else FAILs.
+ */
+#include "internal.h"
+#include "safetensors.h"
+#include "test_util.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char tmp[] = "/tmp/weld_test_verify_XXXXXX";
+
+static const char *path_in(const char *dir, const char *name)
+{
+	static char buf[8][4096];
+	static int slot;
+	char *b = buf[slot++ & 7];
+	snprintf(b, 4096, "%s/%s", dir, name);
+	return b;
+}
+
+/* Its own slots, so a folder name outlives the path_in calls made with it. */
+static const char *tpath(const char *name)
+{
+	static char buf[8][4096];
+	static int slot;
+	char *b = buf[slot++ & 7];
+	snprintf(b, 4096, "%s/%s", tmp, name);
+	return b;
+}
+
+static void convert(const char *input, const char *out, weld_out_dtype dtype, int pytorch_bin)
+{
+	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
+	o.dtype = dtype;
+	o.pytorch_bin = pytorch_bin;
+	o.device = WELD_DEVICE_CPU;
+	o.force = 1;
+	o.threads = 2;
+	weld_error err = {0};
+	CHECK_OK(weld_convert(input, out, &o, NULL, &err), &err);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t n;
+	uint8_t *data = read_file(from, &n);
+	CHECK(data && write_file(to, data, n) == 0);
+	free(data);
+}
+
+/* A fresh copy of every regular file of FROM in TO. */
+static void copy_dir(const char *from, const char *to)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", to, to);
+	CHECK(system(cmd) == 0);
+	DIR *d = opendir(from);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char src[4096];
+		struct stat st;
+		snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+		if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
+			copy_file(src, path_in(to, e->d_name));
+	}
+	if (d)
+		closedir(d);
+}
+
+static weld_verify_report *verify(const char *dir, const char *against)
+{
+	weld_verify_report *r = NULL;
+	weld_error err = {0};
+	CHECK_OK(weld_verify(dir, against, WELD_DEVICE_CPU, &r, &err), &err);
+	return r;
+}
+
+static const weld_check *find(const weld_verify_report *r, const char *name)
+{
+	for (size_t i = 0; r && i < r->nchecks; i++)
+		if (strcmp(r->checks[i].name, name) == 0)
+			return &r->checks[i];
+	return NULL;
+}
+
+/* Check NAME has LEVEL and, when DETAIL is not NULL, exactly that detail. */
+#define EXPECT(r, name, level, detail) expect_(__LINE__, r, name, level, detail)
+static void expect_(int line, const weld_verify_report *r, const char *name, weld_check_level level, const char *detail)
+{
+	const weld_check *c = find(r, name);
+	if (!c) {
+		fprintf(stderr, "%s:%d: no check '%s' in the report\n", __FILE__, line, name);
+		test_failures++;
+		return;
+	}
+	if (c->level != level || (detail && strcmp(c->detail, detail) != 0)) {
+		fprintf(stderr, "%s:%d: check '%s'\n  expected %s \"%s\"\n  got      %s \"%s\"\n", __FILE__, line, name,
+			weld_check_level_name(level), detail ? detail : "*", weld_check_level_name(c->level),
+			c->detail);
+		test_failures++;
+	}
+}
+
+/* Exactly the checks named in FAILS (a NULL-terminated list) FAIL. */
+#define EXPECT_FAILS(r, ...) expect_fails_(__LINE__, r, (const char *const[]){__VA_ARGS__, NULL})
+static void expect_fails_(int line, const weld_verify_report *r, const char *const *fails)
+{
+	size_t want = 0;
+	while (fails[want])
+		want++;
+	for (size_t i = 0; r && i < r->nchecks; i++) {
+		bool listed = false;
+		for (size_t k = 0; k < want; k++)
+			listed = listed || strcmp(fails[k], r->checks[i].name) == 0;
+		if ((r->checks[i].level == WELD_CHECK_FAIL) != listed) {
+			fprintf(stderr, "%s:%d: check '%s' is %s: %s\n", __FILE__, line, r->checks[i].name,
+				weld_check_level_name(r->checks[i].level), r->checks[i].detail);
+			test_failures++;
+		}
+	}
+	CHECK(r && r->failed == want);
+}
+#define NO_FAILS NULL
+
+/* Replace the first FIND in DIR/NAME by REPL. */
+static void edit_file(const char *dir, const char *name, const char *find_s, const char *repl)
+{
+	size_t n;
+	char *text = (char *)read_file(path_in(dir, name), &n);
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	text = realloc(text, n + 1);
+	text[n] = '\0';
+	char *at = strstr(text, find_s);
+	CHECK(at != NULL);
+	if (at) {
+		FILE *f = fopen(path_in(dir, name), "wb");
+		fwrite(text, 1, (size_t)(at - text), f);
+		fputs(repl, f);
+		fputs(at + strlen(find_s), f);
+		fclose(f);
+	}
+	free(text);
+}
+
+/* weld.json's entry for tensor NAME: offset, bytes and crc32. */
+static void manifest_tensor(const char *dir, const char *name, uint64_t *offset, uint64_t *bytes, uint32_t *crc)
+{
+	size_t n;
+	char *text = (char *)read_file(path_in(dir, "weld.json"), &n);
+	cJSON *m = text ? cJSON_ParseWithLength(text, n) : NULL;
+	const cJSON *t;
+	*offset = *bytes = 0;
+	*crc = 0;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(m, "tensors"))
+	{
+		if (strcmp(cJSON_GetObjectItem(t, "name")->valuestring, name) != 0)
+			continue;
+		*offset = (uint64_t)cJSON_GetObjectItem(t, "offset")->valuedouble;
+		*bytes = (uint64_t)cJSON_GetObjectItem(t, "bytes")->valuedouble;
+		*crc = (uint32_t)cJSON_GetObjectItem(t, "crc32")->valuedouble;
+	}
+	CHECK(*bytes != 0);
+	cJSON_Delete(m);
+	free(text);
+}
+
+static uint32_t file_crc(const char *path)
+{
+	size_t n;
+	uint8_t *data = read_file(path, &n);
+	uint32_t crc = data ? (uint32_t)crc32(0, data, (uInt)n) : 0;
+	free(data);
+	return crc;
+}
+
+/*
+ * Write OUT_DIR/model.safetensors by hand from the tensors of SRC (a
+ * safetensors file): names prefixed with PREFIX, SKIP left out, with or
+ * without the "format": "pt" metadata. Plus SRC's folder's config.json.
+ */
+static void write_by_hand(const char *src, const char *out_dir, const char *prefix, const char *skip, bool meta)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", out_dir, out_dir);
+	CHECK(system(cmd) == 0);
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, src, &err), &err);
+	if (!c)
+		return;
+	size_t n = weld_ckpt_tensor_count(c), k = 0;
+	weld_st_out_tensor *t = calloc(n, sizeof(*t));
+	char **names = calloc(n, sizeof(*names));
+	size_t *index = calloc(n, sizeof(*index));
+	for (size_t i = 0; i < n; i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		if (skip && strcmp(ti.name, skip) == 0)
+			continue;
+		names[k] = malloc(strlen(prefix) + strlen(ti.name) + 1);
+		sprintf(names[k], "%s%s", prefix, ti.name);
+		t[k] = (weld_st_out_tensor){names[k], ti.dtype, ti.ndim, ti.shape, 0, 0};
+		index[k++] = i;
+	}
+	/* The builder sorts T; keep each entry's source index by its name pointer. */
+	char **by_entry = calloc(k, sizeof(*by_entry));
+	memcpy(by_entry, names, k * sizeof(*names));
+	static const char *const key[] = {"format"}, *const val[] = {"pt"};
+	uint8_t *header;
+	size_t hlen;
+	uint64_t dlen;
+	CHECK_OK(weld_st_build_header(t, k, key, val, meta ? 1 : 0, &header, &hlen, &dlen, &err), &err);
+	FILE *f = fopen(path_in(out_dir, "model.safetensors"), "wb");
+	fwrite(header, 1, hlen, f);
+	for (size_t j = 0; j < k; j++) {
+		size_t src_i = 0;
+		for (size_t q = 0; q < k; q++)
+			if (by_entry[q] == t[j].name)
+				src_i = index[q];
+		uint8_t *buf = malloc(t[j].nbytes ? t[j].nbytes : 1);
+		CHECK_OK(weld_ckpt_read_tensor(c, src_i, buf, t[j].nbytes, &err), &err);
+		fwrite(buf, 1, t[j].nbytes, f);
+		free(buf);
+	}
+	fclose(f);
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", src);
+	*strrchr(dir, '/') = '\0';
+	copy_file(path_in(dir, "config.json"), path_in(out_dir, "config.json"));
+	for (size_t j = 0; j < k; j++)
+		free(names[j]);
+	free(names);
+	free(by_entry);
+	free(index);
+	free(t);
+	free(header);
+	weld_ckpt_free(c);
+}
+
+/* ------------------------------------------------------------------------- */
+
+static char good[4096]; /* a good bf16 output of qwen2_tied/st_sharded */
+
+static void check_good_hf(void)
+{
+	snprintf(good, sizeof(good), "%s", tpath("good"));
+	convert(fixture("qwen2_tied/st_sharded"), good, WELD_OUT_BF16, 0);
+	weld_verify_report *r = verify(good, NULL);
+	EXPECT_FAILS(r, NO_FAILS);
+	CHECK(r && r->nchecks == 12 && r->passed == 11 && r->warnings == 1);
+	EXPECT(r, "format", WELD_CHECK_PASS,
+	       "safetensors: model.safetensors, 26 tensors, 125312 parameters, 250624 tensor bytes");
+	EXPECT(r, "weights", WELD_CHECK_PASS, "1 weight file valid: model.safetensors");
+	EXPECT(r, "manifest", WELD_CHECK_PASS, "weld.json describes the 26 tensors of model.safetensors");
+	EXPECT(r, "size", WELD_CHECK_PASS, "model.safetensors: 253304 bytes, as weld.json says");
+	EXPECT(r, "crc32", WELD_CHECK_PASS, "model.safetensors and its 26 tensors match weld.json (computed on cpu)");
+	EXPECT(r, "config", WELD_CHECK_PASS, "config.json: Qwen2ForCausalLM (model_type qwen2)");
+	EXPECT(r, "config_dtype", WELD_CHECK_PASS, "config.json says bfloat16, the tensors are BF16");
+	EXPECT(r, "one_format", WELD_CHECK_PASS, "model.safetensors only");
+	EXPECT(r, "prefix", WELD_CHECK_PASS, "no 'module.' or '_orig_mod.' prefixes");
+	EXPECT(r, "tied", WELD_CHECK_PASS,
+	       "no lm_head.weight stored, and tie_word_embeddings is true: the head is the input embedding");
+	EXPECT(r, "tokenizer", WELD_CHECK_WARN,
+	       "no tokenizer files (tokenizer.json, tokenizer.model, ...): serve with a tokenizer from elsewhere");
+	EXPECT(r, "metadata", WELD_CHECK_PASS, "__metadata__ \"format\": \"pt\"");
+	CHECK(r && strcmp(r->format, "safetensors") == 0 && strcmp(r->device, "cpu") == 0 && r->ndiffs == 0);
+	weld_verify_report_free(r);
+
+	/* Against the source it came from, and the same weights in other forms. */
+	static const char *const sources[] = {"qwen2_tied/st_sharded", "qwen2_tied/st_single_fp32",
+					      "qwen2_tied/bin_sharded"};
+	for (size_t i = 0; i < 3; i++) {
+		r = verify(good, fixture(sources[i]));
+		EXPECT_FAILS(r, NO_FAILS);
+		EXPECT(r, "against_names", WELD_CHECK_PASS,
+		       "the 26 output tensors match the source's names and shapes");
+		EXPECT(r, "against_values", WELD_CHECK_PASS, NULL);
+		EXPECT(r, "finite", WELD_CHECK_PASS, "no NaN or Inf in the 26 tensors compared");
+		CHECK(r && r->ndiffs == 26);
+		for (size_t k = 0; r && k < r->ndiffs; k++) {
+			const weld_tensor_diff *d = &r->diffs[k];
+			CHECK(d->exact && d->dtype == WELD_DTYPE_BF16 && d->source_dtype == WELD_DTYPE_F32);
+			/* bf16 keeps 8 significant bits: relative error below 2^-8, and not zero for random weights. */
+			CHECK(d->rel_l2 < 1.0 / 256 && d->max_abs_diff < 0.05 && d->nan_count == 0 &&
+			      d->inf_count == 0);
+		}
+		weld_verify_report_free(r);
+	}
+	CHECK(find(NULL, "x") == NULL);
+
+	/* pytorch-bin output of a .bin source: the same checks hold. */
+	const char *bin = tpath("good_bin");
+	convert(fixture("qwen2_tied/bin_single"), bin, WELD_OUT_BF16, 1);
+	r = verify(bin, fixture("qwen2_tied/bin_single"));
+	EXPECT_FAILS(r, NO_FAILS);
+	EXPECT(r, "format", WELD_CHECK_PASS,
+	       "pytorch-bin: pytorch_model.bin, 26 tensors, 125312 parameters, 250624 tensor bytes");
+	EXPECT(r, "crc32", WELD_CHECK_PASS, "pytorch_model.bin and its 26 tensors match weld.json (computed on cpu)");
+	EXPECT(r, "metadata", WELD_CHECK_PASS, "pytorch-bin: no safetensors metadata needed");
+	EXPECT(r, "against_values", WELD_CHECK_PASS, NULL);
+	weld_verify_report_free(r);
+
+	/* A flipped byte in a tensor of the .bin: the CRC check names it. */
+	uint64_t off, len;
+	uint32_t want;
+	manifest_tensor(bin, "model.norm.weight", &off, &len, &want);
+	size_t n;
+	uint8_t *data = read_file(path_in(bin, "pytorch_model.bin"), &n);
+	uint32_t file_want = data ? (uint32_t)crc32(0, data, (uInt)n) : 0;
+	if (data) {
+		data[off + 3] ^= 0x10;
+		CHECK(write_file(path_in(bin, "pytorch_model.bin"), data, n) == 0);
+	}
+	char msg[1024];
+	snprintf(msg, sizeof(msg),
+		 "tensor 'model.norm.weight': CRC-32 0x%08x, weld.json says 0x%08x; pytorch_model.bin: CRC-32 0x%08x, "
+		 "weld.json says 0x%08x (computed on cpu)",
+		 data ? (uint32_t)crc32(0, data + off, (uInt)len) : 0, want,
+		 file_crc(path_in(bin, "pytorch_model.bin")), file_want);
+	free(data);
+	r = verify(bin, NULL);
+	EXPECT_FAILS(r, "crc32");
+	EXPECT(r, "crc32", WELD_CHECK_FAIL, msg);
+	weld_verify_report_free(r);
+}
+
+/* A ZeRO-2 output: the toy config has no architectures (a true FAIL); the 16-bit weights cross-check. */
+static void check_good_zero(void)
+{
+	const char *out = tpath("zero");
+	const char *src = fixture("zero/s2_w2_bf16");
+	convert(src, out, WELD_OUT_BF16, 0);
+	weld_verify_report *r = verify(out, src);
+	EXPECT_FAILS(r, "config");
+	EXPECT(r, "config", WELD_CHECK_FAIL,
+	       "config.json has no \"architectures\" list (vLLM needs one to pick the model class)");
+	EXPECT(r, "against_names", WELD_CHECK_PASS, "the 11 output tensors match the source's names and shapes");
+	EXPECT(r, "against_values", WELD_CHECK_PASS, NULL);
+	EXPECT(r, "zero_16bit", WELD_CHECK_PASS,
+	       "11 tensors equal the 16-bit weights DeepSpeed stored in mp_rank_00_model_states.pt");
+	CHECK(r && r->ndiffs == 11);
+	for (size_t k = 0; r && k < r->ndiffs; k++)
+		CHECK(r->diffs[k].exact && r->diffs[k].source_dtype == WELD_DTYPE_F32);
+	weld_verify_report_free(r);
+
+	/* Named architectures, nothing fails. */
+	edit_file(out, "config.json", "{", "{\"architectures\": [\"WeldToy\"], ");
+	r = verify(out, src);
+	EXPECT_FAILS(r, NO_FAILS);
+	EXPECT(r, "config", WELD_CHECK_PASS, "config.json: WeldToy (model_type weld_toy)");
+	weld_verify_report_free(r);
+
+	/* A tied fixture: the alias is folded, and the config does not say whether to tie. */
+	out = tpath("zero_tied");
+	src = fixture("zero/s2_w2_bf16_tied");
+	convert(src, out, WELD_OUT_BF16, 0);
+	r = verify(out, src);
+	EXPECT(r, "tied", WELD_CHECK_WARN,
+	       "'head.weight' is stored only as 'embed.weight'; config.json does not set tie_word_embeddings, so "
+	       "the model class's default must tie them");
+	EXPECT(r, "against_names", WELD_CHECK_PASS,
+	       "the 10 output tensors match the source's names and shapes (tied aliases folded)");
+	EXPECT(r, "zero_16bit", WELD_CHECK_PASS, NULL);
+	weld_verify_report_free(r);
+}
+
+static void check_flipped_byte(void)
+{
+	const char *dir = tpath("flipped");
+	copy_dir(good, dir);
+	uint64_t off, len;
+	uint32_t want;
+	const char *name = "model.layers.1.mlp.up_proj.weight";
+	manifest_tensor(dir, name, &off, &len, &want);
+	size_t n;
+	uint8_t *data = read_file(path_in(dir, "model.safetensors"), &n);
+	uint32_t file_want = data ? (uint32_t)crc32(0, data, (uInt)n) : 0;
+	CHECK(data && off + len <= n);
+	if (!data)
+		return;
+	data[off + 101] ^= 0x40; /* the high byte of a bf16: a large change */
+	CHECK(write_file(path_in(dir, "model.safetensors"), data, n) == 0);
+	char msg[1024];
+	snprintf(msg, sizeof(msg),
+		 "tensor '%s': CRC-32 0x%08x, weld.json says 0x%08x; model.safetensors: CRC-32 0x%08x, weld.json says "
+		 "0x%08x (computed on cpu)",
+		 name, (uint32_t)crc32(0, data + off, (uInt)len), want, (uint32_t)crc32(0, data, (uInt)n), file_want);
+	free(data);
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "crc32");
+	EXPECT(r, "crc32", WELD_CHECK_FAIL, msg);
+	weld_verify_report_free(r);
+
+	/* Against the source the same tensor is named, with its error. */
+	r = verify(dir, fixture("qwen2_tied/st_sharded"));
+	EXPECT_FAILS(r, "crc32", "against_values");
+	const weld_check *c = find(r, "against_values");
+	const char *want_start = "1 of 26 tensors differ from the source cast to their dtype: "
+				 "'model.layers.1.mlp.up_proj.weight' (max abs diff ";
+	CHECK(c && strncmp(c->detail, want_start, strlen(want_start)) == 0);
+	size_t inexact = 0;
+	for (size_t k = 0; r && k < r->ndiffs; k++)
+		if (!r->diffs[k].exact) {
+			inexact++;
+			CHECK(strcmp(r->diffs[k].name, name) == 0 && r->diffs[k].max_abs_diff > 0.01);
+		}
+	CHECK(inexact == 1);
+	weld_verify_report_free(r);
+}
+
+/* The output of a source that lost a tensor is intact, but not the checkpoint it should be. */
+static void check_missing_tensor(void)
+{
+	const char *src = tpath("src_missing"), *out = tpath("missing");
+	write_by_hand(fixture("qwen2_tied/st_single_fp32/model.safetensors"), src, "", "model.norm.weight", true);
+	convert(src, out, WELD_OUT_BF16, 0);
+	weld_verify_report *r = verify(out, NULL);
+	EXPECT_FAILS(r, NO_FAILS);
+	weld_verify_report_free(r);
+	r = verify(out, fixture("qwen2_tied/st_single_fp32"));
+	EXPECT_FAILS(r, "against_names");
+	EXPECT(r, "against_names", WELD_CHECK_FAIL, "1 source tensor missing from the output: 'model.norm.weight'");
+	EXPECT(r, "against_values", WELD_CHECK_PASS, NULL);
+	weld_verify_report_free(r);
+}
+
+static void check_config_dtype(void)
+{
+	const char *dir = tpath("dtype");
+	copy_dir(good, dir);
+	edit_file(dir, "config.json", "\"dtype\": \"bfloat16\"", "\"dtype\": \"float32\"");
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "config_dtype");
+	EXPECT(r, "config_dtype", WELD_CHECK_FAIL, "config.json says \"dtype\": \"float32\", the tensors are BF16");
+	weld_verify_report_free(r);
+}
+
+static void check_stale(void)
+{
+	const char *dir = tpath("stale");
+	copy_dir(good, dir);
+	copy_file(fixture("qwen2_tied/st_sharded/model-00001-of-00009.safetensors"),
+		  path_in(dir, "model-00001-of-00009.safetensors"));
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "one_format");
+	EXPECT(r, "one_format", WELD_CHECK_FAIL,
+	       "stale weight file beside model.safetensors: 'model-00001-of-00009.safetensors'");
+	EXPECT(r, "weights", WELD_CHECK_PASS,
+	       "2 weight files valid: model-00001-of-00009.safetensors, model.safetensors");
+	weld_verify_report_free(r);
+
+	copy_file(fixture("qwen2_tied/st_sharded/model.safetensors.index.json"),
+		  path_in(dir, "model.safetensors.index.json"));
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "one_format");
+	EXPECT(r, "one_format", WELD_CHECK_FAIL,
+	       "stale weight files beside model.safetensors: 'model-00001-of-00009.safetensors', "
+	       "'model.safetensors.index.json'");
+	weld_verify_report_free(r);
+
+	dir = tpath("consolidated");
+	copy_dir(good, dir);
+	copy_file(path_in(dir, "model.safetensors"), path_in(dir, "consolidated.safetensors"));
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "one_format");
+	EXPECT(r, "one_format", WELD_CHECK_FAIL,
+	       "'consolidated.safetensors' present: vLLM then loads consolidated*.safetensors (Mistral format)");
+	weld_verify_report_free(r);
+}
+
+/* Written by hand (weld convert would strip it): every name keeps 'module.'. */
+static void check_prefix(void)
+{
+	const char *dir = tpath("prefixed");
+	write_by_hand(fixture("qwen2_tied/st_single_fp32/model.safetensors"), dir, "module.", NULL, true);
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "prefix");
+	EXPECT(r, "prefix", WELD_CHECK_FAIL,
+	       "26 of 26 tensor names start with 'module.' (e.g. 'module.model.embed_tokens.weight'); loaders "
+	       "expect the bare names");
+	EXPECT(r, "manifest", WELD_CHECK_WARN,
+	       "no weld.json: not written by weld convert; sizes and CRC-32s not checked");
+	EXPECT(r, "config_dtype", WELD_CHECK_PASS, "config.json says float32, the tensors are F32");
+	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
+	weld_verify_report_free(r);
+
+	/* Without weld.json the source's prefix is matched as the planner would strip it. */
+	r = verify(tpath("good"), dir);
+	EXPECT(r, "against_names", WELD_CHECK_PASS,
+	       "the 26 output tensors match the source's names and shapes (prefix stripped: module.)");
+	weld_verify_report_free(r);
+
+	/* And a file without the "format": "pt" metadata, which transformers refuses. */
+	dir = tpath("no_meta");
+	write_by_hand(fixture("qwen2_tied/st_single_fp32/model.safetensors"), dir, "", NULL, false);
+	r = verify(dir, fixture("qwen2_tied/st_single_fp32"));
+	EXPECT_FAILS(r, "metadata");
+	EXPECT(r, "metadata", WELD_CHECK_FAIL,
+	       "model.safetensors has no __metadata__ \"format\" (transformers refuses to load it)");
+	EXPECT(r, "against_values", WELD_CHECK_PASS,
+	       "all 26 tensors equal the source cast to their dtype exactly "
+	       "(largest rel L2 error 0)");
+	weld_verify_report_free(r);
+}
+
+static void check_missing_config(void)
+{
+	const char *dir = tpath("no_config");
+	copy_dir(good, dir);
+	CHECK(unlink(path_in(dir, "config.json")) == 0);
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "config");
+	EXPECT(r, "config", WELD_CHECK_FAIL, "config.json: missing");
+	CHECK(find(r, "config_dtype") == NULL);
+	weld_verify_report_free(r);
+
+	copy_dir(good, dir);
+	edit_file(dir, "config.json", "{", "{,");
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "config");
+	EXPECT(r, "config", WELD_CHECK_FAIL, "config.json: not valid JSON");
+	weld_verify_report_free(r);
+}
+
+/* hf_edge/wrapped ties lm_head.weight to the embedding; a config that says otherwise must FAIL. */
+static void check_tied(void)
+{
+	const char *dir = tpath("tied");
+	convert(fixture("hf_edge/wrapped"), dir, WELD_OUT_F16, 0);
+	weld_verify_report *r = verify(dir, fixture("hf_edge/wrapped"));
+	EXPECT_FAILS(r, NO_FAILS);
+	EXPECT(r, "tied", WELD_CHECK_PASS,
+	       "'lm_head.weight' is stored as 'model.embed_tokens.weight', and tie_word_embeddings is true");
+	EXPECT(r, "against_names", WELD_CHECK_PASS,
+	       "the 5 output tensors match the source's names and shapes (tied aliases folded; prefix stripped: "
+	       "module.)");
+	/* The fixture's embedding overflows float16: exact, but Inf, and said so. */
+	EXPECT(r, "finite", WELD_CHECK_WARN, "1 tensor holds NaN or Inf: 'model.embed_tokens.weight' (0 NaN, 2 Inf)");
+	weld_verify_report_free(r);
+
+	edit_file(dir, "config.json", "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false");
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "tied");
+	EXPECT(r, "tied", WELD_CHECK_FAIL,
+	       "'lm_head.weight' is stored only as 'model.embed_tokens.weight' (weld.json \"tied\"), but config.json "
+	       "has tie_word_embeddings false: the model would not load it");
+	weld_verify_report_free(r);
+}
+
+static void check_size(void)
+{
+	const char *dir = tpath("size");
+	copy_dir(good, dir);
+	FILE *f = fopen(path_in(dir, "model.safetensors"), "ab");
+	fputc(0, f);
+	fclose(f);
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT(r, "size", WELD_CHECK_FAIL, "model.safetensors: 253305 bytes, weld.json says 253304");
+	/* One byte past the data breaks the reference rules too. */
+	EXPECT(r, "weights", WELD_CHECK_FAIL, NULL);
+	EXPECT(r, "format", WELD_CHECK_FAIL, NULL);
+	weld_verify_report_free(r);
+}
+
+/* A weld.json that does not parse is a FAIL of its own; what it would vouch for is not checked. */
+static void check_bad_manifest(void)
+{
+	const char *dir = tpath("bad_manifest");
+	copy_dir(good, dir);
+	edit_file(dir, "weld.json", "{", "{,");
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "manifest");
+	EXPECT(r, "manifest", WELD_CHECK_FAIL, "weld.json: not valid JSON");
+	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
+	weld_verify_report_free(r);
+}
+
+static void check_errors(void)
+{
+	weld_verify_report *r = NULL;
+	weld_error err = {0};
+	char msg[4200];
+	snprintf(msg, sizeof(msg), "%s: no such folder", tpath("nowhere"));
+	CHECK_ERR(weld_verify(tpath("nowhere"), NULL, WELD_DEVICE_CPU, &r, &err), WELD_ERR_IO, &err, msg);
+	CHECK(r == NULL);
+	snprintf(msg, sizeof(msg), "%s: no such file or folder", tpath("nowhere"));
+	CHECK_ERR(weld_verify(good, tpath("nowhere"), WELD_DEVICE_CPU, &r, &err), WELD_ERR_IO, &err, msg);
+	CHECK(r == NULL);
+	weld_verify_report_free(NULL);
+
+	/* An empty folder can be examined: it just is not servable. */
+	CHECK(mkdir(tpath("empty"), 0755) == 0);
+	r = verify(tpath("empty"), NULL);
+	EXPECT(r, "weights", WELD_CHECK_FAIL, "no .safetensors or .bin file in the folder");
+	EXPECT(r, "config", WELD_CHECK_FAIL, "config.json: missing");
+	CHECK(r && strcmp(r->format, "") == 0);
+	weld_verify_report_free(r);
+}
+
+int main(void)
+{
+	CHECK(mkdtemp(tmp) != NULL);
+	check_good_hf();
+	check_good_zero();
+	check_flipped_byte();
+	check_missing_tensor();
+	check_config_dtype();
+	check_stale();
+	check_prefix();
+	check_missing_config();
+	check_tied();
+	check_size();
+	check_bad_manifest();
+	check_errors();
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	CHECK(system(cmd) == 0);
+	TEST_DONE();
+}
