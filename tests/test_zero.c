@@ -257,6 +257,16 @@ static void check_broken(void)
 	CHECK(convert(tpath("mixed"), tpath("bad-out"), WELD_OUT_BF16, &r, &err) == WELD_ERR_MISMATCH);
 	CHECK(strstr(err.message, "rank 1's partitions hold") != NULL);
 
+	/* Rank 1's model states from a later save of the same run (written by torch). */
+	copy_tree(fixture("zero/s3_w2_bf16"), tpath("steps"));
+	snprintf(from, sizeof(from), "%s", fixture("zero_bad/step2_zero_pp_rank_1_mp_rank_00_model_states.pt"));
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_1_mp_rank_00_model_states.pt", tpath("steps"));
+	d = read_file(from, &n);
+	CHECK(d && write_file(path, d, n) == 0);
+	free(d);
+	snprintf(msg, sizeof(msg), "%s: global_steps 2 but rank 0's is 1: files from different steps", path);
+	expect_error(tpath("steps"), WELD_ERR_MISMATCH, msg);
+
 	/* A truncated optimizer shard. */
 	copy_tree(fixture("zero/s1_w2_bf16"), tpath("cut"));
 	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("cut"));
