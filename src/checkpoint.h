@@ -19,6 +19,7 @@ typedef struct ckpt_source {
 typedef struct ckpt_zfrag {
 	uint32_t src;
 	uint64_t offset, count, dst_elem;
+	const weld_zip_entry *entry; /* the partition's record, for its CRC check; NULL for legacy files */
 } ckpt_zfrag;
 
 typedef struct ckpt_tensor {

@@ -258,6 +258,86 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+typedef struct rec_piece {
+	uint32_t record;
+	uint64_t offset, len;
+	uint32_t crc;
+} rec_piece;
+
+static int cmp_rec_piece(const void *a, const void *b)
+{
+	const rec_piece *x = a, *y = b;
+	if (x->record != y->record)
+		return x->record < y->record ? -1 : 1;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Padding a record's fragments skip is read only while it stays this small. */
+#define MAX_GAP_BYTES (1u << 20)
+
+/*
+ * Every source record the plan marked gets its zip CRC-32 checked: the CRCs
+ * of the segments read (in source order) joined with those of the gaps
+ * between them (padding, read here), then compared with the central
+ * directory's.
+ */
+static weld_status check_records(exec_state *st, weld_error *err)
+{
+	const weld_plan *p = st->p;
+	rec_piece *pc = weld__calloc(st->nsegs ? st->nsegs : 1, sizeof(*pc));
+	uint8_t *gap = malloc(MAX_GAP_BYTES);
+	size_t n = 0;
+	weld_status r = pc && gap ? WELD_OK : weld__nomem(err);
+	for (size_t k = 0; !r && k < st->nsegs; k++) {
+		const weld_seg *s = &st->segs[k];
+		if (s->record != WELD_NO_RECORD)
+			pc[n++] = (rec_piece){s->record, s->src_offset, s->count * weld_dtype_size(s->src_dtype), s->src_crc};
+	}
+	qsort(pc, n, sizeof(*pc), cmp_rec_piece);
+	for (size_t i = 0; !r && i < n;) {
+		const weld_plan_record *rec = &p->rec[pc[i].record];
+		uint64_t at = rec->offset, end = rec->offset + rec->nbytes, gaps = 0;
+		uint32_t crc = 0;
+		bool whole = true;
+		size_t j = i;
+		/* Walk this record's pieces and the gaps before, between and after them. */
+		for (; !r && whole && j <= n; j++) {
+			bool last = j == n || pc[j].record != pc[i].record;
+			uint64_t next = last ? end : pc[j].offset;
+			if (next < at) {
+				whole = false; /* overlapping views: nothing to check */
+				break;
+			}
+			if (next > at) {
+				gaps += next - at;
+				if (gaps > MAX_GAP_BYTES) {
+					whole = false;
+					break;
+				}
+				r = weld_file_pread(p->files[rec->src], gap, (size_t)(next - at), at, err);
+				if (!r)
+					crc = (uint32_t)crc32_combine64(crc, weld__crc32(0, gap, (size_t)(next - at)),
+									(z_off64_t)(next - at));
+				at = next;
+			}
+			if (last)
+				break;
+			crc = (uint32_t)crc32_combine64(crc, pc[j].crc, (z_off64_t)pc[j].len);
+			at += pc[j].len;
+		}
+		if (!r && whole && crc != rec->crc)
+			r = weld__fail(err, WELD_ERR_CHECKSUM,
+				       "%s: CRC-32 mismatch in record '%s' (stored 0x%08x, computed 0x%08x)",
+				       p->files[rec->src]->path, rec->name, rec->crc, crc);
+		uint32_t done = pc[i].record;
+		while (i < n && pc[i].record == done)
+			i++;
+	}
+	free(pc);
+	free(gap);
+	return r;
+}
+
 /* Combine piece CRCs into tensor CRCs; check every whole-read source record. */
 static weld_status finish(exec_state *st, uint32_t *tensor_crcs, weld_error *err)
 {
@@ -270,27 +350,7 @@ static weld_status finish(exec_state *st, uint32_t *tensor_crcs, weld_error *err
 		tensor_crcs[pc->tensor] =
 			(uint32_t)crc32_combine64(tensor_crcs[pc->tensor], st->piece_crcs[i], (z_off64_t)len);
 	}
-	if (!p->nrec)
-		return WELD_OK;
-	uint32_t *rec_crc = weld__calloc(p->nrec, sizeof(*rec_crc));
-	if (!rec_crc)
-		return weld__nomem(err);
-	/* A record's segments come in source order: one fragment, cut into pieces. */
-	for (size_t k = 0; k < st->nsegs; k++) {
-		const weld_seg *s = &st->segs[k];
-		if (s->record == WELD_NO_RECORD)
-			continue;
-		uint64_t len = s->count * weld_dtype_size(s->src_dtype);
-		rec_crc[s->record] = (uint32_t)crc32_combine64(rec_crc[s->record], s->src_crc, (z_off64_t)len);
-	}
-	weld_status r = WELD_OK;
-	for (size_t i = 0; i < p->nrec && !r; i++)
-		if (rec_crc[i] != p->rec[i].crc)
-			r = weld__fail(err, WELD_ERR_CHECKSUM,
-				       "%s: CRC-32 mismatch in record '%s' (stored 0x%08x, computed 0x%08x)",
-				       p->files[p->rec[i].src]->path, p->rec[i].name, p->rec[i].crc, rec_crc[i]);
-	free(rec_crc);
-	return r;
+	return p->nrec ? check_records(st, err) : WELD_OK;
 }
 
 weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char *path,

@@ -192,6 +192,32 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(((const weld_plan_tensor *)a)->name, ((const weld_plan_tensor *)b)->name);
 }
 
+/*
+ * The record index for a ZeRO partition's zip entry, added on first use.
+ * Fragments cover it except for padding; the executor reads the padding too
+ * so the whole record's CRC gets checked.
+ */
+static weld_status zero_record(weld_plan *p, uint32_t src, const weld_zip_entry *e, uint32_t *out,
+			       weld_error *err)
+{
+	*out = WELD_NO_RECORD;
+	if (!e || (e->crc32 == 0 && e->size != 0))
+		return WELD_OK;
+	for (size_t i = 0; i < p->nrec; i++)
+		if (p->rec[i].src == src && p->rec[i].offset == e->data_offset) {
+			*out = (uint32_t)i;
+			return WELD_OK;
+		}
+	weld_plan_record *r = weld__reallocarray(p->rec, p->nrec + 1, sizeof(*r));
+	if (!r)
+		return weld__nomem(err);
+	p->rec = r;
+	r[p->nrec] = (weld_plan_record){.src = src, .offset = e->data_offset, .nbytes = e->size, .crc = e->crc32,
+					.name = e->record};
+	*out = (uint32_t)p->nrec++;
+	return WELD_OK;
+}
+
 /* Zip records read whole (one tensor covering all of it) get their CRC checked. */
 static weld_status add_record(weld_plan *p, weld_ckpt *c, const ckpt_tensor *t, size_t frag, weld_error *err)
 {
@@ -281,12 +307,13 @@ weld_status weld_plan_build(weld_plan **out, weld_ckpt *c, const weld_plan_optio
 			/* ZeRO: the runs of the master partitions zero.c found. */
 			for (size_t k = 0; k < t->zf_count && !s; k++) {
 				const ckpt_zfrag *z = &c->zf[t->zf_first + k];
-				weld_frag *f = new_frag(p, err);
+				uint32_t rec;
+				weld_frag *f = (s = zero_record(p, z->src, z->entry, &rec, err)) ? NULL : new_frag(p, err);
 				if (!f)
-					s = WELD_ERR_NOMEM;
+					s = s ? s : WELD_ERR_NOMEM;
 				else
 					*f = (weld_frag){.src_offset = z->offset, .count = z->count, .dst_elem = z->dst_elem,
-							 .src = z->src, .record = WELD_NO_RECORD, .src_dtype = t->dtype};
+							 .src = z->src, .record = rec, .src_dtype = t->dtype};
 			}
 		}
 		o->frag_count = p->nf - o->frag_first;

@@ -21,6 +21,7 @@
 typedef struct part {
 	uint32_t src;
 	uint64_t offset, numel;
+	const weld_zip_entry *entry;
 } part;
 
 typedef struct rank_parts {
@@ -63,7 +64,7 @@ static weld_status flat_run(weld_ckpt *c, size_t src, const weld_py *t, weld_dty
 		return s;
 	/* The pickle reader checked the view lies inside its storage. */
 	*out = (part){(uint32_t)src, st.offset + t->tensor.storage_offset * weld_dtype_size(*dtype),
-		      t->tensor.shape[0]};
+		      t->tensor.shape[0], st.entry};
 	return WELD_OK;
 }
 
@@ -91,7 +92,8 @@ static weld_status concat_frags(weld_ckpt *c, const part *parts, size_t nparts, 
 			continue;
 		}
 		uint64_t take = parts[i].numel - off < n ? parts[i].numel - off : n;
-		weld_status s = push_zfrag(c, (ckpt_zfrag){parts[i].src, parts[i].offset + off * esz, take, dst_elem}, err);
+		weld_status s = push_zfrag(
+			c, (ckpt_zfrag){parts[i].src, parts[i].offset + off * esz, take, dst_elem, parts[i].entry}, err);
 		if (s)
 			return s;
 		dst_elem += take;

@@ -210,6 +210,39 @@ static void expect_error(const char *dir, weld_status want, const char *msg)
 	CHECK(access(path, F_OK) != 0);
 }
 
+/*
+ * Flip a byte of optimizer file PATH at DELTA bytes from the start of the
+ * master tensor NAME (found by its bytes, which are random floats).
+ */
+static void flip_master_byte(const char *path, const char *name, size_t delta)
+{
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, path, &err), &err);
+	for (size_t i = 0; c && i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		if (strcmp(ti.name, name) != 0)
+			continue;
+		uint8_t *want = malloc(ti.nbytes + 1);
+		size_t n;
+		uint8_t *file = read_file(path, &n);
+		CHECK_OK(weld_ckpt_read_tensor(c, i, want, ti.nbytes, &err), &err);
+		uint8_t *at = NULL;
+		for (size_t k = 0; file && !at && ti.nbytes && k + ti.nbytes <= n; k++)
+			if (memcmp(file + k, want, ti.nbytes) == 0)
+				at = file + k;
+		CHECK(at != NULL && (size_t)(at - file) + delta < n);
+		if (at && (size_t)(at - file) + delta < n) {
+			at[delta] ^= 0x01;
+			CHECK(write_file(path, file, n) == 0);
+		}
+		free(want);
+		free(file);
+	}
+	weld_ckpt_free(c);
+}
+
 static void check_broken(void)
 {
 	char msg[8192], path[4096];
@@ -266,6 +299,34 @@ static void check_broken(void)
 	free(d);
 	snprintf(msg, sizeof(msg), "%s: global_steps 2 but rank 0's is 1: files from different steps", path);
 	expect_error(tpath("steps"), WELD_ERR_MISMATCH, msg);
+
+	/* One flipped bit in a master partition: the record's CRC-32 catches it. */
+	copy_tree(fixture("zero/s3_w2_bf16"), tpath("flip"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("flip"));
+	flip_master_byte(path, "optimizer_state_dict.fp32_flat_groups.0", 100);
+	weld_error e2 = {0};
+	CHECK(convert(tpath("flip"), tpath("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
+	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record 'data/", path);
+	CHECK(strncmp(e2.message, msg, strlen(msg)) == 0);
+	/* ... and in the alignment padding after the last rank's stage-2 partition, read only to check it. */
+	copy_tree(fixture("zero/s2_w2_bf16"), tpath("flip2"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("flip2"));
+	size_t master_bytes = 0;
+	{
+		weld_ckpt *oc = NULL;
+		CHECK_OK(weld_ckpt_open(&oc, path, &e2), &e2);
+		for (size_t i = 0; oc && i < weld_ckpt_tensor_count(oc); i++) {
+			weld_tensor_info ti;
+			weld_ckpt_tensor(oc, i, &ti);
+			if (strcmp(ti.name, "optimizer_state_dict.single_partition_of_fp32_groups.0") == 0)
+				master_bytes = ti.nbytes;
+		}
+		weld_ckpt_free(oc);
+	}
+	flip_master_byte(path, "optimizer_state_dict.single_partition_of_fp32_groups.0", master_bytes);
+	CHECK(convert(tpath("flip2"), tpath("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
+	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record 'data/", path);
+	CHECK(strncmp(e2.message, msg, strlen(msg)) == 0);
 
 	/* A truncated optimizer shard. */
 	copy_tree(fixture("zero/s1_w2_bf16"), tpath("cut"));
