@@ -7,35 +7,7 @@ fx=$2/tests/fixtures
 fails=0
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-
-# expect CODE CMD...: run CMD, require exit CODE; stdout/stderr land in $out.
-expect() {
-	local want=$1
-	shift
-	"$@" >"$out/stdout" 2>"$out/stderr"
-	local got=$?
-	if [ "$got" != "$want" ]; then
-		echo "FAIL: '$*' exited $got, expected $want"
-		sed 's/^/  stderr: /' "$out/stderr" | head -5
-		fails=$((fails + 1))
-	fi
-}
-# has FILE TEXT: FILE contains TEXT literally.
-has() {
-	if ! grep -qF -- "$2" "$out/$1"; then
-		echo "FAIL: $1 lacks '$2'"
-		sed "s/^/  $1: /" "$out/$1" | head -5
-		fails=$((fails + 1))
-	fi
-}
-lines() {
-	local n
-	n=$(wc -l <"$out/$1")
-	if [ "$n" != "$2" ]; then
-		echo "FAIL: $1 has $n lines, expected $2"
-		fails=$((fails + 1))
-	fi
-}
+. "$(dirname "$0")/lib.sh"
 
 expect 0 "$weld" --help
 has stdout "usage: weld COMMAND"

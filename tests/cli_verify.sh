@@ -7,36 +7,8 @@ fx=$2/tests/fixtures
 fails=0
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+. "$(dirname "$0")/lib.sh"
 
-# expect CODE CMD...: run CMD, require exit CODE; stdout/stderr land in $out.
-expect() {
-	local want=$1
-	shift
-	"$@" >"$out/stdout" 2>"$out/stderr"
-	local got=$?
-	if [ "$got" != "$want" ]; then
-		echo "FAIL: '$*' exited $got, expected $want"
-		sed 's/^/  stderr: /' "$out/stderr" | head -5
-		fails=$((fails + 1))
-	fi
-}
-# has FILE TEXT: FILE contains TEXT literally.
-has() {
-	if ! grep -qF -- "$2" "$out/$1"; then
-		echo "FAIL: $1 lacks '$2'"
-		sed "s/^/  $1: /" "$out/$1" | head -5
-		fails=$((fails + 1))
-	fi
-}
-# last FILE TEXT: the last line of FILE is exactly TEXT.
-last() {
-	local got
-	got=$(tail -n 1 "$out/$1")
-	if [ "$got" != "$2" ]; then
-		echo "FAIL: last line of $1 is '$got', expected '$2'"
-		fails=$((fails + 1))
-	fi
-}
 
 good=$out/good
 expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$good" --device cpu --quiet

@@ -1,0 +1,41 @@
+# Shared by the shell tests: run a command and check its exit code and output.
+# The sourcing script sets $out (a scratch folder) and fails=0 first.
+
+# expect CODE CMD...: run CMD, require exit CODE; stdout/stderr land in $out.
+expect() {
+	local want=$1
+	shift
+	"$@" >"$out/stdout" 2>"$out/stderr"
+	local got=$?
+	if [ "$got" != "$want" ]; then
+		echo "FAIL: '$*' exited $got, expected $want"
+		sed 's/^/  stderr: /' "$out/stderr" | head -5
+		fails=$((fails + 1))
+	fi
+}
+# has FILE TEXT: $out/FILE contains TEXT literally.
+has() {
+	if ! grep -qF -- "$2" "$out/$1"; then
+		echo "FAIL: $1 lacks '$2'"
+		sed "s/^/  $1: /" "$out/$1" | head -5
+		fails=$((fails + 1))
+	fi
+}
+# lines FILE N: $out/FILE has N lines.
+lines() {
+	local n
+	n=$(wc -l <"$out/$1")
+	if [ "$n" != "$2" ]; then
+		echo "FAIL: $1 has $n lines, expected $2"
+		fails=$((fails + 1))
+	fi
+}
+# last FILE TEXT: the last line of $out/FILE is exactly TEXT.
+last() {
+	local got
+	got=$(tail -n 1 "$out/$1")
+	if [ "$got" != "$2" ]; then
+		echo "FAIL: last line of $1 is '$got', expected '$2'"
+		fails=$((fails + 1))
+	fi
+}
