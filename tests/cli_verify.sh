@@ -9,7 +9,6 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 . "$(dirname "$0")/lib.sh"
 
-
 good=$out/good
 expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$good" --device cpu --quiet
 
