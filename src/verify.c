@@ -1173,25 +1173,6 @@ static bool has_value(weld_dtype d)
 	       d == WELD_DTYPE_U64;
 }
 
-/* Square root without libm, which the library does not link: Newton's method from a power of two. */
-static double root(double x)
-{
-	if (!(x > 0) || isinf(x))
-		return x; /* 0, NaN, inf */
-	double g = 1;
-	while (g * g < x)
-		g *= 2;
-	while (g * g > 4 * x)
-		g /= 2;
-	for (int i = 0; i < 64; i++) {
-		double next = 0.5 * (g + x / g);
-		if (next == g)
-			break;
-		g = next;
-	}
-	return g;
-}
-
 /* The casts weld makes: none, or float to a 16/32-bit float. */
 static bool castable(weld_dtype from, weld_dtype to)
 {
@@ -1262,7 +1243,7 @@ static weld_status compare_tensor(verifier *v, size_t oi, weld_ckpt *src, size_t
 	free(obuf);
 	d->max_abs_diff = stats ? max : (d->exact ? 0 : NAN);
 	/* 0 against an all-zero source only when the output is all zero too. */
-	d->rel_l2 = !stats ? (d->exact ? 0 : NAN) : den > 0 ? root(num) / root(den) : (num > 0 ? INFINITY : 0);
+	d->rel_l2 = !stats ? (d->exact ? 0 : NAN) : den > 0 ? sqrt(num) / sqrt(den) : (num > 0 ? INFINITY : 0);
 	return s;
 }
 

@@ -122,17 +122,6 @@ static void check_qwen_variants(void)
 	drop(&ref);
 }
 
-static char tmp[] = "/tmp/weld_test_ckpt_XXXXXX";
-
-static const char *tpath(const char *rel)
-{
-	static char buf[4][4096];
-	static int slot;
-	char *b = buf[slot++ & 3];
-	snprintf(b, 4096, "%s/%s", tmp, rel);
-	return b;
-}
-
 static void copy(const char *from, const char *to)
 {
 	size_t n;
@@ -152,23 +141,23 @@ static void expect_error(const char *path, weld_status status, const char *msg)
 static void check_bad_folders(void)
 {
 	char msg[8192];
-	CHECK(mkdtemp(tmp) != NULL);
+	CHECK(scratch_init("ckpt") == 0);
 
 	/* Both kinds of weights in one folder. */
-	mkdir(tpath("both"), 0755);
-	copy(fixture("qwen2_tied/bin_single/pytorch_model.bin"), tpath("both/pytorch_model.bin"));
-	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), tpath("both/model.safetensors"));
+	mkdir(scratch("both"), 0755);
+	copy(fixture("qwen2_tied/bin_single/pytorch_model.bin"), scratch("both/pytorch_model.bin"));
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("both/model.safetensors"));
 	snprintf(msg, sizeof(msg),
 		 "%s: holds more than one kind of checkpoint (safetensors pytorch-bin ); choose one with --type",
-		 tpath("both"));
-	expect_error(tpath("both"), WELD_ERR_INVALID_ARG, msg);
+		 scratch("both"));
+	expect_error(scratch("both"), WELD_ERR_INVALID_ARG, msg);
 
 	/* Empty folder. */
-	mkdir(tpath("empty"), 0755);
+	mkdir(scratch("empty"), 0755);
 	snprintf(msg, sizeof(msg),
 		 "%s: no checkpoint found (no model.safetensors, pytorch_model.bin, index file or DeepSpeed tag)",
-		 tpath("empty"));
-	expect_error(tpath("empty"), WELD_ERR_FORMAT, msg);
+		 scratch("empty"));
+	expect_error(scratch("empty"), WELD_ERR_FORMAT, msg);
 
 	/* Not a checkpoint file. */
 	snprintf(msg, sizeof(msg),
@@ -176,64 +165,62 @@ static void check_bad_folders(void)
 		 fixture("qwen2_tied/st_sharded/config.json"));
 	expect_error(fixture("qwen2_tied/st_sharded/config.json"), WELD_ERR_FORMAT, msg);
 
-	snprintf(msg, sizeof(msg), "%s: no such file or folder", tpath("nothing-here"));
-	expect_error(tpath("nothing-here"), WELD_ERR_IO, msg);
+	snprintf(msg, sizeof(msg), "%s: no such file or folder", scratch("nothing-here"));
+	expect_error(scratch("nothing-here"), WELD_ERR_IO, msg);
 
 	/* An index naming a shard that is not there. */
-	mkdir(tpath("missing"), 0755);
+	mkdir(scratch("missing"), 0755);
 	copy(fixture("qwen2_tied/st_sharded/model.safetensors.index.json"),
-	     tpath("missing/model.safetensors.index.json"));
+	     scratch("missing/model.safetensors.index.json"));
 	snprintf(msg, sizeof(msg), "%s: names shard 'model-00001-of-00009.safetensors', which is missing",
-		 tpath("missing/model.safetensors.index.json"));
-	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+		 scratch("missing/model.safetensors.index.json"));
+	expect_error(scratch("missing"), WELD_ERR_MISMATCH, msg);
 
 	/* An index whose shard path leaves the folder. */
-	mkdir(tpath("escape"), 0755);
+	mkdir(scratch("escape"), 0755);
 	const char *esc = "{\"metadata\":{},\"weight_map\":{\"a\":\"../../etc/passwd\"}}";
-	CHECK(write_file(tpath("escape/model.safetensors.index.json"), esc, strlen(esc)) == 0);
+	CHECK(write_file(scratch("escape/model.safetensors.index.json"), esc, strlen(esc)) == 0);
 	snprintf(msg, sizeof(msg),
 		 "%s: weight_map names '../../etc/passwd', which is not a file in this folder",
-		 tpath("escape/model.safetensors.index.json"));
-	expect_error(tpath("escape"), WELD_ERR_FORMAT, msg);
+		 scratch("escape/model.safetensors.index.json"));
+	expect_error(scratch("escape"), WELD_ERR_FORMAT, msg);
 
 	/* An index that lists a tensor its shard does not hold. */
-	mkdir(tpath("liar"), 0755);
-	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), tpath("liar/model.safetensors"));
+	mkdir(scratch("liar"), 0755);
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("liar/model.safetensors"));
 	const char *liar = "{\"weight_map\":{\"model.embed_tokens.weight\":\"model.safetensors\","
 			   "\"lm_head.weight\":\"model.safetensors\"}}";
-	CHECK(write_file(tpath("liar/model.safetensors.index.json"), liar, strlen(liar)) == 0);
+	CHECK(write_file(scratch("liar/model.safetensors.index.json"), liar, strlen(liar)) == 0);
 	snprintf(msg, sizeof(msg),
 		 "%s: lists tensor 'lm_head.weight' in 'model.safetensors', but that shard does not hold it",
-		 tpath("liar/model.safetensors.index.json"));
-	expect_error(tpath("liar"), WELD_ERR_MISMATCH, msg);
+		 scratch("liar/model.safetensors.index.json"));
+	expect_error(scratch("liar"), WELD_ERR_MISMATCH, msg);
 
 	/* An index that is not JSON. */
-	mkdir(tpath("garbage"), 0755);
-	CHECK(write_file(tpath("garbage/pytorch_model.bin.index.json"), "{\"weight_map\":", 14) == 0);
-	snprintf(msg, sizeof(msg), "%s: not valid JSON", tpath("garbage/pytorch_model.bin.index.json"));
-	expect_error(tpath("garbage"), WELD_ERR_FORMAT, msg);
+	mkdir(scratch("garbage"), 0755);
+	CHECK(write_file(scratch("garbage/pytorch_model.bin.index.json"), "{\"weight_map\":", 14) == 0);
+	snprintf(msg, sizeof(msg), "%s: not valid JSON", scratch("garbage/pytorch_model.bin.index.json"));
+	expect_error(scratch("garbage"), WELD_ERR_FORMAT, msg);
 
 	/* A corrupted shard inside a sharded folder: the shard's own error surfaces. */
-	mkdir(tpath("cut"), 0755);
+	mkdir(scratch("cut"), 0755);
 	copy(fixture("qwen2_tied/st_sharded/model.safetensors.index.json"),
-	     tpath("cut/model.safetensors.index.json"));
+	     scratch("cut/model.safetensors.index.json"));
 	for (int k = 1; k <= 9; k++) {
 		char name[64];
 		snprintf(name, sizeof(name), "qwen2_tied/st_sharded/model-%05d-of-00009.safetensors", k);
 		char to[64];
 		snprintf(to, sizeof(to), "cut/model-%05d-of-00009.safetensors", k);
-		copy(fixture(name), tpath(to));
+		copy(fixture(name), scratch(to));
 	}
-	CHECK(truncate(tpath("cut/model-00003-of-00009.safetensors"), 1000) == 0);
+	CHECK(truncate(scratch("cut/model-00003-of-00009.safetensors"), 1000) == 0);
 	weld_error err = {0};
 	weld_ckpt *c = NULL;
-	CHECK(weld_ckpt_open(&c, tpath("cut"), &err) == WELD_ERR_FORMAT);
+	CHECK(weld_ckpt_open(&c, scratch("cut"), &err) == WELD_ERR_FORMAT);
 	CHECK(strstr(err.message, "model-00003-of-00009.safetensors: ") != NULL);
 	weld_ckpt_free(c);
 
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	CHECK(system(cmd) == 0);
+	CHECK(scratch_remove() == 0);
 }
 
 static size_t find_name(const weld_ckpt *c, const char *name)

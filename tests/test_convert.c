@@ -16,29 +16,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmp[] = "/tmp/weld_test_convert_XXXXXX";
-
-static const char *out_dir(const char *name)
-{
-	static char buf[4][4096];
-	static int slot;
-	char *b = buf[slot++ & 3];
-	snprintf(b, 4096, "%s/%s", tmp, name);
-	return b;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-	size_t na, nb;
-	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
-	bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-	if (!same)
-		fprintf(stderr, "  %s (%zu bytes) differs from %s (%zu bytes)\n", a, x ? na : 0, b, y ? nb : 0);
-	free(x);
-	free(y);
-	return same;
-}
-
 static weld_status convert(const char *input, const char *out, weld_out_dtype dtype, int threads, size_t chunk,
 			   weld_convert_result *r, weld_error *err)
 {
@@ -111,7 +88,7 @@ static void check_qwen(void)
 	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
 		weld_error err = {0};
 		weld_convert_result r;
-		const char *out = out_dir("qwen");
+		const char *out = scratch("qwen");
 		fprintf(stderr, "qwen: %s\n", inputs[i]);
 		CHECK_OK(convert(fixture(inputs[i]), out, WELD_OUT_BF16, 2, 0, &r, &err), &err);
 		char got[4096];
@@ -132,11 +109,11 @@ static void check_qwen(void)
 	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
 		weld_error err = {0};
 		weld_convert_result r;
-		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), out_dir("shapes"), WELD_OUT_BF16, shapes[i].threads,
+		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), scratch("shapes"), WELD_OUT_BF16, shapes[i].threads,
 				 shapes[i].chunk, &r, &err),
 			 &err);
 		char got[4096];
-		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("shapes"));
+		snprintf(got, sizeof(got), "%s/model.safetensors", scratch("shapes"));
 		CHECK(same_file(got, want_model));
 	}
 	/* float32 and keep from fp32 sources copy the bytes: the fp32 file transformers wrote. */
@@ -144,11 +121,11 @@ static void check_qwen(void)
 	for (size_t i = 0; i < 2; i++) {
 		weld_error err = {0};
 		weld_convert_result r;
-		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), out_dir("f32"), same[i], 2, 0, &r, &err), &err);
+		CHECK_OK(convert(fixture("qwen2_tied/bin_sharded"), scratch("f32"), same[i], 2, 0, &r, &err), &err);
 		char got[4096];
-		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("f32"));
+		snprintf(got, sizeof(got), "%s/model.safetensors", scratch("f32"));
 		CHECK(same_file(got, fixture("qwen2_tied/st_single_fp32/model.safetensors")));
-		snprintf(got, sizeof(got), "%s/config.json", out_dir("f32"));
+		snprintf(got, sizeof(got), "%s/config.json", scratch("f32"));
 		CHECK(same_file(got, fixture("qwen2_tied/st_single_fp32/config.json")));
 	}
 }
@@ -164,16 +141,16 @@ static void check_edge(void)
 	for (size_t i = 0; i < 2; i++) {
 		weld_error err = {0};
 		weld_convert_result r;
-		CHECK_OK(convert(fixture("hf_edge/wrapped"), out_dir("edge"), cases[i].dtype, 2, 4096, &r, &err), &err);
+		CHECK_OK(convert(fixture("hf_edge/wrapped"), scratch("edge"), cases[i].dtype, 2, 4096, &r, &err), &err);
 		char got[4096];
-		snprintf(got, sizeof(got), "%s/model.safetensors", out_dir("edge"));
+		snprintf(got, sizeof(got), "%s/model.safetensors", scratch("edge"));
 		CHECK(same_file(got, fixture(cases[i].expected)));
 		CHECK(strcmp(r.stripped_prefix, "module.") == 0);
 		CHECK(r.tied == 1 && r.tensors == 5);
 		CHECK(r.fp16_overflows == cases[i].overflows);
-		snprintf(got, sizeof(got), "%s/tokenizer_config.json", out_dir("edge"));
+		snprintf(got, sizeof(got), "%s/tokenizer_config.json", scratch("edge"));
 		CHECK(same_file(got, fixture("hf_edge/wrapped/tokenizer_config.json")));
-		check_manifest(out_dir("edge"), "model.safetensors");
+		check_manifest(scratch("edge"), "model.safetensors");
 	}
 }
 
@@ -186,9 +163,9 @@ static void check_pytorch_bin(void)
 	o.pytorch_bin = 1;
 	o.device = WELD_DEVICE_CPU;
 	o.force = 1;
-	CHECK_OK(weld_convert(fixture("qwen2_tied/st_sharded"), out_dir("bin"), &o, &r, &err), &err);
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_sharded"), scratch("bin"), &o, &r, &err), &err);
 	char got[4096];
-	snprintf(got, sizeof(got), "%s/pytorch_model.bin", out_dir("bin"));
+	snprintf(got, sizeof(got), "%s/pytorch_model.bin", scratch("bin"));
 	weld_ckpt *a = NULL, *b = NULL;
 	CHECK_OK(weld_ckpt_open(&a, got, &err), &err);
 	CHECK_OK(weld_ckpt_open(&b, fixture("qwen2_tied/st_single_bf16_reference"), &err), &err);
@@ -212,7 +189,7 @@ static void check_pytorch_bin(void)
 	}
 	weld_ckpt_free(a);
 	weld_ckpt_free(b);
-	check_manifest(out_dir("bin"), "pytorch_model.bin");
+	check_manifest(scratch("bin"), "pytorch_model.bin");
 }
 
 static int cancel_now(const weld_progress *p, void *payload)
@@ -229,21 +206,21 @@ static void check_failures(void)
 	weld_convert_result r;
 
 	/* A flipped byte in a tensor record: CRC error, no weights file, no temp file. */
-	mkdir(out_dir("corrupt-in"), 0755);
+	mkdir(scratch("corrupt-in"), 0755);
 	size_t n;
 	uint8_t *data = read_file(fixture("qwen2_tied/bin_single/pytorch_model.bin"), &n);
 	CHECK(data != NULL);
 	/* The middle of the file is tensor data: the embedding is most of it. */
 	data[n / 2] ^= 0x40;
-	snprintf(path, sizeof(path), "%s/pytorch_model.bin", out_dir("corrupt-in"));
+	snprintf(path, sizeof(path), "%s/pytorch_model.bin", scratch("corrupt-in"));
 	CHECK(write_file(path, data, n) == 0);
 	free(data);
-	weld_status s = convert(out_dir("corrupt-in"), out_dir("corrupt-out"), WELD_OUT_BF16, 2, 4096, &r, &err);
+	weld_status s = convert(scratch("corrupt-in"), scratch("corrupt-out"), WELD_OUT_BF16, 2, 4096, &r, &err);
 	CHECK(s == WELD_ERR_CHECKSUM);
 	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record", path);
 	CHECK(strncmp(err.message, msg, strlen(msg)) == 0);
-	CHECK(count_files(out_dir("corrupt-out"), "model.safetensors") == 0);
-	CHECK(count_files(out_dir("corrupt-out"), "weld-tmp") == 0);
+	CHECK(count_files(scratch("corrupt-out"), "model.safetensors") == 0);
+	CHECK(count_files(scratch("corrupt-out"), "weld-tmp") == 0);
 
 	/* A cancel from the progress callback: no weights file, no temp file. */
 	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
@@ -251,23 +228,23 @@ static void check_failures(void)
 	o.device = WELD_DEVICE_CPU;
 	o.progress = cancel_now;
 	o.payload = &calls;
-	s = weld_convert(fixture("qwen2_tied/st_sharded"), out_dir("cancel"), &o, &r, &err);
+	s = weld_convert(fixture("qwen2_tied/st_sharded"), scratch("cancel"), &o, &r, &err);
 	CHECK(s == WELD_ERR_CANCELLED && calls >= 1);
-	CHECK(count_files(out_dir("cancel"), "model.safetensors") == 0);
-	CHECK(count_files(out_dir("cancel"), "weld-tmp") == 0);
+	CHECK(count_files(scratch("cancel"), "model.safetensors") == 0);
+	CHECK(count_files(scratch("cancel"), "weld-tmp") == 0);
 
 	/* An existing output needs --force; with it, stale shards go too. */
 	o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
 	o.device = WELD_DEVICE_CPU;
-	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err), &err);
-	s = weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err);
-	snprintf(msg, sizeof(msg), "%s: already holds model.safetensors; use --force to replace it", out_dir("exists"));
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), scratch("exists"), &o, &r, &err), &err);
+	s = weld_convert(fixture("qwen2_tied/st_single_fp32"), scratch("exists"), &o, &r, &err);
+	snprintf(msg, sizeof(msg), "%s: already holds model.safetensors; use --force to replace it", scratch("exists"));
 	CHECK_ERR(s, WELD_ERR_INVALID_ARG, &err, msg);
-	snprintf(path, sizeof(path), "%s/model-00001-of-00002.safetensors", out_dir("exists"));
+	snprintf(path, sizeof(path), "%s/model-00001-of-00002.safetensors", scratch("exists"));
 	CHECK(write_file(path, "stale", 5) == 0);
 	o.force = 1;
-	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), out_dir("exists"), &o, &r, &err), &err);
-	CHECK(count_files(out_dir("exists"), "model-00001") == 0);
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), scratch("exists"), &o, &r, &err), &err);
+	CHECK(count_files(scratch("exists"), "model-00001") == 0);
 
 	/* Converting into the input's own folder is refused before anything is touched. */
 	s = weld_convert(fixture("qwen2_tied/st_sharded"), fixture("qwen2_tied/st_sharded"), &o, &r, &err);
@@ -278,13 +255,11 @@ static void check_failures(void)
 
 int main(void)
 {
-	CHECK(mkdtemp(tmp) != NULL);
+	CHECK(scratch_init("convert") == 0);
 	check_qwen();
 	check_edge();
 	check_pytorch_bin();
 	check_failures();
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	CHECK(system(cmd) == 0);
+	CHECK(scratch_remove() == 0);
 	TEST_DONE();
 }

@@ -335,18 +335,6 @@ static void check_cast_sample(weld_backend *b)
 
 /* ---- whole conversions: --device cuda against --device cpu --------------------- */
 
-static bool same_file(const char *a, const char *b)
-{
-	size_t na = 0, nb = 0;
-	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
-	bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-	if (!same)
-		fprintf(stderr, "  %s (%zu bytes) differs from %s (%zu bytes)\n", a, na, b, nb);
-	free(x);
-	free(y);
-	return same;
-}
-
 static void convert_both(const char *input, weld_out_dtype dtype, size_t chunk, int pytorch_bin)
 {
 	char out_cpu[4200], out_gpu[4200], a[4300], b[4300];

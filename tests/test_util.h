@@ -92,4 +92,43 @@ static inline int write_file(const char *path, const void *data, size_t len)
 	return (fclose(f) == 0 && w == len) ? 0 : -1;
 }
 
+/* A scratch folder per test run, made by scratch_init and removed by scratch_remove. */
+static char scratch_dir[4096];
+
+static inline int scratch_init(const char *name)
+{
+	snprintf(scratch_dir, sizeof(scratch_dir), "/tmp/weld_test_%s_XXXXXX", name);
+	return mkdtemp(scratch_dir) ? 0 : -1;
+}
+
+/* Path of REL inside the scratch folder (rotating static buffers). */
+static inline const char *scratch(const char *rel)
+{
+	static char buf[8][4096];
+	static int slot;
+	char *b = buf[slot++ & 7];
+	snprintf(b, 4096, "%s/%s", scratch_dir, rel);
+	return b;
+}
+
+static inline int scratch_remove(void)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch_dir);
+	return system(cmd);
+}
+
+/* Files A and B hold the same bytes; says which differ when not. */
+static inline int same_file(const char *a, const char *b)
+{
+	size_t na = 0, nb = 0;
+	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+	int same = x && y && na == nb && memcmp(x, y, na) == 0;
+	if (!same)
+		fprintf(stderr, "  %s (%zu bytes) differs from %s (%zu bytes)\n", a, na, b, nb);
+	free(x);
+	free(y);
+	return same;
+}
+
 #endif

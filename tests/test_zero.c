@@ -18,17 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmp[] = "/tmp/weld_test_zero_XXXXXX";
-
-static const char *tpath(const char *rel)
-{
-	static char buf[4][4096];
-	static int slot;
-	char *b = buf[slot++ & 3];
-	snprintf(b, 4096, "%s/%s", tmp, rel);
-	return b;
-}
-
 static weld_status convert(const char *in, const char *out, weld_out_dtype dtype, weld_convert_result *r,
 			   weld_error *err)
 {
@@ -38,16 +27,6 @@ static weld_status convert(const char *in, const char *out, weld_out_dtype dtype
 	o.force = 1;
 	o.chunk_bytes = 4096; /* many chunks even on tiny fixtures */
 	return weld_convert(in, out, &o, r, err);
-}
-
-static bool same_file(const char *a, const char *b)
-{
-	size_t na, nb;
-	uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
-	bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-	free(x);
-	free(y);
-	return same;
 }
 
 /* Each tensor of GOT_PATH equals WANT_PATH's PREFIX+NAME (of the same dtype only, if asked). */
@@ -147,8 +126,8 @@ static void check_fixture(const char *name)
 	weld_error err = {0};
 	weld_convert_result r;
 	char got[4096], want[4096], out_keep[4096], out_bf16[4096];
-	snprintf(out_keep, sizeof(out_keep), "%s", tpath("keep"));
-	snprintf(out_bf16, sizeof(out_bf16), "%s", tpath("bf16"));
+	snprintf(out_keep, sizeof(out_keep), "%s", scratch("keep"));
+	snprintf(out_bf16, sizeof(out_bf16), "%s", scratch("bf16"));
 
 	CHECK_OK(convert(dir, out_keep, WELD_OUT_KEEP, &r, &err), &err);
 	snprintf(got, sizeof(got), "%s/model.safetensors", out_keep);
@@ -176,8 +155,8 @@ static void check_fixture(const char *name)
 	snprintf(got, sizeof(got), "%s/model.safetensors", out_bf16);
 	if (has_z2f) {
 		/* zero_to_fp32's state dict cast by the HF path. */
-		CHECK_OK(convert(tpath("keep/model.safetensors"), tpath("ref"), WELD_OUT_BF16, &r, &err), &err);
-		snprintf(want, sizeof(want), "%s/model.safetensors", tpath("ref"));
+		CHECK_OK(convert(scratch("keep/model.safetensors"), scratch("ref"), WELD_OUT_BF16, &r, &err), &err);
+		snprintf(want, sizeof(want), "%s/model.safetensors", scratch("ref"));
 		if (!same_file(got, want)) {
 			fprintf(stderr, "%s: bfloat16 output differs from zero_to_fp32 cast\n", name);
 			test_failures++;
@@ -203,10 +182,10 @@ static void expect_error(const char *dir, weld_status want, const char *msg)
 {
 	weld_error err = {0};
 	weld_convert_result r;
-	weld_status s = convert(dir, tpath("bad-out"), WELD_OUT_BF16, &r, &err);
+	weld_status s = convert(dir, scratch("bad-out"), WELD_OUT_BF16, &r, &err);
 	CHECK_ERR(s, want, &err, msg);
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/model.safetensors", tpath("bad-out"));
+	snprintf(path, sizeof(path), "%s/model.safetensors", scratch("bad-out"));
 	CHECK(access(path, F_OK) != 0);
 }
 
@@ -247,70 +226,70 @@ static void check_broken(void)
 {
 	char msg[8192], path[4096];
 	/* A rank's optimizer file is missing. */
-	copy_tree(fixture("zero/s3_w4_bf16"), tpath("missing"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", tpath("missing"));
+	copy_tree(fixture("zero/s3_w4_bf16"), scratch("missing"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", scratch("missing"));
 	CHECK(unlink(path) == 0);
 	snprintf(msg, sizeof(msg), "%s/global_step1: missing bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt (rank 2 of 4)",
-		 tpath("missing"));
-	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+		 scratch("missing"));
+	expect_error(scratch("missing"), WELD_ERR_MISMATCH, msg);
 	/* The last rank's files gone too: the model states still say 4 ranks. */
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt", tpath("missing"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_3_mp_rank_00_optim_states.pt", scratch("missing"));
 	CHECK(unlink(path) == 0);
-	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_3_mp_rank_00_model_states.pt", tpath("missing"));
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_3_mp_rank_00_model_states.pt", scratch("missing"));
 	CHECK(unlink(path) == 0);
-	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_2_mp_rank_00_model_states.pt", tpath("missing"));
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_2_mp_rank_00_model_states.pt", scratch("missing"));
 	CHECK(unlink(path) == 0);
 	snprintf(msg, sizeof(msg),
 		 "%s/global_step1/zero_pp_rank_0_mp_rank_00_model_states.pt: dp_world_size is 4 but the folder holds files for 2 ranks",
-		 tpath("missing"));
-	expect_error(tpath("missing"), WELD_ERR_MISMATCH, msg);
+		 scratch("missing"));
+	expect_error(scratch("missing"), WELD_ERR_MISMATCH, msg);
 
 	/* Stale files of an earlier run with more ranks, beside a 2-rank checkpoint. */
-	copy_tree(fixture("zero/s2_w2_bf16"), tpath("stale"));
+	copy_tree(fixture("zero/s2_w2_bf16"), scratch("stale"));
 	char from[4096];
 	snprintf(from, sizeof(from), "%s", fixture("zero/s2_w3_bf16/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", tpath("stale"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_2_mp_rank_00_optim_states.pt", scratch("stale"));
 	size_t n;
 	uint8_t *d = read_file(from, &n);
 	CHECK(d && write_file(path, d, n) == 0);
 	free(d);
 	snprintf(msg, sizeof(msg), "%s/global_step1/mp_rank_00_model_states.pt: dp_world_size is 2 but the folder holds files for 3 ranks",
-		 tpath("stale"));
-	expect_error(tpath("stale"), WELD_ERR_MISMATCH, msg);
+		 scratch("stale"));
+	expect_error(scratch("stale"), WELD_ERR_MISMATCH, msg);
 
 	/* Ranks from different runs: rank 1's partitions do not fit rank 0's layout. */
-	copy_tree(fixture("zero/s3_w2_bf16"), tpath("mixed"));
+	copy_tree(fixture("zero/s3_w2_bf16"), scratch("mixed"));
 	snprintf(from, sizeof(from), "%s", fixture("zero/s3_w2_bf16_frozen/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("mixed"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", scratch("mixed"));
 	d = read_file(from, &n);
 	CHECK(d && write_file(path, d, n) == 0);
 	free(d);
 	weld_error err = {0};
 	weld_convert_result r;
-	CHECK(convert(tpath("mixed"), tpath("bad-out"), WELD_OUT_BF16, &r, &err) == WELD_ERR_MISMATCH);
+	CHECK(convert(scratch("mixed"), scratch("bad-out"), WELD_OUT_BF16, &r, &err) == WELD_ERR_MISMATCH);
 	CHECK(strstr(err.message, "rank 1's partitions hold") != NULL);
 
 	/* Rank 1's model states from a later save of the same run (written by torch). */
-	copy_tree(fixture("zero/s3_w2_bf16"), tpath("steps"));
+	copy_tree(fixture("zero/s3_w2_bf16"), scratch("steps"));
 	snprintf(from, sizeof(from), "%s", fixture("zero_bad/step2_zero_pp_rank_1_mp_rank_00_model_states.pt"));
-	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_1_mp_rank_00_model_states.pt", tpath("steps"));
+	snprintf(path, sizeof(path), "%s/global_step1/zero_pp_rank_1_mp_rank_00_model_states.pt", scratch("steps"));
 	d = read_file(from, &n);
 	CHECK(d && write_file(path, d, n) == 0);
 	free(d);
 	snprintf(msg, sizeof(msg), "%s: global_steps 2 but rank 0's is 1: files from different steps", path);
-	expect_error(tpath("steps"), WELD_ERR_MISMATCH, msg);
+	expect_error(scratch("steps"), WELD_ERR_MISMATCH, msg);
 
 	/* One flipped bit in a master partition: the record's CRC-32 catches it. */
-	copy_tree(fixture("zero/s3_w2_bf16"), tpath("flip"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("flip"));
+	copy_tree(fixture("zero/s3_w2_bf16"), scratch("flip"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", scratch("flip"));
 	flip_master_byte(path, "optimizer_state_dict.fp32_flat_groups.0", 100);
 	weld_error e2 = {0};
-	CHECK(convert(tpath("flip"), tpath("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
+	CHECK(convert(scratch("flip"), scratch("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
 	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record 'data/", path);
 	CHECK(strncmp(e2.message, msg, strlen(msg)) == 0);
 	/* ... and in the alignment padding after the last rank's stage-2 partition, read only to check it. */
-	copy_tree(fixture("zero/s2_w2_bf16"), tpath("flip2"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("flip2"));
+	copy_tree(fixture("zero/s2_w2_bf16"), scratch("flip2"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", scratch("flip2"));
 	size_t master_bytes = 0;
 	{
 		weld_ckpt *oc = NULL;
@@ -324,33 +303,33 @@ static void check_broken(void)
 		weld_ckpt_free(oc);
 	}
 	flip_master_byte(path, "optimizer_state_dict.single_partition_of_fp32_groups.0", master_bytes);
-	CHECK(convert(tpath("flip2"), tpath("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
+	CHECK(convert(scratch("flip2"), scratch("bad-out"), WELD_OUT_BF16, &r, &e2) == WELD_ERR_CHECKSUM);
 	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record 'data/", path);
 	CHECK(strncmp(e2.message, msg, strlen(msg)) == 0);
 
 	/* A truncated optimizer shard. */
-	copy_tree(fixture("zero/s1_w2_bf16"), tpath("cut"));
-	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", tpath("cut"));
+	copy_tree(fixture("zero/s1_w2_bf16"), scratch("cut"));
+	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", scratch("cut"));
 	CHECK(truncate(path, 5000) == 0);
 	snprintf(msg, sizeof(msg), "%s: not a zip archive or truncated: end of central directory not found", path);
-	expect_error(tpath("cut"), WELD_ERR_FORMAT, msg);
+	expect_error(scratch("cut"), WELD_ERR_FORMAT, msg);
 
 	/* Tensor parallel files. */
-	copy_tree(fixture("zero/s1_w1_bf16"), tpath("tp"));
-	snprintf(from, sizeof(from), "%s/global_step1/mp_rank_00_model_states.pt", tpath("tp"));
-	snprintf(path, sizeof(path), "%s/global_step1/mp_rank_01_model_states.pt", tpath("tp"));
+	copy_tree(fixture("zero/s1_w1_bf16"), scratch("tp"));
+	snprintf(from, sizeof(from), "%s/global_step1/mp_rank_00_model_states.pt", scratch("tp"));
+	snprintf(path, sizeof(path), "%s/global_step1/mp_rank_01_model_states.pt", scratch("tp"));
 	d = read_file(from, &n);
 	CHECK(d && write_file(path, d, n) == 0);
 	free(d);
 	snprintf(msg, sizeof(msg),
 		 "%s/global_step1: tensor or pipeline parallel checkpoints are not supported (found mp_rank_01_model_states.pt)",
-		 tpath("tp"));
-	expect_error(tpath("tp"), WELD_ERR_UNSUPPORTED, msg);
+		 scratch("tp"));
+	expect_error(scratch("tp"), WELD_ERR_UNSUPPORTED, msg);
 }
 
 int main(void)
 {
-	CHECK(mkdtemp(tmp) != NULL);
+	CHECK(scratch_init("zero") == 0);
 	DIR *d = opendir(fixture("zero"));
 	struct dirent *e;
 	int seen = 0;
@@ -364,8 +343,6 @@ int main(void)
 		closedir(d);
 	CHECK(seen >= 30);
 	check_broken();
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	CHECK(system(cmd) == 0);
+	CHECK(scratch_remove() == 0);
 	TEST_DONE();
 }
