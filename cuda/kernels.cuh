@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cast.h"
+#include "backend/cast.h"
 #include "weld.h"
 
 #define WELD_HD __host__ __device__ static inline

@@ -5,13 +5,13 @@
  * removes the temporary file, so no half-written weights file ever exists
  * under the final name.
  */
-#include "checkpoint.h"
-#include "execute.h"
-#include "manifest.h"
-#include "output_dir.h"
-#include "plan.h"
-#include "safetensors.h"
-#include "torch_writer.h"
+#include "formats/ckpt.h"
+#include "pipeline/execute.h"
+#include "output/manifest.h"
+#include "output/output_dir.h"
+#include "pipeline/plan.h"
+#include "io/safetensors.h"
+#include "output/torch_bin.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

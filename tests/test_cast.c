@@ -16,7 +16,7 @@
  * WELD_CAST_STRIDE=N (default 1, exhaustive) checks every N-th fp32 pattern
  * only, for slow (sanitizer) builds; the count checked is printed.
  */
-#include "cast.h"
+#include "backend/cast.h"
 
 #include "test_util.h"
 

@@ -4,7 +4,7 @@
  * back the very same tensors: names, dtypes, shapes and bytes. Each bad
  * folder layout gets its exact error.
  */
-#include "internal.h"
+#include "util/util.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>

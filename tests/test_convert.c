@@ -7,7 +7,7 @@
  * bytes for any chunk size and thread count, the manifest's CRCs equal
  * zlib's, and failures or cancels leave no weights file behind.
  */
-#include "internal.h"
+#include "util/util.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>

@@ -12,10 +12,10 @@
  * Without a usable device it prints "cuda: skipped: <why>" and exits 77
  * (ctest: SKIP_RETURN_CODE 77), or fails when WELD_REQUIRE_CUDA is set.
  */
-#include "backend.h"
-#include "cast.h"
-#include "internal.h"
-#include "plan.h"
+#include "backend/backend.h"
+#include "backend/cast.h"
+#include "util/util.h"
+#include "pipeline/plan.h"
 #include "test_util.h"
 
 #include <dirent.h>

@@ -4,7 +4,7 @@
  * (and training state left behind), stale weights cleared, and each refusal
  * with its exact message.
  */
-#include "output_dir.h"
+#include "output/output_dir.h"
 #include "test_util.h"
 
 #include <dirent.h>

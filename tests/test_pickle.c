@@ -3,7 +3,7 @@
  * legacy multi-pickle file, Python-generated pickles (fixtures/pickles, see
  * gen_pickles.py there) and hand-built hostile byte strings.
  */
-#include "pickle.h"
+#include "io/pickle/pickle.h"
 #include "test_util.h"
 
 #include <stdbool.h>

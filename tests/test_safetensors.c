@@ -3,7 +3,7 @@
  * builder reproduces the Python writer's header byte for byte, and every
  * kind of malformed header fails with its exact status and message.
  */
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 #include <unistd.h>

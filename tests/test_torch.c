@@ -3,7 +3,7 @@
  * (zip) and edge_legacy.pt (legacy format), views and odd dtypes included,
  * must equal what torch itself recorded in edge_expected.json, byte for byte.
  */
-#include "internal.h"
+#include "util/util.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>

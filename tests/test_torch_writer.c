@@ -8,9 +8,9 @@
  *
  * WELD_TEST_KEEP_TMP=1 keeps the written files (the folder is printed).
  */
-#include "checkpoint.h"
-#include "torch_writer.h"
-#include "zip.h"
+#include "formats/ckpt.h"
+#include "output/torch_bin.h"
+#include "io/zip.h"
 
 #include "test_util.h"
 

@@ -6,8 +6,8 @@
  * config.json, missing metadata, an inconsistent tie, a wrong size. Each
  * asserts the exact FAIL line it must produce and that nothing else FAILs.
  */
-#include "internal.h"
-#include "safetensors.h"
+#include "util/util.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>

@@ -9,9 +9,9 @@
  *  - only the master partitions and the pickles are read, never the moments;
  *  - broken folders get their exact errors.
  */
-#include "internal.h"
+#include "util/util.h"
 #include "test_util.h"
-#include "zip.h"
+#include "io/zip.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

@@ -7,7 +7,7 @@
  * `test_zip --write-corpus DIR` writes the generated seed archives used by
  * tests/fuzz/corpus/zip instead of running the tests.
  */
-#include "zip.h"
+#include "io/zip.h"
 
 #include "test_util.h"
 

@@ -3,7 +3,7 @@
  * input remains (as the legacy torch format does), with small limits so that
  * hostile inputs hit a bound quickly, then walks each tree it got.
  */
-#include "pickle.h"
+#include "io/pickle/pickle.h"
 
 #include <stdint.h>
 #include <stdlib.h>

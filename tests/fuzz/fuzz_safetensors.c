@@ -3,7 +3,7 @@
  * with the file's real size; when that succeeds, the builder must turn the
  * parsed tensors back into a header that parses to the same tensor set.
  */
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <stdint.h>
 #include <stdlib.h>

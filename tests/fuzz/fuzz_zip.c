@@ -4,7 +4,7 @@
  * up by its record name and, when small, read with its CRC checked.
  */
 #define _GNU_SOURCE /* memfd_create */
-#include "zip.h"
+#include "io/zip.h"
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,0 +1,559 @@
+/*
+ * DeepSpeed ZeRO reconstruction as fragments: the tensors DeepSpeed's
+ * zero_to_fp32 rebuilds (shared docs: deepspeed-zero-format.md, section 3),
+ * described as runs of the fp32 master partitions in the optimizer files,
+ * never materialised and never touching the Adam moments.
+ *
+ * Stage 1/2 (and BF16_Optimizer): group g's masters are the concatenation of
+ * every rank's single_partition_of_fp32_groups[g]; param_shapes[g] lists
+ * the parameters back to back in it. Stage 3: every parameter of n elements
+ * is split into W slices of p = ceil(n/W), rank r holding slice r at the same
+ * running offset of its concatenated fp32_flat_groups. Output order is
+ * zero_to_fp32's: buffers, frozen parameters, trainable ones, tied aliases.
+ */
+#include "formats/ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A contiguous 1-D run of master elements in one file. */
+typedef struct part {
+	uint32_t src;
+	uint64_t offset, numel;
+	const weld_zip_entry *entry;
+} part;
+
+typedef struct rank_parts {
+	part *p;
+	size_t n;
+	uint64_t total;
+} rank_parts;
+
+weld_status weld__ckpt_open_torch(weld_ckpt *c, const char *path, size_t *src, const weld_py **root,
+				  weld_error *err)
+{
+	weld_status s = weld__ckpt_add_source(c, path, src, err);
+	if (s)
+		return s;
+	ckpt_source *so = &c->src[*src];
+	if (!so->torch && (s = weld_torch_open(&so->torch, so->file, err)))
+		return s;
+	*root = weld_torch_root(so->torch);
+	if ((*root)->kind != WELD_PY_DICT)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: does not hold a dict", path);
+	return WELD_OK;
+}
+
+static weld_status flat_run(weld_ckpt *c, size_t src, const weld_py *t, weld_dtype *dtype, part *out,
+			    const char *what, weld_error *err)
+{
+	const char *path = c->src[src].path;
+	if (!t || t->kind != WELD_PY_TENSOR)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s is not a tensor", path, what);
+	if (t->tensor.ndim != 1 || (t->tensor.shape[0] > 1 && t->tensor.stride[0] != 1))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s is not a flat 1-D tensor", path, what);
+	if (*dtype == WELD_DTYPE_INVALID)
+		*dtype = t->tensor.dtype;
+	if (t->tensor.dtype != *dtype)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: %s is %s, other partitions are %s", path, what,
+				  weld_dtype_name(t->tensor.dtype), weld_dtype_name(*dtype));
+	weld_torch_storage st;
+	weld_status s = weld_torch_storage_range(c->src[src].torch, t->tensor.storage, &st, err);
+	if (s)
+		return s;
+	/* The pickle reader checked the view lies inside its storage. */
+	*out = (part){(uint32_t)src, st.offset + t->tensor.storage_offset * weld_dtype_size(*dtype),
+		      t->tensor.shape[0], st.entry};
+	return WELD_OK;
+}
+
+static weld_status push_zfrag(weld_ckpt *c, ckpt_zfrag f, weld_error *err)
+{
+	if (c->nzf == c->zfcap) {
+		size_t cap = c->zfcap ? c->zfcap * 2 : 256;
+		ckpt_zfrag *z = weld__reallocarray(c->zf, cap, sizeof(*z));
+		if (!z)
+			return weld__nomem(err);
+		c->zf = z;
+		c->zfcap = cap;
+	}
+	c->zf[c->nzf++] = f;
+	return WELD_OK;
+}
+
+/* Fragments for elements [OFF, OFF+N) of the concatenation of PARTS. */
+static weld_status concat_frags(weld_ckpt *c, const part *parts, size_t nparts, uint64_t off, uint64_t n,
+				uint64_t dst_elem, size_t esz, bool *short_out, weld_error *err)
+{
+	for (size_t i = 0; i < nparts && n; i++) {
+		if (off >= parts[i].numel) {
+			off -= parts[i].numel;
+			continue;
+		}
+		uint64_t take = parts[i].numel - off < n ? parts[i].numel - off : n;
+		weld_status s = push_zfrag(
+			c, (ckpt_zfrag){parts[i].src, parts[i].offset + off * esz, take, dst_elem, parts[i].entry}, err);
+		if (s)
+			return s;
+		dst_elem += take;
+		n -= take;
+		off = 0;
+	}
+	*short_out = n != 0;
+	return WELD_OK;
+}
+
+static bool shape_of(const weld_py *size, ckpt_tensor *t)
+{
+	if (!size || (size->kind != WELD_PY_SIZE && size->kind != WELD_PY_TUPLE) || size->seq.n > WELD_MAX_DIMS)
+		return false;
+	t->ndim = size->seq.n;
+	for (size_t j = 0; j < size->seq.n; j++) {
+		const weld_py *d = size->seq.items[j];
+		if (d->kind != WELD_PY_INT || d->i.big || d->i.v < 0)
+			return false;
+		t->shape[j] = (uint64_t)d->i.v;
+	}
+	return true;
+}
+
+static ckpt_tensor *new_zero_tensor(weld_ckpt *c, const weld_py *name, const weld_py *shape, weld_dtype dtype,
+				    size_t src, weld_error *err)
+{
+	const char *path = c->src[src].path;
+	if (name->kind != WELD_PY_STR) {
+		weld__fail(err, WELD_ERR_FORMAT, "%s: a parameter name is not a string", path);
+		return NULL;
+	}
+	ckpt_tensor *t = weld__ckpt_new_tensor(c, name->str.s, err);
+	if (!t)
+		return NULL;
+	t->src = src;
+	t->dtype = dtype;
+	t->zero = true;
+	t->contiguous = true;
+	t->zf_first = c->nzf;
+	if (!shape_of(shape, t)) {
+		weld__fail(err, WELD_ERR_FORMAT, "%s: parameter '%s' has a malformed shape", path, name->str.s);
+		return NULL;
+	}
+	return weld__ckpt_set_sizes(t, path, err) ? NULL : t;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* partition_count is an int (stage 3) or a list per group (stage 1/2): the largest. */
+static int max_partition_count(const weld_py *pc)
+{
+	int best = -1;
+	if (pc && pc->kind == WELD_PY_INT && !pc->i.big)
+		return (int)pc->i.v;
+	for (size_t i = 0; pc && pc->kind == WELD_PY_LIST && i < pc->seq.n; i++)
+		if (pc->seq.items[i]->kind == WELD_PY_INT && !pc->seq.items[i]->i.big && pc->seq.items[i]->i.v > best)
+			best = (int)pc->seq.items[i]->i.v;
+	return best;
+}
+
+/* The optimizer's step count for rank checks: int, float or a 0-dim tensor. */
+static bool step_of(weld_ckpt *c, size_t src, const weld_py *osd, double *step)
+{
+	const weld_py *inner = weld_py_dict_get(osd, "base_optimizer_state");
+	if (!inner)
+		inner = weld_py_dict_get(osd, "optimizer_state_dict");
+	const weld_py *state = weld_py_dict_get(inner, "state");
+	if (!state || state->kind != WELD_PY_DICT || state->dict.n == 0)
+		return false;
+	const weld_py *v = weld_py_dict_get(state->dict.vals[0], "step");
+	if (!v)
+		return false;
+	if (v->kind == WELD_PY_INT && !v->i.big) {
+		*step = (double)v->i.v;
+		return true;
+	}
+	if (v->kind == WELD_PY_FLOAT) {
+		*step = v->f;
+		return true;
+	}
+	weld_torch_storage st;
+	if (v->kind != WELD_PY_TENSOR || v->tensor.ndim != 0 ||
+	    weld_torch_storage_range(c->src[src].torch, v->tensor.storage, &st, NULL) != WELD_OK)
+		return false;
+	uint8_t b[8] = {0};
+	size_t esz = weld_dtype_size(v->tensor.dtype);
+	if ((v->tensor.dtype != WELD_DTYPE_F32 && v->tensor.dtype != WELD_DTYPE_I64 && v->tensor.dtype != WELD_DTYPE_F64) ||
+	    weld_file_pread(c->src[src].file, b, esz, st.offset + v->tensor.storage_offset * esz, NULL) != WELD_OK)
+		return false;
+	float f;
+	double d;
+	int64_t i;
+	if (v->tensor.dtype == WELD_DTYPE_F32)
+		memcpy(&f, b, 4), *step = f;
+	else if (v->tensor.dtype == WELD_DTYPE_F64)
+		memcpy(&d, b, 8), *step = d;
+	else
+		memcpy(&i, b, 8), *step = (double)i;
+	return true;
+}
+
+/* Every rank's master partitions, with the checks zero_to_fp32 makes and a few more. */
+static weld_status load_partitions(weld_ckpt *c, const zero_layout *z, rank_parts *ranks, weld_dtype *dtype,
+				   weld_error *err)
+{
+	const char *key = z->stage == 3 ? "fp32_flat_groups" : "single_partition_of_fp32_groups";
+	double step0 = 0;
+	bool have_step0 = false;
+	for (int r = 0; r < z->world; r++) {
+		size_t src;
+		const weld_py *root;
+		weld_status s = weld__ckpt_open_torch(c, z->optim_paths[r], &src, &root, err);
+		if (s)
+			return s;
+		const char *path = c->src[src].path;
+		const weld_py *osd = weld_py_dict_get(root, "optimizer_state_dict");
+		const weld_py *groups = weld_py_dict_get(osd, key);
+		if (!groups || groups->kind != WELD_PY_LIST)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: no %s list in optimizer_state_dict", path, key);
+		int pc = max_partition_count(weld_py_dict_get(osd, "partition_count"));
+		if (pc != z->world)
+			return weld__fail(err, WELD_ERR_MISMATCH,
+					  "%s: partition_count says %d ranks but the folder holds optimizer files for %d "
+					  "(stale files from another world size?)",
+					  path, pc, z->world);
+		double step;
+		if (step_of(c, src, osd, &step)) {
+			if (!have_step0) {
+				step0 = step;
+				have_step0 = true;
+			} else if (step != step0) {
+				return weld__fail(err, WELD_ERR_MISMATCH,
+						  "%s: optimizer is at step %.0f but rank 0's is at step %.0f: files from different steps",
+						  path, step, step0);
+			}
+		}
+		rank_parts *rp = &ranks[r];
+		rp->p = weld__calloc(groups->seq.n, sizeof(*rp->p));
+		if (!rp->p)
+			return weld__nomem(err);
+		for (size_t g = 0; g < groups->seq.n; g++) {
+			char what[64];
+			snprintf(what, sizeof(what), "%s[%zu]", key, g);
+			if ((s = flat_run(c, src, groups->seq.items[g], dtype, &rp->p[g], what, err)))
+				return s;
+			rp->total += rp->p[g].numel;
+			rp->n++;
+		}
+		if (rp->n != ranks[0].n)
+			return weld__fail(err, WELD_ERR_MISMATCH, "%s: %zu parameter groups, rank 0 has %zu", path, rp->n,
+					  ranks[0].n);
+	}
+	return WELD_OK;
+}
+
+/* Stage 1/2 and BF16_Optimizer: params back to back in the ranks' concatenated group. */
+static weld_status build_stage12(weld_ckpt *c, const zero_layout *z, const weld_py *shapes, rank_parts *ranks,
+				 weld_dtype dtype, weld_error *err)
+{
+	const char *path = c->src[z->states_src].path;
+	size_t G = ranks[0].n, esz = weld_dtype_size(dtype);
+	if (shapes->seq.n != G)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: param_shapes has %zu groups but the optimizer has %zu",
+				  path, shapes->seq.n, G);
+	part *parts = weld__calloc((size_t)z->world, sizeof(*parts));
+	if (!parts)
+		return weld__nomem(err);
+	weld_status s = WELD_OK;
+	for (size_t g = 0; g < G && !s; g++) {
+		const weld_py *d = shapes->seq.items[g];
+		uint64_t total = 0, off = 0;
+		for (int r = 0; r < z->world; r++) {
+			parts[r] = ranks[r].p[g];
+			total += parts[r].numel;
+		}
+		if (d->kind != WELD_PY_DICT) {
+			s = weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes[%zu] is not a dict", path, g);
+			break;
+		}
+		for (size_t i = 0; i < d->dict.n && !s; i++) {
+			ckpt_tensor *t = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, err);
+			bool short_run = false;
+			if (!t) {
+				s = err->status;
+				break;
+			}
+			s = concat_frags(c, parts, (size_t)z->world, off, t->numel, 0, esz, &short_run, err);
+			t->zf_count = c->nzf - t->zf_first;
+			if (!s && short_run)
+				s = weld__fail(err, WELD_ERR_MISMATCH,
+					       "%s: parameter '%s' runs past the end of group %zu's partitions (%llu elements)",
+					       path, t->name, g, (unsigned long long)total);
+			off += t->numel;
+		}
+		/* zero_to_fp32's check: what is left over is alignment padding, under 2 x world size. */
+		uint64_t a = 2 * (uint64_t)z->world;
+		if (!s && ceil_div(off, a) != ceil_div(total, a))
+			s = weld__fail(err, WELD_ERR_MISMATCH,
+				       "%s: group %zu's parameters use %llu elements but the partitions hold %llu",
+				       path, g, (unsigned long long)off, (unsigned long long)total);
+	}
+	free(parts);
+	return s;
+}
+
+/* Stage 3: slice r of every parameter comes from rank r, at the same running offset. */
+static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_py *shapes, rank_parts *ranks,
+				weld_dtype dtype, weld_error *err)
+{
+	const char *path = c->src[z->states_src].path;
+	size_t esz = weld_dtype_size(dtype);
+	uint64_t W = (uint64_t)z->world, off = 0;
+	for (int r = 1; r < z->world; r++)
+		if (ranks[r].total != ranks[0].total)
+			return weld__fail(err, WELD_ERR_MISMATCH,
+					  "%s: rank %d's partitions hold %llu elements, rank 0's %llu", z->optim_paths[r], r,
+					  (unsigned long long)ranks[r].total, (unsigned long long)ranks[0].total);
+	for (size_t g = 0; g < shapes->seq.n; g++) {
+		const weld_py *d = shapes->seq.items[g];
+		if (d->kind != WELD_PY_DICT)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes[%zu] is not a dict", path, g);
+		for (size_t i = 0; i < d->dict.n; i++) {
+			ckpt_tensor *t = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, err);
+			if (!t)
+				return err->status;
+			uint64_t p = ceil_div(t->numel, W);
+			for (uint64_t r = 0; r < W && r * p < t->numel; r++) {
+				uint64_t take = t->numel - r * p < p ? t->numel - r * p : p;
+				bool short_run;
+				weld_status s = concat_frags(c, ranks[r].p, ranks[r].n, off, take, r * p, esz, &short_run, err);
+				if (s)
+					return s;
+				if (short_run)
+					return weld__fail(err, WELD_ERR_MISMATCH,
+							  "%s: parameter '%s' runs past the end of rank %llu's partitions",
+							  path, t->name, (unsigned long long)r);
+			}
+			t->zf_count = c->nzf - t->zf_first;
+			off += p;
+		}
+	}
+	if (off != ranks[0].total)
+		return weld__fail(err, WELD_ERR_MISMATCH,
+				  "%s: the parameters use %llu elements per rank but the partitions hold %llu",
+				  path, (unsigned long long)off, (unsigned long long)ranks[0].total);
+	return WELD_OK;
+}
+
+/* Buffers, in module order, for the names buffer_names lists. */
+static weld_status add_buffers(weld_ckpt *c, size_t src, const weld_py *states, weld_error *err)
+{
+	const weld_py *names = weld_py_dict_get(states, "buffer_names");
+	const weld_py *module = weld_py_dict_get(states, "module");
+	if (!names || names->kind != WELD_PY_LIST || !module || module->kind != WELD_PY_DICT)
+		return WELD_OK;
+	for (size_t i = 0; i < module->dict.n; i++) {
+		const weld_py *k = module->dict.keys[i], *v = module->dict.vals[i];
+		bool listed = false;
+		for (size_t j = 0; j < names->seq.n && !listed; j++)
+			listed = weld_py_is_str(names->seq.items[j], k->kind == WELD_PY_STR ? k->str.s : "");
+		if (!listed || k->kind != WELD_PY_STR)
+			continue;
+		if (v->kind != WELD_PY_TENSOR)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: buffer '%s' is not a tensor", c->src[src].path,
+					  k->str.s);
+		weld_status s = weld__ckpt_add_torch_tensor(c, src, k->str.s, v, err);
+		if (s)
+			return s;
+	}
+	return WELD_OK;
+}
+
+/* Frozen parameters: whole 16-bit tensors (stage 2) or per-rank slices (stage 3). */
+static weld_status add_frozen(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
+{
+	const char *path = c->src[z->states_src].path;
+	const weld_py *shapes = weld_py_dict_get(states, "frozen_param_shapes");
+	if (!shapes || shapes->kind == WELD_PY_NONE)
+		return WELD_OK; /* stage 1 never records them: zero_to_fp32 leaves them out too */
+	if (shapes->kind != WELD_PY_DICT)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes is not a dict", path);
+	for (size_t i = 0; i < shapes->dict.n; i++) {
+		const weld_py *name = shapes->dict.keys[i];
+		if (name->kind != WELD_PY_STR)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: a frozen parameter name is not a string", path);
+		if (z->stage != 3) {
+			const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name->str.s);
+			if (!v || v->kind != WELD_PY_TENSOR)
+				return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment", path,
+						  name->str.s);
+			weld_status s = weld__ckpt_add_torch_tensor(c, z->states_src, name->str.s, v, err);
+			if (s)
+				return s;
+			continue;
+		}
+		weld_dtype dtype = WELD_DTYPE_INVALID;
+		ckpt_tensor probe = {0};
+		if (!shape_of(shapes->dict.vals[i], &probe))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has a malformed shape", path,
+					  name->str.s);
+		part *parts = weld__calloc((size_t)z->world, sizeof(*parts));
+		if (!parts)
+			return weld__nomem(err);
+		weld_status s = WELD_OK;
+		for (int r = 0; r < z->world && !s; r++) {
+			size_t src;
+			const weld_py *root;
+			s = weld__ckpt_open_torch(c, z->model_paths[r], &src, &root, err);
+			if (!s)
+				s = flat_run(c, src, weld_py_dict_get(weld_py_dict_get(root, "frozen_param_fragments"), name->str.s),
+					     &dtype, &parts[r], name->str.s, err);
+		}
+		ckpt_tensor *t = s ? NULL : new_zero_tensor(c, name, shapes->dict.vals[i], dtype, z->states_src, err);
+		if (!s && !t)
+			s = err->status;
+		uint64_t p = t ? ceil_div(t->numel, (uint64_t)z->world) : 0;
+		for (int r = 0; t && !s && r < z->world && (uint64_t)r * p < t->numel; r++) {
+			uint64_t take = t->numel - (uint64_t)r * p < p ? t->numel - (uint64_t)r * p : p;
+			bool short_run;
+			s = concat_frags(c, &parts[r], 1, 0, take, (uint64_t)r * p, weld_dtype_size(dtype), &short_run, err);
+			if (!s && short_run)
+				s = weld__fail(err, WELD_ERR_MISMATCH, "%s: frozen parameter '%s' is shorter than its slice",
+					       z->model_paths[r], name->str.s);
+		}
+		if (t)
+			t->zf_count = c->nzf - t->zf_first;
+		free(parts);
+		if (s)
+			return s;
+	}
+	return WELD_OK;
+}
+
+/* shared_params: alias -> owner; written once under the owner (missing owners skipped, as zero_to_fp32 does). */
+static weld_status add_aliases(weld_ckpt *c, const weld_py *shared, weld_error *err)
+{
+	if (!shared || shared->kind != WELD_PY_DICT)
+		return WELD_OK;
+	for (size_t i = 0; i < shared->dict.n; i++) {
+		const weld_py *k = shared->dict.keys[i], *v = shared->dict.vals[i];
+		if (k->kind != WELD_PY_STR || v->kind != WELD_PY_STR)
+			continue;
+		size_t owner = 0;
+		while (owner < c->nt && strcmp(c->t[owner].name, v->str.s) != 0)
+			owner++;
+		if (owner == c->nt)
+			continue;
+		ckpt_tensor *t = weld__ckpt_new_tensor(c, k->str.s, err);
+		if (!t)
+			return err->status;
+		ckpt_tensor *o = &c->t[owner]; /* after the append: the array may have moved */
+		char *name = t->name;
+		*t = *o;
+		t->name = name;
+		t->alias_of = o->name;
+	}
+	return WELD_OK;
+}
+
+/*
+ * Stage 0: no partitions. The module holds the weights; for 16-bit runs the
+ * fp32 masters are the optimizer's fp32_groups, one tensor per trainable
+ * parameter in module order.
+ */
+static weld_status build_stage0(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
+{
+	const char *path = c->src[z->states_src].path;
+	const weld_py *module = weld_py_dict_get(states, "module");
+	const weld_py *names = weld_py_dict_get(states, "buffer_names");
+	const weld_py *groups = weld_py_dict_get(weld_py_dict_get(states, "optimizer"), "fp32_groups");
+	if (!module || module->kind != WELD_PY_DICT)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: no module state", path);
+	if (!groups)
+		return weld__ckpt_add_torch_tree(c, z->states_src, module, err); /* fp32 run: module is the master */
+	size_t gi = 0, ti = 0;
+	for (size_t i = 0; i < module->dict.n; i++) {
+		const weld_py *k = module->dict.keys[i], *v = module->dict.vals[i];
+		bool buffer = false;
+		for (size_t j = 0; names && names->kind == WELD_PY_LIST && j < names->seq.n && !buffer; j++)
+			buffer = k->kind == WELD_PY_STR && weld_py_is_str(names->seq.items[j], k->str.s);
+		if (buffer || k->kind != WELD_PY_STR || v->kind != WELD_PY_TENSOR)
+			continue;
+		while (groups->kind == WELD_PY_LIST && gi < groups->seq.n &&
+		       (groups->seq.items[gi]->kind != WELD_PY_LIST || ti >= groups->seq.items[gi]->seq.n)) {
+			gi++;
+			ti = 0;
+		}
+		if (groups->kind != WELD_PY_LIST || gi >= groups->seq.n)
+			return weld__fail(err, WELD_ERR_UNSUPPORTED,
+					  "%s: the optimizer's fp32_groups end before parameter '%s' (frozen parameters at stage 0?)",
+					  path, k->str.s);
+		const weld_py *m = groups->seq.items[gi]->seq.items[ti++];
+		if (m->kind != WELD_PY_TENSOR || m->tensor.ndim != v->tensor.ndim ||
+		    memcmp(m->tensor.shape, v->tensor.shape, sizeof(uint64_t) * v->tensor.ndim) != 0)
+			return weld__fail(err, WELD_ERR_MISMATCH, "%s: fp32 master for '%s' does not match its shape", path,
+					  k->str.s);
+		weld_status s = weld__ckpt_add_torch_tensor(c, z->states_src, k->str.s, m, err);
+		if (s)
+			return s;
+	}
+	return WELD_OK;
+}
+
+weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err)
+{
+	const weld_py *states = weld_torch_root(c->src[z->states_src].torch);
+	const char *path = c->src[z->states_src].path;
+	weld_status s = add_buffers(c, z->states_src, states, err);
+	if (s)
+		return s;
+	if (z->stage == 0)
+		return build_stage0(c, z, states, err);
+
+	/* Stage 3: every rank's model states must be from the same step. */
+	const weld_py *steps0 = weld_py_dict_get(states, "global_steps");
+	for (int r = 1; z->stage == 3 && r < z->world; r++) {
+		size_t src;
+		const weld_py *root;
+		if ((s = weld__ckpt_open_torch(c, z->model_paths[r], &src, &root, err)))
+			return s;
+		const weld_py *st = weld_py_dict_get(root, "global_steps");
+		if (steps0 && st && steps0->kind == WELD_PY_INT && st->kind == WELD_PY_INT && st->i.v != steps0->i.v)
+			return weld__fail(err, WELD_ERR_MISMATCH,
+					  "%s: global_steps %lld but rank 0's is %lld: files from different steps",
+					  c->src[src].path, (long long)st->i.v, (long long)steps0->i.v);
+	}
+	if ((s = add_frozen(c, z, states, err)))
+		return s;
+	const weld_py *shapes = weld_py_dict_get(states, "param_shapes");
+	if (!shapes || shapes->kind != WELD_PY_LIST)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes is missing or not a list", path);
+	rank_parts *ranks = weld__calloc((size_t)z->world, sizeof(*ranks));
+	if (!ranks)
+		return weld__nomem(err);
+	weld_dtype dtype = WELD_DTYPE_INVALID;
+	s = load_partitions(c, z, ranks, &dtype, err);
+	if (!s)
+		s = z->stage == 3 ? build_stage3(c, z, shapes, ranks, dtype, err)
+				  : build_stage12(c, z, shapes, ranks, dtype, err);
+	for (int r = 0; r < z->world; r++)
+		free(ranks[r].p);
+	free(ranks);
+	if (s)
+		return s;
+	return add_aliases(c, weld_py_dict_get(states, "shared_params"), err);
+}
+
+weld_status weld__zero_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err)
+{
+	size_t esz = weld_dtype_size(t->dtype);
+	for (size_t i = 0; i < t->zf_count; i++) {
+		const ckpt_zfrag *f = &c->zf[t->zf_first + i];
+		weld_status s = weld_file_pread(c->src[f->src].file, (uint8_t *)dst + f->dst_elem * esz,
+						(size_t)(f->count * esz), f->offset, err);
+		if (s)
+			return s;
+	}
+	return WELD_OK;
+}

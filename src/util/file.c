@@ -1,0 +1,96 @@
+/* Input files: one descriptor each, read with pread so threads can share it. */
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return weld__fail(err, WELD_ERR_IO, "%s: not a regular file", path);
+	}
+	weld_file *f = calloc(1, sizeof(*f));
+	char *p = weld__strdup(path);
+	if (!f || !p) {
+		free(f);
+		free(p);
+		close(fd);
+		return weld__nomem(err);
+	}
+	f->fd = fd;
+	f->size = (uint64_t)st.st_size;
+	f->path = p;
+	atomic_init(&f->bytes_read, 0);
+	*out = f;
+	return WELD_OK;
+}
+
+void weld_file_close(weld_file *f)
+{
+	if (!f)
+		return;
+	close(f->fd);
+	free(f->path);
+	free(f);
+}
+
+weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, weld_error *err)
+{
+	uint64_t end;
+	if (!weld__add_u64(&end, offset, n) || end > f->size)
+		return weld__fail(err, WELD_ERR_FORMAT,
+				  "%s: truncated: needs bytes up to %llu but the file has %llu", f->path,
+				  (unsigned long long)(offset + (uint64_t)n < offset ? UINT64_MAX : offset + n),
+				  (unsigned long long)f->size);
+	uint8_t *p = buf;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = pread(f->fd, p + done, n - done, (off_t)(offset + done));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return weld__fail(err, WELD_ERR_IO, "%s: read failed at offset %llu: %s", f->path,
+					  (unsigned long long)(offset + done), strerror(errno));
+		}
+		if (r == 0)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: truncated: file shrank while reading",
+					  f->path);
+		done += (size_t)r;
+	}
+	atomic_fetch_add_explicit(&f->bytes_read, n, memory_order_relaxed);
+	return WELD_OK;
+}
+
+weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err)
+{
+	const uint8_t *p = buf;
+	while (n > 0) {
+		/* Linux moves at most about 2 GiB per call; ask for 1 GiB at a time. */
+		size_t chunk = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+		ssize_t w = pwrite(fd, p, chunk, (off_t)offset);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return weld__fail(err, WELD_ERR_IO, "%s: write failed at offset %llu: %s", path,
+					  (unsigned long long)offset, w < 0 ? strerror(errno) : "no progress");
+		p += w;
+		n -= (size_t)w;
+		offset += (uint64_t)w;
+	}
+	return WELD_OK;
+}
