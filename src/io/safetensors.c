@@ -61,45 +61,6 @@ static const char *show_shape(char buf[400], const uint64_t *shape, size_t ndim)
 	return buf;
 }
 
-/* Index of the first byte of S[0..N) that is not valid UTF-8, else N. */
-static size_t utf8_check(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t more;
-		unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the 2nd byte */
-		if (c >= 0xC2 && c <= 0xDF) {
-			more = 1;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			more = 2;
-			if (c == 0xE0)
-				lo = 0xA0; /* overlong */
-			else if (c == 0xED)
-				hi = 0x9F; /* UTF-16 surrogates */
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			if (c == 0xF0)
-				lo = 0x90; /* overlong */
-			else if (c == 0xF4)
-				hi = 0x8F; /* past U+10FFFF */
-		} else {
-			return i;
-		}
-		if (n - i <= more || s[i + 1] < lo || s[i + 1] > hi)
-			return i;
-		for (size_t k = 2; k <= more; k++)
-			if ((s[i + k] & 0xC0) != 0x80)
-				return i;
-		i += more + 1;
-	}
-	return n;
-}
-
 /* The size checks both entry points share, before any header byte is read. */
 static weld_status check_lengths(uint64_t n, uint64_t file_size, weld_error *err)
 {
@@ -836,7 +797,7 @@ weld_status weld_st_parse_header(weld_st_header *out, const char *json, size_t l
 	out->data_start = 8 + (uint64_t)len;
 
 	const unsigned char *s = (const unsigned char *)json;
-	size_t bad = utf8_check(s, len);
+	size_t bad = weld__utf8_valid_len(s, len, false);
 	if (bad < len)
 		return weld__fail(err, WELD_ERR_FORMAT, "header is not valid UTF-8 (byte %zu)", bad);
 
@@ -1033,7 +994,7 @@ weld_status weld_st_build_header(weld_st_out_tensor *tensors, size_t n, const ch
 		if (!t->name)
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor %zu has no name", i);
 		size_t nl = strlen(t->name);
-		if (utf8_check((const unsigned char *)t->name, nl) != nl)
+		if (!weld__utf8_valid(t->name, nl, false))
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor name '%s' is not valid UTF-8",
 					  show(nb, t->name));
 		if (strcmp(t->name, "__metadata__") == 0)
@@ -1056,8 +1017,8 @@ weld_status weld_st_build_header(weld_st_out_tensor *tensors, size_t n, const ch
 		if (!meta_keys[i] || !meta_vals[i])
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "metadata entry %zu is NULL", i);
 		size_t kl = strlen(meta_keys[i]), vl = strlen(meta_vals[i]);
-		if (utf8_check((const unsigned char *)meta_keys[i], kl) != kl ||
-		    utf8_check((const unsigned char *)meta_vals[i], vl) != vl)
+		if (!weld__utf8_valid(meta_keys[i], kl, false) ||
+		    !weld__utf8_valid(meta_vals[i], vl, false))
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "metadata entry %zu is not valid UTF-8", i);
 	}
 

@@ -328,43 +328,6 @@ void weld_tw_layout_free(weld_tw_layout *l)
 	free(l);
 }
 
-/* Valid UTF-8 (encoded surrogates allowed: torch decodes with "surrogatepass"). */
-static bool utf8_ok(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t k;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if (c >= 0xC2 && c <= 0xDF) {
-			k = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			k = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			k = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + j] & 0x3F);
-		}
-		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -378,7 +341,7 @@ static weld_status check_tensors(const weld_tw_tensor *t, size_t n, weld_error *
 		if (!name)
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "torch writer: tensor %zu has no name", i);
 		size_t len = strlen(name);
-		if (len > TW_U32_MAX || !utf8_ok((const uint8_t *)name, len))
+		if (len > TW_U32_MAX || !weld__utf8_valid(name, len, true))
 			return weld__fail(err, WELD_ERR_INVALID_ARG,
 					  "torch writer: tensor name '%s' is not valid UTF-8 (or too long)", name);
 		size_t esize = weld_dtype_size(t[i].dtype);

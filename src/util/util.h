@@ -76,6 +76,16 @@ weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, 
 /* Write all N bytes at OFFSET of FD (PATH names it in errors), retrying short writes. */
 weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err);
 
+/*
+ * UTF-8: the length of the valid prefix of S[0..N) (N when all of it is
+ * valid). SURROGATES: accept encoded U+D800..U+DFFF, as Python's pickle and
+ * torch do ("surrogatepass"); JSON readers do not.
+ */
+size_t weld__utf8_valid_len(const void *s, size_t n, bool surrogates);
+bool weld__utf8_valid(const void *s, size_t n, bool surrogates);
+/* The code point at S[*I] of text already validated; *I moves past it. */
+uint32_t weld__utf8_next(const uint8_t *s, size_t *i);
+
 /* zlib-compatible CRC-32 of LEN bytes, continuing from CRC (start from 0). */
 uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);
 

@@ -409,53 +409,6 @@ static weld_py *make_bytes_like(weld_pickle *p, weld_py_kind kind, const void *s
 	return o;
 }
 
-/* Structural UTF-8 check; encoded surrogates pass, as with "surrogatepass". */
-static bool utf8_ok(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t k;
-		uint32_t cp, min;
-		if ((c & 0xE0) == 0xC0) {
-			k = 1, cp = c & 0x1Fu, min = 0x80;
-		} else if ((c & 0xF0) == 0xE0) {
-			k = 2, cp = c & 0x0Fu, min = 0x800;
-		} else if ((c & 0xF8) == 0xF0) {
-			k = 3, cp = c & 0x07u, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i - 1 < k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + j] & 0x3Fu);
-		}
-		if (cp < min || cp > 0x10FFFF)
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
-/* Next code point of valid UTF-8 at S[*I]. */
-static uint32_t utf8_next(const uint8_t *s, size_t *i)
-{
-	uint8_t c = s[*i];
-	size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : 3;
-	uint32_t cp = k == 0 ? c : k == 1 ? (c & 0x1Fu) : k == 2 ? (c & 0x0Fu) : (c & 0x07u);
-	for (size_t j = 1; j <= k; j++)
-		cp = (cp << 6) | (s[*i + j] & 0x3Fu);
-	*i += k + 1;
-	return cp;
-}
-
 /* ------------------------------------------------------------------------- */
 /* Containers */
 
@@ -845,7 +798,7 @@ static enum gkind classify(const char *m, const char *n)
 static weld_status push_global(weld_pickle *p, const uint8_t *mod, size_t nmod, const uint8_t *name, size_t nname)
 {
 	if (nmod == 0 || nname == 0 || memchr(mod, 0, nmod) || memchr(name, 0, nname) ||
-	    !utf8_ok(mod, nmod) || !utf8_ok(name, nname))
+	    !weld__utf8_valid(mod, nmod, true) || !weld__utf8_valid(name, nname, true))
 		return fail(p, WELD_ERR_FORMAT, "pickle %s at offset %zu has an empty or malformed name",
 			    p->opname, p->off);
 	char *m = copy_str(p, mod, nmod), *n = m ? copy_str(p, name, nname) : NULL;
@@ -1195,7 +1148,7 @@ static weld_status bytes_from(weld_pickle *p, const weld_py *fn, const weld_py *
 	size_t i = 0, k = 0;
 	const uint8_t *u = (const uint8_t *)s->str.s;
 	while (i < s->str.len) {
-		uint32_t cp = utf8_next(u, &i);
+		uint32_t cp = weld__utf8_next(u, &i);
 		if (cp > 0xFF)
 			return fail(p, WELD_ERR_FORMAT, "%s.%s at offset %zu: U+%04X does not fit latin1", fn->obj.module,
 				    fn->obj.name, p->off, (unsigned)cp);
@@ -1468,7 +1421,7 @@ static weld_status push_text(weld_pickle *p, weld_py_kind kind, size_t lenbytes,
 	if (lenbytes == 4 && kind == WELD_PY_STR && lenient && (n & 0x80000000u))
 		return fail(p, WELD_ERR_FORMAT, "pickle BINSTRING at offset %zu has a negative length", p->off);
 	TRY(read_bytes(p, n, &s));
-	if (kind == WELD_PY_STR && !utf8_ok(s, (size_t)n)) {
+	if (kind == WELD_PY_STR && !weld__utf8_valid(s, (size_t)n, true)) {
 		if (!lenient)
 			return fail(p, WELD_ERR_FORMAT, "pickle %s at offset %zu is not valid UTF-8", p->opname, p->off);
 		kind = WELD_PY_BYTES; /* Python 2 str that is not text */
