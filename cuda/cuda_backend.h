@@ -80,15 +80,12 @@ int weld__cuda_test_cast(weld__cuda_ctx *ctx, uint32_t first, uint32_t n, int ds
 			 uint64_t *overflows, char *message, size_t message_len);
 
 /*
- * Euclidean norm of each of N runs of elements of DTYPE (weld_dtype: F32,
- * F64, BF16 or F16) in host memory DATA: run i is COUNT[i] elements from
- * element OFFSET[i]. Widened to double on the GPU, then cuBLAS's
- * cublasDnrm2. libcublas is loaded at run time (dlopen), so weld itself
- * still needs no CUDA library; without it this fails with a message that
- * says so, and the caller computes on the CPU. Thread-safe (serialised).
+ * The sum of the squares of V[0..N) (host memory), as cuBLAS's cublasDnrm2
+ * squared, in pieces. libcublas is loaded at run time (dlopen), so weld
+ * itself still needs no CUDA library; without it this fails with a message
+ * that says so, and the caller sums on the CPU. Thread-safe (serialised).
  */
-int weld__cuda_l2_norms(const void *data, int dtype, const uint64_t *offset, const uint64_t *count, size_t n,
-			double *norms, char *message, size_t message_len);
+int weld__cuda_sum_squares(const double *v, uint64_t n, double *out, char *message, size_t message_len);
 
 #ifdef __cplusplus
 }

@@ -82,16 +82,6 @@ static __global__ void fill_random_kernel(float *p, uint64_t n, uint64_t seed)
 	}
 }
 
-static __global__ void widen_kernel(const uint8_t *src, int dtype, double *dst, uint64_t n)
-{
-	for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x) {
-		if (dtype == WELD_DTYPE_F64)
-			dst[i] = reinterpret_cast<const double *>(src)[i];
-		else
-			dst[i] = (double)__uint_as_float(load_f32(src + dtype_size((unsigned)dtype) * i, (unsigned)dtype));
-	}
-}
-
 static unsigned grid_for(uint64_t n)
 {
 	uint64_t blocks = (n + kThreads - 1) / kThreads;
@@ -125,14 +115,6 @@ cudaError_t launch_iota(uint32_t *p, uint32_t first, uint64_t n, cudaStream_t st
 cudaError_t launch_fill_random(float *p, uint64_t n, uint64_t seed, cudaStream_t stream)
 {
 	fill_random_kernel<<<grid_for(n), kThreads, 0, stream>>>(p, n, seed);
-	return cudaGetLastError();
-}
-
-cudaError_t launch_widen(const uint8_t *src, int dtype, double *dst, uint64_t n, cudaStream_t stream)
-{
-	if (!n)
-		return cudaSuccess;
-	widen_kernel<<<grid_for(n), kThreads, 0, stream>>>(src, dtype, dst, n);
 	return cudaGetLastError();
 }
 

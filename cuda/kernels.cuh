@@ -329,8 +329,6 @@ cudaError_t launch_crc(const DevSpan *spans, uint32_t nspans, uint32_t nblocks, 
 cudaError_t launch_iota(uint32_t *p, uint32_t first, uint64_t n, cudaStream_t stream);
 // N pseudo-random fp32 values in about [-1, 1) from SEED (benchmarks).
 cudaError_t launch_fill_random(float *p, uint64_t n, uint64_t seed, cudaStream_t stream);
-// Widen N elements of DTYPE (F32, F64, BF16, F16) to double.
-cudaError_t launch_widen(const uint8_t *src, int dtype, double *dst, uint64_t n, cudaStream_t stream);
 
 // The same two kernels run on the host, thread by thread (no GPU needed).
 uint64_t emulate_gather_cast(const DevSeg *segs, uint32_t nsegs, uint32_t nparts, const uint8_t *staging,

@@ -1,4 +1,4 @@
-// Per-tensor L2 norms on the GPU with cuBLAS (weld verify).
+// Sums of squares on the GPU with cuBLAS: the L2 norms of weld verify --against.
 //
 // cuBLAS is loaded with dlopen on first use rather than linked: the weld
 // binary must start on machines without any CUDA library, and no static
@@ -7,17 +7,15 @@
 // Work is serialised on the legacy default stream, which every runtime in
 // the process shares.
 #include "cuda_backend.h"
-#include "kernels.cuh"
 
 #include <cublas_v2.h>
+#include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-using namespace weld_cuda;
 
 namespace {
 
@@ -38,7 +36,7 @@ Cublas g_cublas;
 pthread_once_t g_once = PTHREAD_ONCE_INIT;
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
-constexpr uint64_t kPieceElems = (uint64_t)1 << 25; // 32 Mi elements: 512 MiB of device memory at most
+constexpr uint64_t kPieceElems = (uint64_t)1 << 25; // 32 Mi doubles: 256 MiB of device memory at most
 
 void load_cublas()
 {
@@ -94,19 +92,11 @@ int fail(char *msg, size_t len, const char *fmt, ...)
 		}                                                                                     \
 	} while (0)
 
-extern "C" int weld__cuda_l2_norms(const void *data, int dtype, const uint64_t *offset, const uint64_t *count, size_t n,
-				   double *norms, char *msg, size_t msg_len)
+extern "C" int weld__cuda_sum_squares(const double *v, uint64_t n, double *out, char *msg, size_t msg_len)
 {
 	int rc = 0;
-	uint8_t *d_raw = NULL;
-	double *d_wide = NULL;
-	unsigned esz = dtype_size((unsigned)dtype);
-	uint64_t most = 0;
-	if (dtype != WELD_DTYPE_F32 && dtype != WELD_DTYPE_F64 && dtype != WELD_DTYPE_BF16 && dtype != WELD_DTYPE_F16)
-		return fail(msg, msg_len, "L2 norms: dtype %d is not F32, F64, BF16 or F16", dtype);
-	for (size_t i = 0; i < n; i++)
-		most = count[i] > most ? count[i] : most;
-	most = most < kPieceElems ? most : kPieceElems;
+	double *d_v = NULL, sumsq = 0;
+	uint64_t most = n < kPieceElems ? n : kPieceElems;
 	pthread_mutex_lock(&g_mu);
 	// cuBLAS binds its handle to the calling thread's device: make that device 0 first.
 	CK(cudaSetDevice(0));
@@ -115,33 +105,24 @@ extern "C" int weld__cuda_l2_norms(const void *data, int dtype, const uint64_t *
 		rc = fail(msg, msg_len, "%s", g_cublas.error);
 		goto done;
 	}
-	if (most) {
-		CK(cudaMalloc((void **)&d_raw, most * esz));
-		CK(cudaMalloc((void **)&d_wide, most * sizeof(double)));
-	}
-	for (size_t i = 0; i < n; i++) {
-		double sumsq = 0;
-		for (uint64_t done_elems = 0; done_elems < count[i];) {
-			uint64_t k = count[i] - done_elems < kPieceElems ? count[i] - done_elems : kPieceElems;
-			const uint8_t *src = (const uint8_t *)data + (offset[i] + done_elems) * esz;
-			double r = 0;
-			CK(cudaMemcpy(d_raw, src, k * esz, cudaMemcpyHostToDevice));
-			CK(launch_widen(d_raw, dtype, d_wide, k, 0));
-			CK(cudaDeviceSynchronize());
-			cublasStatus_t st = g_cublas.dnrm2(g_cublas.handle, (int)k, d_wide, 1, &r);
-			if (st != CUBLAS_STATUS_SUCCESS) {
-				rc = fail(msg, msg_len, "cublasDnrm2 failed: %s",
-					  g_cublas.status_string ? g_cublas.status_string(st) : "unknown cuBLAS status");
-				goto done;
-			}
-			sumsq += r * r;
-			done_elems += k;
+	if (most)
+		CK(cudaMalloc((void **)&d_v, most * sizeof(double)));
+	for (uint64_t at = 0; at < n;) {
+		uint64_t k = n - at < kPieceElems ? n - at : kPieceElems;
+		double r = 0;
+		CK(cudaMemcpy(d_v, v + at, k * sizeof(double), cudaMemcpyHostToDevice));
+		cublasStatus_t st = g_cublas.dnrm2(g_cublas.handle, (int)k, d_v, 1, &r);
+		if (st != CUBLAS_STATUS_SUCCESS) {
+			rc = fail(msg, msg_len, "cublasDnrm2 failed: %s",
+				  g_cublas.status_string ? g_cublas.status_string(st) : "unknown cuBLAS status");
+			goto done;
 		}
-		norms[i] = sqrt(sumsq);
+		sumsq += r * r;
+		at += k;
 	}
+	*out = sumsq;
 done:
-	cudaFree(d_raw);
-	cudaFree(d_wide);
+	cudaFree(d_v);
 	pthread_mutex_unlock(&g_mu);
 	return rc;
 }

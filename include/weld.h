@@ -38,9 +38,12 @@ typedef enum weld_status {
 	WELD_ERR_CHECKSUM = -7,    /* a CRC-32 did not match */
 	WELD_ERR_MISMATCH = -8,    /* files of one checkpoint disagree */
 	WELD_ERR_LIMIT = -9,       /* a resource bound was hit (depth, memo, size) */
-	WELD_ERR_BACKEND = -10,    /* CUDA failure or unusable device */
-	WELD_ERR_CANCELLED = -11
+	WELD_ERR_NO_DEVICE = -10,  /* --device cuda (or verify's) without a usable GPU */
+	WELD_ERR_CANCELLED = -11,
+	WELD_ERR_DEVICE = -12      /* the GPU failed during the run */
 } weld_status;
+/* Until the CLI moves to the new names. */
+#define WELD_ERR_BACKEND WELD_ERR_NO_DEVICE
 
 #define WELD_ERROR_MESSAGE_MAX 1024
 

@@ -170,6 +170,16 @@ static uint64_t total_bytes_read(const weld_ckpt *c)
 	return n;
 }
 
+/* The backend for DEVICE; when CUDA is not used after all, RES's notice says why. */
+static weld_status open_backend(weld_backend **b, weld_device device, weld_convert_result *res, weld_error *err)
+{
+	char why[sizeof(res->notice)];
+	weld_status s = weld_backend_open(b, device, why, sizeof(why), err);
+	if (!s && why[0])
+		snprintf(res->notice, sizeof(res->notice), "CUDA not used (%s); converting on the CPU", why);
+	return s;
+}
+
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *res, weld_error *err)
 {
@@ -211,7 +221,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	if (!s && !opts.dry_run)
 		s = weld_output_dir_prepare(output_dir, weights, opts.force, err);
 	if (!s)
-		s = weld_backend_open(&b, opts.device, res->notice, sizeof(res->notice), err);
+		s = open_backend(&b, opts.device, res, err);
 	if (!s)
 		s = opts.pytorch_bin ? layout_torch(p, &l, err) : layout_safetensors(p, &l, err);
 	if (!s && opts.dry_run) {
@@ -220,7 +230,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		res->tied = p->nalias;
 		res->bytes_read = p->src_bytes;
 		res->bytes_written = l.file_size;
-		snprintf(res->backend, sizeof(res->backend), "%s", b->name);
+		snprintf(res->backend, sizeof(res->backend), "%s", weld_backend_name(b));
 		snprintf(res->stripped_prefix, sizeof(res->stripped_prefix), "%s", p->stripped_prefix);
 		snprintf(res->output_file, sizeof(res->output_file), "%s", final);
 		goto cleanup;
@@ -293,7 +303,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		res->fp16_overflows = ex.fp16_overflows;
 		res->file_crc32 = file_crc;
 		res->seconds = ex.seconds;
-		snprintf(res->backend, sizeof(res->backend), "%s", b->name);
+		snprintf(res->backend, sizeof(res->backend), "%s", weld_backend_name(b));
 		snprintf(res->stripped_prefix, sizeof(res->stripped_prefix), "%s", p->stripped_prefix);
 		snprintf(res->output_file, sizeof(res->output_file), "%s", final);
 	}

@@ -148,7 +148,7 @@ static void check_bad_folders(void)
 	copy(fixture("qwen2_tied/bin_single/pytorch_model.bin"), scratch("both/pytorch_model.bin"));
 	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("both/model.safetensors"));
 	snprintf(msg, sizeof(msg),
-		 "%s: holds more than one kind of checkpoint (safetensors pytorch-bin ); choose one with --type",
+		 "%s: holds more than one kind of checkpoint (safetensors pytorch-bin); choose one with --type",
 		 scratch("both"));
 	expect_error(scratch("both"), WELD_ERR_INVALID_ARG, msg);
 

@@ -1,6 +1,6 @@
 /*
- * Backend selection: the one place that knows whether the CUDA code was
- * built. The rest of the library asks here.
+ * Choosing a backend, and the calls every user of one makes (backend.h).
+ * The one place that knows whether the CUDA backend was built.
  */
 #include "backend/backend.h"
 
@@ -43,185 +43,118 @@ static weld_status gpu_budget(size_t *out, weld_error *err)
 	return WELD_OK;
 }
 
-#ifdef WELD_HAVE_CUDA
-static weld_status cuda_convert(weld_backend *b, weld_job *job, weld_error *err)
+static weld_status open_cpu(weld_backend **out, weld_error *err)
 {
-	/* The C boundary has its own plain structs; translate (small tables). */
-	weld__cuda_seg seg_buf[64];
-	weld__cuda_span span_buf[64];
-	weld__cuda_seg *segs = job->nsegs <= 64 ? seg_buf : weld__calloc(job->nsegs, sizeof(*segs));
-	weld__cuda_span *spans = job->nspans <= 64 ? span_buf : weld__calloc(job->nspans, sizeof(*spans));
-	weld_status s = WELD_OK;
-	char msg[WELD_ERROR_MESSAGE_MAX - 64];
-	if (!segs || !spans) {
-		s = weld__nomem(err);
-		goto done;
-	}
-	for (size_t i = 0; i < job->nsegs; i++) {
-		const weld_seg *g = &job->segs[i];
-		segs[i] = (weld__cuda_seg){.staging_off = g->staging_off, .out_off = g->out_off, .count = g->count,
-					   .src_dtype = (int)g->src_dtype, .dst_dtype = (int)g->dst_dtype};
-	}
-	for (size_t i = 0; i < job->nspans; i++)
-		spans[i] = (weld__cuda_span){.out_off = job->spans[i].out_off, .len = job->spans[i].len};
-	if (weld__cuda_convert(b->impl, job->staging, job->out, segs, job->nsegs, spans, job->nspans,
-			       &job->fp16_overflows, msg, sizeof(msg))) {
-		s = weld__fail(err, WELD_ERR_BACKEND, "CUDA: %s", msg);
-		goto done;
-	}
-	for (size_t i = 0; i < job->nspans; i++)
-		job->spans[i].crc = spans[i].crc;
-done:
-	if (segs != seg_buf)
-		free(segs);
-	if (spans != span_buf)
-		free(spans);
-	return s;
-}
-
-static void cuda_close(weld_backend *b)
-{
-	weld__cuda_close(b->impl);
-	b->impl = NULL;
-}
-
-static const weld_backend weld_backend_cuda = {"cuda", cuda_convert, cuda_close, NULL};
-
-/* B becomes the CUDA backend on device 0 (or its emulation). */
-static weld_status cuda_open(weld_backend *b, int emulate, size_t budget, weld_error *err)
-{
-	char msg[WELD_ERROR_MESSAGE_MAX - 64];
-	weld__cuda_ctx *ctx = NULL;
-	int rc = emulate ? weld__cuda_open_emulated(&ctx, budget, msg, sizeof(msg))
-			 : weld__cuda_open(&ctx, 0, budget, msg, sizeof(msg));
-	if (rc)
-		return weld__fail(err, WELD_ERR_BACKEND, "%s", msg);
-	*b = weld_backend_cuda;
-	b->impl = ctx;
-	return WELD_OK;
-}
-#endif
-
-weld_status weld_backend_open(weld_backend **out, weld_device device, char *notice, size_t notice_len,
-			      weld_error *err)
-{
-	*out = NULL;
-	if (notice_len)
-		notice[0] = '\0';
 	weld_backend *b = malloc(sizeof(*b));
 	if (!b)
 		return weld__nomem(err);
-	*b = weld_backend_cpu;
-	if (device != WELD_DEVICE_CPU) {
-		size_t budget;
-		weld_status s = gpu_budget(&budget, err);
-		if (s) {
-			free(b);
-			return s;
-		}
-		weld_cuda_info cuda;
-		weld_cuda_probe(&cuda);
-		char why[WELD_ERROR_MESSAGE_MAX];
-		snprintf(why, sizeof(why), "%s", cuda.message);
-#ifdef WELD_HAVE_CUDA
-		if (cuda.devices > 0) {
-			weld_error e = {0};
-			if (!cuda_open(b, 0, budget, &e)) {
-				*out = b;
-				return WELD_OK;
-			}
-			snprintf(why, sizeof(why), "%s", e.message);
-		}
-#endif
-		if (device == WELD_DEVICE_CUDA) {
-			free(b);
-			return weld__fail(err, WELD_ERR_BACKEND, "--device cuda: no usable CUDA device: %s", why);
-		}
-		snprintf(notice, notice_len, "CUDA not used (%s); converting on the CPU", why);
-	}
+	*b = (weld_backend){&weld_backend_cpu_iface, NULL};
 	*out = b;
 	return WELD_OK;
+}
+
+/* The CUDA backend on device 0, or why not in WHY. */
+static weld_status open_cuda(weld_backend **out, size_t budget, char *why, size_t why_len)
+{
+	weld_cuda_info cuda;
+	weld_cuda_probe(&cuda);
+	snprintf(why, why_len, "%s", cuda.message);
+	if (!cuda.devices)
+		return WELD_ERR_NO_DEVICE;
+	weld_error e = {0};
+	weld_status s = weld__backend_cuda_open(out, false, budget, &e);
+	if (s)
+		snprintf(why, why_len, "%s", e.message);
+	return s;
+}
+
+weld_status weld_backend_open(weld_backend **out, weld_device device, char *why, size_t why_len, weld_error *err)
+{
+	*out = NULL;
+	if (why_len)
+		why[0] = '\0';
+	if (device == WELD_DEVICE_CPU)
+		return open_cpu(out, err);
+	size_t budget;
+	weld_status s = gpu_budget(&budget, err);
+	if (s)
+		return s;
+	char reason[WELD_ERROR_MESSAGE_MAX - 64];
+	s = open_cuda(out, budget, reason, sizeof(reason));
+	if (s == WELD_ERR_NOMEM)
+		return weld__nomem(err);
+	if (!s)
+		return WELD_OK;
+	if (device == WELD_DEVICE_CUDA)
+		return weld__fail(err, WELD_ERR_NO_DEVICE, "--device cuda: no usable CUDA device: %s", reason);
+	snprintf(why, why_len, "%s", reason);
+	return open_cpu(out, err);
 }
 
 void weld_backend_close(weld_backend *b)
 {
 	if (!b)
 		return;
-	b->close(b);
+	if (b->iface->free)
+		b->iface->free(b);
 	free(b);
+}
+
+const char *weld_backend_name(const weld_backend *b)
+{
+	return b->iface->name;
+}
+
+weld_status weld_backend_convert(weld_backend *b, weld_job *job, weld_error *err)
+{
+	return b->iface->convert(b, job, err);
 }
 
 void *weld_backend_alloc_host(weld_backend *b, size_t size)
 {
-#ifdef WELD_HAVE_CUDA
-	if (b->convert == cuda_convert)
-		return weld__cuda_host_alloc(b->impl, size);
-#endif
-	(void)b, (void)size;
-	return NULL;
+	return b->iface->host_alloc ? b->iface->host_alloc(b, size) : NULL;
 }
 
 void weld_backend_free_host(weld_backend *b, void *p)
 {
-#ifdef WELD_HAVE_CUDA
-	if (b->convert == cuda_convert) {
-		weld__cuda_host_free(b->impl, p);
-		return;
-	}
-#endif
-	(void)b;
-	free(p);
+	if (b->iface->host_free)
+		b->iface->host_free(b, p);
+	else
+		free(p);
 }
 
-weld_status weld__backend_open_cuda_emulated(weld_backend **out, weld_error *err)
+double weld_backend_sum_squares(weld_backend *b, const double *v, size_t n, const char **on)
 {
-	*out = NULL;
-#ifdef WELD_HAVE_CUDA
-	size_t budget;
-	weld_status s = gpu_budget(&budget, err);
-	if (s)
-		return s;
-	weld_backend *b = malloc(sizeof(*b));
-	if (!b)
-		return weld__nomem(err);
-	s = cuda_open(b, 1, budget, err);
-	if (s) {
-		free(b);
-		return s;
+	double sum;
+	weld_error ignored;
+	if (b->iface->sum_squares && b->iface->sum_squares(b, v, n, &sum, &ignored) == WELD_OK) {
+		*on = b->iface->name;
+		return sum;
 	}
-	*out = b;
-	return WELD_OK;
-#else
-	return weld__fail(err, WELD_ERR_UNSUPPORTED, NO_CUDA_BUILD);
-#endif
+	*on = "cpu";
+	return weld_cpu_sum_squares(v, n);
+}
+
+#ifndef WELD_HAVE_CUDA
+/* Without the CUDA backend (backend/cuda.c) there is no device to open. */
+weld_status weld__backend_cuda_open(weld_backend **out, bool emulate, size_t budget, weld_error *err)
+{
+	(void)emulate, (void)budget;
+	*out = NULL;
+	return weld__fail(err, WELD_ERR_NO_DEVICE, NO_CUDA_BUILD);
 }
 
 weld_status weld__backend_cuda_test_cast(weld_backend *b, uint32_t first, uint32_t n, weld_dtype dst, uint16_t *out,
 					 uint64_t *overflows, weld_error *err)
 {
-#ifdef WELD_HAVE_CUDA
-	char msg[WELD_ERROR_MESSAGE_MAX - 64];
-	if (b->convert != cuda_convert)
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "not a CUDA backend: %s", b->name);
-	if (weld__cuda_test_cast(b->impl, first, n, (int)dst, out, overflows, msg, sizeof(msg)))
-		return weld__fail(err, WELD_ERR_BACKEND, "CUDA: %s", msg);
-	return WELD_OK;
-#else
 	(void)b, (void)first, (void)n, (void)dst, (void)out, (void)overflows;
-	return weld__fail(err, WELD_ERR_UNSUPPORTED, NO_CUDA_BUILD);
-#endif
+	return weld__fail(err, WELD_ERR_NO_DEVICE, NO_CUDA_BUILD);
 }
-
-weld_status weld__gpu_l2_norms(const void *data, weld_dtype dtype, const uint64_t *offset, const uint64_t *count,
-			       size_t n, double *norms, weld_error *err)
-{
-#ifdef WELD_HAVE_CUDA
-	char msg[WELD_ERROR_MESSAGE_MAX - 64];
-	if (weld__cuda_l2_norms(data, (int)dtype, offset, count, n, norms, msg, sizeof(msg)))
-		return weld__fail(err, WELD_ERR_BACKEND, "CUDA: %s", msg);
-	return WELD_OK;
-#else
-	(void)data, (void)dtype, (void)offset, (void)count, (void)n, (void)norms;
-	return weld__fail(err, WELD_ERR_UNSUPPORTED, NO_CUDA_BUILD);
 #endif
+
+weld_status weld__backend_open_cuda_emulated(weld_backend **out, weld_error *err)
+{
+	size_t budget;
+	weld_status s = gpu_budget(&budget, err);
+	return s ? s : weld__backend_cuda_open(out, true, budget, err);
 }

@@ -1,94 +1,86 @@
-/* The insides of weld_ckpt, shared by checkpoint.c and deepspeed.c. */
-#ifndef WELD_CHECKPOINT_H
-#define WELD_CHECKPOINT_H
+/*
+ * weld_ckpt: what every input format is reduced to (shared docs: design.md).
+ *
+ * A format opens its files as sources and describes each tensor as
+ * fragments: runs of elements at byte offsets of a source, landing at an
+ * element offset of the tensor. A fragment may name the zip record its bytes
+ * belong to, so that whoever streams them can check the record's CRC-32.
+ * Nothing downstream (the plan, the executor, verify, inspect) knows which
+ * format produced them; this file knows none of the formats either.
+ */
+#ifndef WELD_FORMATS_CKPT_H
+#define WELD_FORMATS_CKPT_H
 
+#include "io/record.h"
 #include "util/util.h"
-#include "io/pickle/pickle.h"
-#include "io/safetensors.h"
-#include "io/torch.h"
 
+/* COUNT elements read contiguously from source SRC at SRC_OFFSET, landing at element DST_ELEM. */
+typedef struct weld_frag {
+	uint64_t src_offset;
+	uint64_t count;
+	uint64_t dst_elem;
+	uint32_t src;
+	uint32_t record; /* index into the checkpoint's records, or WELD_NO_RECORD */
+} weld_frag;
+
+/* An input file, and whatever its reader parsed from it (a torch object tree, a header...). */
 typedef struct ckpt_source {
-	const char *path; /* owned by file */
 	weld_file *file;
-	weld_torch *torch; /* torch files */
-	weld_st_header st; /* safetensors files */
-	bool is_st;
+	void *parsed;
+	void (*free_parsed)(void *parsed);
 } ckpt_source;
 
-/* COUNT elements of a ZeRO partition at file OFFSET, landing at DST_ELEM of a tensor. */
-typedef struct ckpt_zfrag {
-	uint32_t src;
-	uint64_t offset, count, dst_elem;
-	const weld_zip_entry *entry; /* the partition's record, for its CRC check; NULL for legacy files */
-} ckpt_zfrag;
-
+/*
+ * A tensor of the checkpoint. Its fragments tile its elements in order: a
+ * tensor stored as one run (the usual case) has exactly one, even when it is
+ * empty, so that its position in the file is known.
+ */
 typedef struct ckpt_tensor {
 	char *name;
 	weld_dtype dtype;
 	size_t ndim;
 	uint64_t shape[WELD_MAX_DIMS];
 	uint64_t numel, nbytes;
-	size_t src;
-	const weld_py *view; /* torch tensor node; NULL for safetensors and ZeRO partitions */
-	uint64_t st_offset;  /* safetensors: file offset of the data */
-	bool contiguous;
-	const char *alias_of;
-	bool zero;               /* gathered from ZeRO partitions: zf_first.. */
-	size_t zf_first, zf_count;
+	uint32_t src;         /* the file listed for it (ZeRO: the model states) */
+	const char *alias_of; /* the owner's name when this is the very same data, else NULL */
+	size_t frag_first, frag_count;
 } ckpt_tensor;
-
-typedef struct ckpt_deepspeed {
-	weld_deepspeed_info info;
-	char *tag, *tag_dir, *ds_version;
-	char **files;
-	size_t nfiles;
-} ckpt_deepspeed;
 
 struct weld_ckpt {
 	weld_format format;
 	ckpt_source *src;
 	size_t nsrc;
 	ckpt_tensor *t;
-	size_t nt, cap;
-	ckpt_deepspeed ds;
-	ckpt_zfrag *zf;
-	size_t nzf, zfcap;
+	size_t nt, tcap;
+	weld_frag *frag;
+	size_t nfrag, fcap;
+	weld_record *rec;
+	size_t nrec, rcap;
+	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */
+	void **owned;                   /* freed with the checkpoint (weld__ckpt_own) */
+	size_t nowned;
 };
 
-/* Helpers shared by the formats. */
-char *weld__path_join(const char *dir, const char *name);
-bool weld__is_file(const char *path);
-bool weld__is_dir(const char *path);
-/* Whole small file (index, `latest`) NUL-terminated; over MAX bytes is an error. */
-weld_status weld__read_small_file(const char *path, size_t max, char **out, size_t *len, weld_error *err);
-/* Open PATH as a source (once); *INDEX is its position in c->src. */
-weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, size_t *index, weld_error *err);
-/* Appends a tensor named NAME (zeroed otherwise); NULL when out of memory. */
-ckpt_tensor *weld__ckpt_new_tensor(weld_ckpt *c, const char *name, weld_error *err);
-/* numel and nbytes from shape and dtype, overflow-checked. */
+/*
+ * Open PATH as a source of C (once: a second call returns the same index).
+ * *INDEX is its position in c->src.
+ */
+weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, uint32_t *index, weld_error *err);
+/* Appends a tensor named NAME, zeroed otherwise, its fragments starting at the next one. */
+weld_status weld__ckpt_new_tensor(weld_ckpt *c, const char *name, ckpt_tensor **out, weld_error *err);
+/* numel and nbytes of T from its shape and dtype, overflow-checked (PATH names the file). */
 weld_status weld__ckpt_set_sizes(ckpt_tensor *t, const char *path, weld_error *err);
-weld_status weld__ckpt_add_torch_tensor(weld_ckpt *c, size_t src, const char *name, const weld_py *v,
-					weld_error *err);
-/* Every tensor under ROOT's dicts/lists, named as state-dict keys. */
-weld_status weld__ckpt_add_torch_tree(weld_ckpt *c, size_t src, const weld_py *root, weld_error *err);
+/* Appends fragment F to the last tensor. */
+weld_status weld__ckpt_add_frag(weld_ckpt *c, weld_frag f, weld_error *err);
+/* Adds record R; *INDEX is its index. */
+weld_status weld__ckpt_add_record(weld_ckpt *c, weld_record r, uint32_t *index, weld_error *err);
+/*
+ * C takes P (malloc'd) and frees it with itself; returns P, or NULL when P
+ * is NULL or there is no memory to note it (P is then freed).
+ */
+void *weld__ckpt_own(weld_ckpt *c, void *p);
 
-/* deepspeed.c: finding the tag folder and its files */
-bool weld__deepspeed_present(const char *dir);
-weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err);
-void weld__deepspeed_clear(ckpt_deepspeed *ds);
-/* A torch file of the checkpoint, opened once as a source; *ROOT its object tree. */
-weld_status weld__ckpt_open_torch(weld_ckpt *c, const char *path, size_t *src, const weld_py **root,
-				  weld_error *err);
+/* true when tensor I is one run of bytes in a file: *F at *OFFSET. */
+bool weld__ckpt_one_run(const weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset);
 
-/* zero.c: the tensors zero_to_fp32 would rebuild, as fragments of the partitions */
-typedef struct zero_layout {
-	int stage;             /* 0..3 */
-	int world;             /* data-parallel world size from the file names */
-	size_t states_src;     /* rank 0's model states */
-	char **optim_paths;    /* by rank; NULL entries for none */
-	char **model_paths;    /* stage 3: by rank */
-} zero_layout;
-weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err);
-weld_status weld__zero_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err);
-
-#endif /* WELD_CHECKPOINT_H */
+#endif /* WELD_FORMATS_CKPT_H */

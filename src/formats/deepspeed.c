@@ -1,16 +1,18 @@
 /*
  * DeepSpeed checkpoint folders (shared docs: deepspeed-zero-format.md): find
  * the tag folder, its model-states and optimizer-states files, and what they
- * say about the run (stage, world size, version). Reading ZeRO-3 partitions
- * back into parameters is the job of the ZeRO planner; here ZeRO-3
- * parameters are listed from param_shapes with their fp32 master dtype.
+ * say about the run (stage, world size, version). Rebuilding the parameters
+ * from the partitions is zero.c's job.
  *
  * File names inside a tag folder:
  *   mp_rank_00_model_states.pt                       stage 0-2 (one file)
  *   zero_pp_rank_R_mp_rank_00_model_states.pt        stage 3 (one per rank)
  *   [bf16_]zero_pp_rank_R_mp_rank_00_optim_states.pt ZeRO optimizer partitions
  */
-#include "formats/ckpt.h"
+#include "formats/deepspeed.h"
+
+#include "formats/torch_file.h"
+#include "formats/zero.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -74,63 +76,52 @@ bool weld__deepspeed_present(const char *dir)
 	return yes || holds_model_states(dir);
 }
 
-void weld__deepspeed_clear(ckpt_deepspeed *ds)
+/* A copy of the first N bytes of S that lives as long as C. */
+static const char *keep(weld_ckpt *c, const char *s, size_t n)
 {
-	free(ds->tag);
-	free(ds->tag_dir);
-	free(ds->ds_version);
-	for (size_t i = 0; i < ds->nfiles; i++)
-		free(ds->files[i]);
-	free(ds->files);
-	*ds = (ckpt_deepspeed){0};
+	return weld__ckpt_own(c, weld__strndup(s, n));
+}
+
+/* DIR is the tag folder itself: its last path component is the tag. */
+static weld_status tag_is_dir(weld_ckpt *c, weld_deepspeed_info *ds, const char *dir, weld_error *err)
+{
+	size_t end = strlen(dir);
+	while (end > 1 && dir[end - 1] == '/') /* "x/tag/" */
+		end--;
+	size_t start = end;
+	while (start > 0 && dir[start - 1] != '/')
+		start--;
+	ds->tag = keep(c, dir + start, end - start);
+	ds->tag_dir = keep(c, dir, strlen(dir));
+	return ds->tag && ds->tag_dir ? WELD_OK : weld__nomem(err);
 }
 
 /* The tag folder: DIR itself, or DIR/<contents of DIR/latest>. */
-static weld_status find_tag(ckpt_deepspeed *ds, const char *dir, weld_error *err)
+static weld_status find_tag(weld_ckpt *c, weld_deepspeed_info *ds, const char *dir, weld_error *err)
 {
-	if (holds_model_states(dir)) {
-		const char *base = strrchr(dir, '/');
-		while (base && base[1] == '\0' && base > dir) { /* "x/tag/" */
-			const char *p = base - 1;
-			while (p > dir && *p != '/')
-				p--;
-			base = p;
-		}
-		ds->tag = weld__strdup(base && *base == '/' ? base + 1 : dir);
-		if (ds->tag) {
-			size_t n = strlen(ds->tag);
-			while (n && ds->tag[n - 1] == '/')
-				ds->tag[--n] = '\0';
-		}
-		ds->tag_dir = weld__strdup(dir);
-		return ds->tag && ds->tag_dir ? WELD_OK : weld__nomem(err);
-	}
+	if (holds_model_states(dir))
+		return tag_is_dir(c, ds, dir, err);
 	char *latest = weld__path_join(dir, "latest"), *text = NULL;
 	size_t len;
 	if (!latest)
 		return weld__nomem(err);
 	weld_status s = weld__read_small_file(latest, LATEST_MAX_BYTES, &text, &len, err);
-	if (s) {
-		free(latest);
-		return s;
-	}
-	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+	while (!s && len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
 		text[--len] = '\0';
-	if (!len || strchr(text, '/') || strcmp(text, "..") == 0 || strcmp(text, ".") == 0) {
+	if (!s && (!len || strchr(text, '/') || strcmp(text, "..") == 0 || strcmp(text, ".") == 0))
 		s = weld__fail(err, WELD_ERR_FORMAT, "%s: does not name a tag folder ('%s')", latest, text);
-		free(text);
-		free(latest);
-		return s;
+	if (!s) {
+		char *tag_dir = weld__path_join(dir, text);
+		ds->tag = keep(c, text, len);
+		ds->tag_dir = tag_dir ? keep(c, tag_dir, strlen(tag_dir)) : NULL;
+		free(tag_dir);
+		if (!ds->tag || !ds->tag_dir)
+			s = weld__nomem(err);
 	}
-	ds->tag = text;
-	ds->tag_dir = weld__path_join(dir, text);
-	if (!ds->tag_dir) {
-		free(latest);
-		return weld__nomem(err);
-	}
-	if (!weld__is_dir(ds->tag_dir) || !holds_model_states(ds->tag_dir))
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: names tag '%s', but %s holds no model states file",
-			       latest, text, ds->tag_dir);
+	if (!s && (!weld__is_dir(ds->tag_dir) || !holds_model_states(ds->tag_dir)))
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: names tag '%s', but %s holds no model states file", latest,
+			       text, ds->tag_dir);
+	free(text);
 	free(latest);
 	return s;
 }
@@ -138,6 +129,90 @@ static weld_status find_tag(ckpt_deepspeed *ds, const char *dir, weld_error *err
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What a tag folder holds, by kind of file. */
+typedef struct ds_files {
+	const char **paths; /* sorted; the strings belong to the checkpoint */
+	size_t n;
+	unsigned nmodel, nzero3, noptim, nbf16, max_rank;
+	char bad_mp[256]; /* a tensor/pipeline parallel file, if any */
+} ds_files;
+
+/* Note the DeepSpeed file NAME of the tag folder in F. */
+static weld_status note_file(weld_ckpt *c, const char *tag_dir, const char *name, ds_files *f, weld_error *err)
+{
+	unsigned rank, mp;
+	enum ds_file_kind k = classify(name, &rank, &mp);
+	if (k == DS_OTHER)
+		return WELD_OK;
+	if (mp != 0 && !f->bad_mp[0])
+		snprintf(f->bad_mp, sizeof(f->bad_mp), "%s", name);
+	const char **grown = weld__reallocarray(f->paths, f->n + 1, sizeof(*f->paths));
+	if (!grown)
+		return weld__nomem(err);
+	f->paths = grown;
+	if (!(f->paths[f->n] = weld__ckpt_own(c, weld__path_join(tag_dir, name))))
+		return weld__nomem(err);
+	f->n++;
+	f->nmodel += k == DS_MODEL;
+	f->nzero3 += k == DS_ZERO3_MODEL;
+	f->noptim += k == DS_OPTIM;
+	f->nbf16 += k == DS_BF16_OPTIM;
+	if (k != DS_MODEL && rank > f->max_rank)
+		f->max_rank = rank;
+	return WELD_OK;
+}
+
+/* The DeepSpeed files of TAG_DIR, sorted, refusing what weld cannot rebuild. */
+static weld_status list_files(weld_ckpt *c, const char *tag_dir, ds_files *f, weld_error *err)
+{
+	DIR *d = opendir(tag_dir);
+	if (!d)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot list the folder", tag_dir);
+	struct dirent *e;
+	weld_status s = WELD_OK;
+	while (!s && (e = readdir(d)))
+		s = note_file(c, tag_dir, e->d_name, f, err);
+	closedir(d);
+	if (s)
+		return s;
+	qsort(f->paths, f->n, sizeof(*f->paths), cmp_name);
+	if (f->bad_mp[0])
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: tensor or pipeline parallel checkpoints are not supported (found %s)", tag_dir,
+				  f->bad_mp);
+	if (f->noptim && f->nbf16)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: holds both bf16_zero_pp_rank_* and zero_pp_rank_* optimizer files",
+				  tag_dir);
+	if (f->max_rank > 65535)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: rank %u is beyond the 65536 ranks weld handles", tag_dir,
+				  f->max_rank);
+	return WELD_OK;
+}
+
+/* Every rank 0..WORLD-1 needs its files; the first one missing is named. */
+static weld_status check_ranks(const char *tag_dir, const ds_files *f, int world, weld_error *err)
+{
+	bool optim = f->noptim + f->nbf16 > 0;
+	for (int r = 0; r < world; r++) {
+		char want[2][128];
+		int nwant = 0;
+		if (optim)
+			snprintf(want[nwant++], sizeof(want[0]), "%szero_pp_rank_%d_mp_rank_00_optim_states.pt",
+				 f->nbf16 ? "bf16_" : "", r);
+		if (f->nzero3)
+			snprintf(want[nwant++], sizeof(want[0]), "zero_pp_rank_%d_mp_rank_00_model_states.pt", r);
+		for (int k = 0; k < nwant; k++) {
+			char *p = weld__path_join(tag_dir, want[k]);
+			bool there = p && weld__is_file(p);
+			free(p);
+			if (!there)
+				return weld__fail(err, WELD_ERR_MISMATCH, "%s: missing %s (rank %d of %d)", tag_dir, want[k],
+						  r, world);
+		}
+	}
+	return WELD_OK;
 }
 
 /* Integer value of a pickled int or a ZeroStageEnum member. */
@@ -163,181 +238,132 @@ static int stage_of(const weld_py *v)
 
 static int int_of(const weld_py *v)
 {
-	return v && v->kind == WELD_PY_INT && !v->i.big && v->i.v >= 0 && v->i.v <= 1 << 24 ? (int)v->i.v
-											       : -1;
+	return v && v->kind == WELD_PY_INT && !v->i.big && v->i.v >= 0 && v->i.v <= 1 << 24 ? (int)v->i.v : -1;
 }
 
-weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
+/* Rank 0's model states: what the run was (version, world size); *SRC its source. */
+static weld_status read_states(weld_ckpt *c, weld_deepspeed_info *ds, const ds_files *f, int world, uint32_t *src,
+			       weld_error *err)
 {
-	ckpt_deepspeed *ds = &c->ds;
-	weld_status s = find_tag(ds, dir, err);
+	const char *name = f->nzero3 ? "zero_pp_rank_0_mp_rank_00_model_states.pt" : "mp_rank_00_model_states.pt";
+	char *path = weld__path_join(ds->tag_dir, name);
+	const weld_py *states;
+	if (!path)
+		return weld__nomem(err);
+	weld_status s = weld__is_file(path) ? weld__torch_source(c, path, src, &states, err)
+					    : weld__fail(err, WELD_ERR_MISMATCH, "%s: missing %s", ds->tag_dir, name);
+	free(path);
 	if (s)
 		return s;
-	DIR *d = opendir(ds->tag_dir);
-	if (!d)
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot list the folder", ds->tag_dir);
-	unsigned nmodel = 0, nzero3 = 0, noptim = 0, nbf16 = 0, max_rank = 0;
-	char bad_mp[256] = "";
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		unsigned rank, mp;
-		enum ds_file_kind k = classify(e->d_name, &rank, &mp);
-		if (k == DS_OTHER)
-			continue;
-		if (mp != 0 && !bad_mp[0])
-			snprintf(bad_mp, sizeof(bad_mp), "%s", e->d_name);
-		char **grown = weld__reallocarray(ds->files, ds->nfiles + 1, sizeof(*ds->files));
-		if (!grown || !(grown[ds->nfiles] = weld__path_join(ds->tag_dir, e->d_name))) {
-			if (grown)
-				ds->files = grown;
-			closedir(d);
-			return weld__nomem(err);
-		}
-		ds->files = grown;
-		ds->nfiles++;
-		nmodel += k == DS_MODEL;
-		nzero3 += k == DS_ZERO3_MODEL;
-		noptim += k == DS_OPTIM;
-		nbf16 += k == DS_BF16_OPTIM;
-		if (k != DS_MODEL && rank > max_rank)
-			max_rank = rank;
-	}
-	closedir(d);
-	qsort(ds->files, ds->nfiles, sizeof(*ds->files), cmp_name);
-	if (bad_mp[0])
-		return weld__fail(err, WELD_ERR_UNSUPPORTED,
-				  "%s: tensor or pipeline parallel checkpoints are not supported (found %s)",
-				  ds->tag_dir, bad_mp);
-	if (noptim && nbf16)
-		return weld__fail(err, WELD_ERR_MISMATCH,
-				  "%s: holds both bf16_zero_pp_rank_* and zero_pp_rank_* optimizer files",
-				  ds->tag_dir);
-	unsigned nopt = noptim + nbf16;
-	if (max_rank > 65535)
-		return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: rank %u is beyond the 65536 ranks weld handles",
-				  ds->tag_dir, max_rank);
-	int world = (nopt || nzero3) ? (int)max_rank + 1 : 0;
-	/* Every rank 0..world-1 needs its files; name the first one missing. */
-	for (int r = 0; r < world; r++) {
-		char want[2][128];
-		int nwant = 0;
-		if (nopt)
-			snprintf(want[nwant++], sizeof(want[0]), "%szero_pp_rank_%d_mp_rank_00_optim_states.pt",
-				 nbf16 ? "bf16_" : "", r);
-		if (nzero3)
-			snprintf(want[nwant++], sizeof(want[0]), "zero_pp_rank_%d_mp_rank_00_model_states.pt", r);
-		for (int k = 0; k < nwant; k++) {
-			char *p = weld__path_join(ds->tag_dir, want[k]);
-			bool there = p && weld__is_file(p);
-			free(p);
-			if (!there)
-				return weld__fail(err, WELD_ERR_MISMATCH, "%s: missing %s (rank %d of %d)", ds->tag_dir,
-						  want[k], r, world);
-		}
-	}
-	/* Rank 0's model states says what the run was. */
-	char name[128];
-	snprintf(name, sizeof(name), nzero3 ? "zero_pp_rank_0_mp_rank_00_model_states.pt"
-					    : "mp_rank_00_model_states.pt");
-	char *mpath = weld__path_join(ds->tag_dir, name);
-	size_t src;
-	if (!mpath)
-		return weld__nomem(err);
-	if (!weld__is_file(mpath)) {
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: missing %s", ds->tag_dir, name);
-		free(mpath);
-		return s;
-	}
-	s = weld__ckpt_add_source(c, mpath, &src, err);
-	free(mpath);
-	if (s || (s = weld_torch_open(&c->src[src].torch, c->src[src].file, err)))
-		return s;
-	const weld_py *states = weld_torch_root(c->src[src].torch);
+	path = c->src[*src].file->path;
 	if (states->kind != WELD_PY_DICT || !weld_py_dict_get(states, "module"))
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a DeepSpeed model states file (no 'module')",
-				  c->src[src].path);
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a DeepSpeed model states file (no 'module')", path);
 	const weld_py *ver = weld_py_dict_get(states, "ds_version");
-	if (ver && ver->kind == WELD_PY_STR && !(ds->ds_version = weld__strdup(ver->str.s)))
+	if (ver && ver->kind == WELD_PY_STR && !(ds->ds_version = keep(c, ver->str.s, ver->str.len)))
 		return weld__nomem(err);
 	int dp = int_of(weld_py_dict_get(states, "dp_world_size"));
 	if (dp > 0 && world > 0 && dp != world)
-		return weld__fail(err, WELD_ERR_MISMATCH,
-				  "%s: dp_world_size is %d but the folder holds files for %d ranks",
-				  c->src[src].path, dp, world);
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: dp_world_size is %d but the folder holds files for %d ranks",
+				  path, dp, world);
+	ds->world_size = world > 0 ? world : (dp > 0 ? dp : 1);
+	return WELD_OK;
+}
 
-	int stage = nzero3 ? 3 : -1;
-	bool bf16_optimizer = false;
-	if (nopt && stage < 0) {
-		char *opath = weld__path_join(ds->tag_dir, nbf16 ? "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"
-								 : "zero_pp_rank_0_mp_rank_00_optim_states.pt");
-		weld_file *of = NULL;
-		weld_torch *ot = NULL;
-		if (!opath)
+/*
+ * The ZeRO stage: 3 with per-rank model states; else what rank 0's
+ * optimizer says (BF16_Optimizer says nothing: zero_to_fp32 refuses it);
+ * 0 without optimizer partitions; else the config's.
+ */
+static weld_status find_stage(weld_ckpt *c, weld_deepspeed_info *ds, const ds_files *f, uint32_t states_src,
+			      weld_error *err)
+{
+	bool optim = f->noptim + f->nbf16 > 0;
+	ds->zero_stage = f->nzero3 ? 3 : -1;
+	if (optim && ds->zero_stage < 0) {
+		char *path = weld__path_join(ds->tag_dir, f->nbf16 ? "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"
+								   : "zero_pp_rank_0_mp_rank_00_optim_states.pt");
+		uint32_t src;
+		const weld_py *root;
+		if (!path)
 			return weld__nomem(err);
-		s = weld_file_open(&of, opath, err);
-		if (!s)
-			s = weld_torch_open(&ot, of, err);
-		if (!s) {
-			const weld_py *osd = weld_py_dict_get(weld_torch_root(ot), "optimizer_state_dict");
-			const weld_py *zs = weld_py_dict_get(osd, "zero_stage");
-			/* BF16_Optimizer states carry no zero_stage; zero_to_fp32 refuses them. */
-			bf16_optimizer = osd && !zs;
-			stage = stage_of(zs);
-		}
-		weld_torch_close(ot);
-		weld_file_close(of);
-		free(opath);
+		weld_status s = weld__torch_source(c, path, &src, &root, err);
+		free(path);
 		if (s)
 			return s;
+		const weld_py *osd = weld_py_dict_get(root, "optimizer_state_dict");
+		const weld_py *zs = weld_py_dict_get(osd, "zero_stage");
+		ds->bf16_optimizer = osd && !zs;
+		ds->zero_stage = stage_of(zs);
 	}
-	if (stage < 0 && !nopt)
-		stage = 0;
-	if (stage < 0) {
+	if (ds->zero_stage < 0 && !optim)
+		ds->zero_stage = 0;
+	if (ds->zero_stage < 0) {
+		const weld_py *states = weld_torch_root(weld__torch_of(c, states_src));
 		const weld_py *zo = weld_py_dict_get(weld_py_dict_get(states, "ds_config"), "zero_optimization");
-		stage = stage_of(weld_py_dict_get(zo, "stage"));
+		ds->zero_stage = stage_of(weld_py_dict_get(zo, "stage"));
 	}
-
-	ds->info = (weld_deepspeed_info){
-		.tag = ds->tag,
-		.tag_dir = ds->tag_dir,
-		.zero_stage = stage,
-		.world_size = world > 0 ? world : (dp > 0 ? dp : 1),
-		.bf16_files = nbf16 > 0,
-		.bf16_optimizer = bf16_optimizer,
-		.ds_version = ds->ds_version,
-		.nfiles = ds->nfiles,
-		.files = (const char *const *)ds->files,
-	};
-	c->format = WELD_FORMAT_DEEPSPEED;
-	if (stage < 0 || stage > 3)
+	if (ds->zero_stage < 0 || ds->zero_stage > 3)
 		return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: unknown ZeRO stage", ds->tag_dir);
-	if (stage > 0 && !nopt)
-		return weld__fail(err, WELD_ERR_MISMATCH, "%s: ZeRO stage %d but no optimizer states files",
-				  ds->tag_dir, stage);
-	zero_layout z = {.stage = stage, .world = world, .states_src = src};
-	z.optim_paths = weld__calloc((size_t)(world > 0 ? world : 1), sizeof(char *));
-	z.model_paths = weld__calloc((size_t)(world > 0 ? world : 1), sizeof(char *));
-	if (!z.optim_paths || !z.model_paths) {
-		free(z.optim_paths);
-		free(z.model_paths);
-		return weld__nomem(err);
-	}
-	for (size_t i = 0; i < ds->nfiles; i++) {
+	if (ds->zero_stage > 0 && !optim)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: ZeRO stage %d but no optimizer states files", ds->tag_dir,
+				  ds->zero_stage);
+	return WELD_OK;
+}
+
+/* The optimizer and (stage 3) model states files by rank, then the tensors. */
+static weld_status build(weld_ckpt *c, const weld_deepspeed_info *ds, const ds_files *f, int world,
+			 uint32_t states_src, weld_error *err)
+{
+	zero_layout z = {.stage = ds->zero_stage, .world = world, .states_src = states_src};
+	size_t slots = (size_t)(world > 0 ? world : 1);
+	z.optim_paths = weld__calloc(slots, sizeof(char *));
+	z.model_paths = weld__calloc(slots, sizeof(char *));
+	weld_status s = z.optim_paths && z.model_paths ? WELD_OK : weld__nomem(err);
+	for (size_t i = 0; i < f->n && !s; i++) {
 		unsigned rank, mp;
-		const char *base = strrchr(ds->files[i], '/') + 1;
-		enum ds_file_kind k = classify(base, &rank, &mp);
+		enum ds_file_kind k = classify(strrchr(f->paths[i], '/') + 1, &rank, &mp);
 		if ((k == DS_OPTIM || k == DS_BF16_OPTIM) && (int)rank < world)
-			z.optim_paths[rank] = ds->files[i];
+			z.optim_paths[rank] = f->paths[i];
 		if (k == DS_ZERO3_MODEL && (int)rank < world)
-			z.model_paths[rank] = ds->files[i];
+			z.model_paths[rank] = f->paths[i];
 	}
-	for (int r = 0; stage == 3 && r < world && !s; r++)
+	for (int r = 0; !s && z.stage == 3 && r < world; r++)
 		if (!z.model_paths[r])
-			s = weld__fail(err, WELD_ERR_MISMATCH, "%s: missing the model states file of rank %d",
-				       ds->tag_dir, r);
+			s = weld__fail(err, WELD_ERR_MISMATCH, "%s: missing the model states file of rank %d", ds->tag_dir, r);
 	if (!s)
 		s = weld__zero_build(c, &z, err);
 	free(z.optim_paths);
 	free(z.model_paths);
 	return s;
+}
+
+weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
+{
+	weld_deepspeed_info *ds = weld__ckpt_own(c, calloc(1, sizeof(*ds)));
+	ds_files f = {0};
+	uint32_t states_src = 0;
+	if (!ds)
+		return weld__nomem(err);
+	weld_status s = find_tag(c, ds, dir, err);
+	if (!s)
+		s = list_files(c, ds->tag_dir, &f, err);
+	int world = (f.noptim + f.nbf16 || f.nzero3) ? (int)f.max_rank + 1 : 0;
+	if (!s)
+		s = check_ranks(ds->tag_dir, &f, world, err);
+	if (!s)
+		s = read_states(c, ds, &f, world, &states_src, err);
+	if (!s)
+		s = find_stage(c, ds, &f, states_src, err);
+	if (s) {
+		free(f.paths);
+		return s;
+	}
+	if (f.n && !(f.paths = weld__ckpt_own(c, f.paths)))
+		return weld__nomem(err);
+	ds->bf16_files = f.nbf16 > 0;
+	ds->nfiles = f.n;
+	ds->files = f.paths;
+	c->deepspeed = ds;
+	c->format = WELD_FORMAT_DEEPSPEED;
+	return build(c, ds, &f, world, states_src, err);
 }

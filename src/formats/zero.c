@@ -11,17 +11,19 @@
  * running offset of its concatenated fp32_flat_groups. Output order is
  * zero_to_fp32's: buffers, frozen parameters, trainable ones, tied aliases.
  */
-#include "formats/ckpt.h"
+#include "formats/zero.h"
+
+#include "formats/torch_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A contiguous 1-D run of master elements in one file. */
+/* A contiguous 1-D run of master elements in one file, and the zip record that holds it. */
 typedef struct part {
 	uint32_t src;
 	uint64_t offset, numel;
-	const weld_zip_entry *entry;
+	uint32_t record;
 } part;
 
 typedef struct rank_parts {
@@ -30,25 +32,24 @@ typedef struct rank_parts {
 	uint64_t total;
 } rank_parts;
 
-weld_status weld__ckpt_open_torch(weld_ckpt *c, const char *path, size_t *src, const weld_py **root,
-				  weld_error *err)
+/* A torch file of the checkpoint, opened once as a source; *ROOT its top-level dict. */
+static weld_status open_dict(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root, weld_error *err)
 {
-	weld_status s = weld__ckpt_add_source(c, path, src, err);
-	if (s)
-		return s;
-	ckpt_source *so = &c->src[*src];
-	if (!so->torch && (s = weld_torch_open(&so->torch, so->file, err)))
-		return s;
-	*root = weld_torch_root(so->torch);
-	if ((*root)->kind != WELD_PY_DICT)
+	weld_status s = weld__torch_source(c, path, src, root, err);
+	if (!s && (*root)->kind != WELD_PY_DICT)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: does not hold a dict", path);
-	return WELD_OK;
+	return s;
 }
 
-static weld_status flat_run(weld_ckpt *c, size_t src, const weld_py *t, weld_dtype *dtype, part *out,
+/*
+ * The flat 1-D partition T of source SRC as a part, all partitions being of
+ * *DTYPE (set by the first). Its zip record is noted so that streaming it
+ * checks the record's CRC-32.
+ */
+static weld_status flat_run(weld_ckpt *c, uint32_t src, const weld_py *t, weld_dtype *dtype, part *out,
 			    const char *what, weld_error *err)
 {
-	const char *path = c->src[src].path;
+	const char *path = c->src[src].file->path;
 	if (!t || t->kind != WELD_PY_TENSOR)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s is not a tensor", path, what);
 	if (t->tensor.ndim != 1 || (t->tensor.shape[0] > 1 && t->tensor.stride[0] != 1))
@@ -59,30 +60,20 @@ static weld_status flat_run(weld_ckpt *c, size_t src, const weld_py *t, weld_dty
 		return weld__fail(err, WELD_ERR_MISMATCH, "%s: %s is %s, other partitions are %s", path, what,
 				  weld_dtype_name(t->tensor.dtype), weld_dtype_name(*dtype));
 	weld_torch_storage st;
-	weld_status s = weld_torch_storage_range(c->src[src].torch, t->tensor.storage, &st, err);
+	weld_status s = weld_torch_storage_range(weld__torch_of(c, src), t->tensor.storage, &st, err);
 	if (s)
 		return s;
 	/* The pickle reader checked the view lies inside its storage. */
-	*out = (part){(uint32_t)src, st.offset + t->tensor.storage_offset * weld_dtype_size(*dtype),
-		      t->tensor.shape[0], st.entry};
-	return WELD_OK;
+	*out = (part){src, st.offset + t->tensor.storage_offset * weld_dtype_size(*dtype), t->tensor.shape[0],
+		      WELD_NO_RECORD};
+	if (!st.entry || !weld_zip_crc_known(st.entry))
+		return WELD_OK;
+	return weld__ckpt_add_record(
+		c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, st.entry->record}, &out->record,
+		err);
 }
 
-static weld_status push_zfrag(weld_ckpt *c, ckpt_zfrag f, weld_error *err)
-{
-	if (c->nzf == c->zfcap) {
-		size_t cap = c->zfcap ? c->zfcap * 2 : 256;
-		ckpt_zfrag *z = weld__reallocarray(c->zf, cap, sizeof(*z));
-		if (!z)
-			return weld__nomem(err);
-		c->zf = z;
-		c->zfcap = cap;
-	}
-	c->zf[c->nzf++] = f;
-	return WELD_OK;
-}
-
-/* Fragments for elements [OFF, OFF+N) of the concatenation of PARTS. */
+/* Fragments of the last tensor for elements [OFF, OFF+N) of the concatenation of PARTS. */
 static weld_status concat_frags(weld_ckpt *c, const part *parts, size_t nparts, uint64_t off, uint64_t n,
 				uint64_t dst_elem, size_t esz, bool *short_out, weld_error *err)
 {
@@ -92,8 +83,8 @@ static weld_status concat_frags(weld_ckpt *c, const part *parts, size_t nparts, 
 			continue;
 		}
 		uint64_t take = parts[i].numel - off < n ? parts[i].numel - off : n;
-		weld_status s = push_zfrag(
-			c, (ckpt_zfrag){parts[i].src, parts[i].offset + off * esz, take, dst_elem, parts[i].entry}, err);
+		weld_status s = weld__ckpt_add_frag(
+			c, (weld_frag){parts[i].offset + off * esz, take, dst_elem, parts[i].src, parts[i].record}, err);
 		if (s)
 			return s;
 		dst_elem += take;
@@ -118,27 +109,22 @@ static bool shape_of(const weld_py *size, ckpt_tensor *t)
 	return true;
 }
 
-static ckpt_tensor *new_zero_tensor(weld_ckpt *c, const weld_py *name, const weld_py *shape, weld_dtype dtype,
-				    size_t src, weld_error *err)
+/* A parameter NAME of SHAPE (from the model states, source SRC), its fragments to follow. */
+static weld_status new_zero_tensor(weld_ckpt *c, const weld_py *name, const weld_py *shape, weld_dtype dtype,
+				   uint32_t src, ckpt_tensor **out, weld_error *err)
 {
-	const char *path = c->src[src].path;
-	if (name->kind != WELD_PY_STR) {
-		weld__fail(err, WELD_ERR_FORMAT, "%s: a parameter name is not a string", path);
-		return NULL;
-	}
-	ckpt_tensor *t = weld__ckpt_new_tensor(c, name->str.s, err);
-	if (!t)
-		return NULL;
+	const char *path = c->src[src].file->path;
+	if (name->kind != WELD_PY_STR)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: a parameter name is not a string", path);
+	weld_status s = weld__ckpt_new_tensor(c, name->str.s, out, err);
+	if (s)
+		return s;
+	ckpt_tensor *t = *out;
 	t->src = src;
 	t->dtype = dtype;
-	t->zero = true;
-	t->contiguous = true;
-	t->zf_first = c->nzf;
-	if (!shape_of(shape, t)) {
-		weld__fail(err, WELD_ERR_FORMAT, "%s: parameter '%s' has a malformed shape", path, name->str.s);
-		return NULL;
-	}
-	return weld__ckpt_set_sizes(t, path, err) ? NULL : t;
+	if (!shape_of(shape, t))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: parameter '%s' has a malformed shape", path, name->str.s);
+	return weld__ckpt_set_sizes(t, path, err);
 }
 
 static uint64_t ceil_div(uint64_t a, uint64_t b)
@@ -159,7 +145,7 @@ static int max_partition_count(const weld_py *pc)
 }
 
 /* The optimizer's step count for rank checks: int, float or a 0-dim tensor. */
-static bool step_of(weld_ckpt *c, size_t src, const weld_py *osd, double *step)
+static bool step_of(weld_ckpt *c, uint32_t src, const weld_py *osd, double *step)
 {
 	const weld_py *inner = weld_py_dict_get(osd, "base_optimizer_state");
 	if (!inner)
@@ -180,7 +166,7 @@ static bool step_of(weld_ckpt *c, size_t src, const weld_py *osd, double *step)
 	}
 	weld_torch_storage st;
 	if (v->kind != WELD_PY_TENSOR || v->tensor.ndim != 0 ||
-	    weld_torch_storage_range(c->src[src].torch, v->tensor.storage, &st, NULL) != WELD_OK)
+	    weld_torch_storage_range(weld__torch_of(c, src), v->tensor.storage, &st, NULL) != WELD_OK)
 		return false;
 	uint8_t b[8] = {0};
 	size_t esz = weld_dtype_size(v->tensor.dtype);
@@ -207,12 +193,12 @@ static weld_status load_partitions(weld_ckpt *c, const zero_layout *z, rank_part
 	double step0 = 0;
 	bool have_step0 = false;
 	for (int r = 0; r < z->world; r++) {
-		size_t src;
+		uint32_t src;
 		const weld_py *root;
-		weld_status s = weld__ckpt_open_torch(c, z->optim_paths[r], &src, &root, err);
+		weld_status s = open_dict(c, z->optim_paths[r], &src, &root, err);
 		if (s)
 			return s;
-		const char *path = c->src[src].path;
+		const char *path = c->src[src].file->path;
 		const weld_py *osd = weld_py_dict_get(root, "optimizer_state_dict");
 		const weld_py *groups = weld_py_dict_get(osd, key);
 		if (!groups || groups->kind != WELD_PY_LIST)
@@ -257,7 +243,7 @@ static weld_status load_partitions(weld_ckpt *c, const zero_layout *z, rank_part
 static weld_status build_stage12(weld_ckpt *c, const zero_layout *z, const weld_py *shapes, rank_parts *ranks,
 				 weld_dtype dtype, weld_error *err)
 {
-	const char *path = c->src[z->states_src].path;
+	const char *path = c->src[z->states_src].file->path;
 	size_t G = ranks[0].n, esz = weld_dtype_size(dtype);
 	if (shapes->seq.n != G)
 		return weld__fail(err, WELD_ERR_MISMATCH, "%s: param_shapes has %zu groups but the optimizer has %zu",
@@ -278,14 +264,11 @@ static weld_status build_stage12(weld_ckpt *c, const zero_layout *z, const weld_
 			break;
 		}
 		for (size_t i = 0; i < d->dict.n && !s; i++) {
-			ckpt_tensor *t = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, err);
+			ckpt_tensor *t;
 			bool short_run = false;
-			if (!t) {
-				s = err->status;
+			if ((s = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, &t, err)))
 				break;
-			}
 			s = concat_frags(c, parts, (size_t)z->world, off, t->numel, 0, esz, &short_run, err);
-			t->zf_count = c->nzf - t->zf_first;
 			if (!s && short_run)
 				s = weld__fail(err, WELD_ERR_MISMATCH,
 					       "%s: parameter '%s' runs past the end of group %zu's partitions (%llu elements)",
@@ -303,11 +286,33 @@ static weld_status build_stage12(weld_ckpt *c, const zero_layout *z, const weld_
 	return s;
 }
 
+/*
+ * Stage 3: the fragments of T, slice r of p = ceil(n/W) elements coming from
+ * RANKS[r]'s parts at element OFF. *SHORT is the first rank whose parts run
+ * out before its slice does, or -1.
+ */
+static weld_status stage3_slices(weld_ckpt *c, const ckpt_tensor *t, const rank_parts *ranks, uint64_t W,
+				 uint64_t off, size_t esz, int64_t *short_rank, weld_error *err)
+{
+	uint64_t p = ceil_div(t->numel, W);
+	*short_rank = -1;
+	for (uint64_t r = 0; r < W && r * p < t->numel; r++) {
+		uint64_t take = t->numel - r * p < p ? t->numel - r * p : p;
+		bool short_run = false;
+		weld_status s = concat_frags(c, ranks[r].p, ranks[r].n, off, take, r * p, esz, &short_run, err);
+		if (s || short_run) {
+			*short_rank = short_run ? (int64_t)r : -1;
+			return s;
+		}
+	}
+	return WELD_OK;
+}
+
 /* Stage 3: slice r of every parameter comes from rank r, at the same running offset. */
 static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_py *shapes, rank_parts *ranks,
 				weld_dtype dtype, weld_error *err)
 {
-	const char *path = c->src[z->states_src].path;
+	const char *path = c->src[z->states_src].file->path;
 	size_t esz = weld_dtype_size(dtype);
 	uint64_t W = (uint64_t)z->world, off = 0;
 	for (int r = 1; r < z->world; r++)
@@ -320,23 +325,17 @@ static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_p
 		if (d->kind != WELD_PY_DICT)
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: param_shapes[%zu] is not a dict", path, g);
 		for (size_t i = 0; i < d->dict.n; i++) {
-			ckpt_tensor *t = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, err);
-			if (!t)
-				return err->status;
-			uint64_t p = ceil_div(t->numel, W);
-			for (uint64_t r = 0; r < W && r * p < t->numel; r++) {
-				uint64_t take = t->numel - r * p < p ? t->numel - r * p : p;
-				bool short_run;
-				weld_status s = concat_frags(c, ranks[r].p, ranks[r].n, off, take, r * p, esz, &short_run, err);
-				if (s)
-					return s;
-				if (short_run)
-					return weld__fail(err, WELD_ERR_MISMATCH,
-							  "%s: parameter '%s' runs past the end of rank %llu's partitions",
-							  path, t->name, (unsigned long long)r);
-			}
-			t->zf_count = c->nzf - t->zf_first;
-			off += p;
+			ckpt_tensor *t;
+			int64_t short_rank;
+			weld_status s = new_zero_tensor(c, d->dict.keys[i], d->dict.vals[i], dtype, z->states_src, &t, err);
+			if (!s)
+				s = stage3_slices(c, t, ranks, W, off, esz, &short_rank, err);
+			if (s)
+				return s;
+			if (short_rank >= 0)
+				return weld__fail(err, WELD_ERR_MISMATCH, "%s: parameter '%s' runs past the end of rank %lld's partitions",
+						  path, t->name, (long long)short_rank);
+			off += ceil_div(t->numel, W);
 		}
 	}
 	if (off != ranks[0].total)
@@ -347,7 +346,7 @@ static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_p
 }
 
 /* Buffers, in module order, for the names buffer_names lists. */
-static weld_status add_buffers(weld_ckpt *c, size_t src, const weld_py *states, weld_error *err)
+static weld_status add_buffers(weld_ckpt *c, uint32_t src, const weld_py *states, weld_error *err)
 {
 	const weld_py *names = weld_py_dict_get(states, "buffer_names");
 	const weld_py *module = weld_py_dict_get(states, "module");
@@ -361,74 +360,75 @@ static weld_status add_buffers(weld_ckpt *c, size_t src, const weld_py *states, 
 		if (!listed || k->kind != WELD_PY_STR)
 			continue;
 		if (v->kind != WELD_PY_TENSOR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: buffer '%s' is not a tensor", c->src[src].path,
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: buffer '%s' is not a tensor", c->src[src].file->path,
 					  k->str.s);
-		weld_status s = weld__ckpt_add_torch_tensor(c, src, k->str.s, v, err);
+		weld_status s = weld__torch_add_tensor(c, src, k->str.s, v, err);
 		if (s)
 			return s;
 	}
 	return WELD_OK;
 }
 
+/* A stage-3 frozen parameter: each rank's frozen_param_fragments holds its slice. */
+static weld_status add_frozen_stage3(weld_ckpt *c, const zero_layout *z, const weld_py *name, const weld_py *shape,
+				     weld_error *err)
+{
+	weld_dtype dtype = WELD_DTYPE_INVALID;
+	ckpt_tensor probe = {0};
+	if (!shape_of(shape, &probe))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has a malformed shape",
+				  c->src[z->states_src].file->path, name->str.s);
+	part *parts = weld__calloc((size_t)z->world, sizeof(*parts));
+	rank_parts *ranks = weld__calloc((size_t)z->world, sizeof(*ranks));
+	weld_status s = parts && ranks ? WELD_OK : weld__nomem(err);
+	for (int r = 0; r < z->world && !s; r++) {
+		uint32_t src;
+		const weld_py *root;
+		s = open_dict(c, z->model_paths[r], &src, &root, err);
+		if (!s)
+			s = flat_run(c, src, weld_py_dict_get(weld_py_dict_get(root, "frozen_param_fragments"), name->str.s),
+				     &dtype, &parts[r], name->str.s, err);
+		ranks[r] = (rank_parts){&parts[r], 1, parts[r].numel};
+	}
+	ckpt_tensor *t;
+	int64_t short_rank = -1;
+	if (!s)
+		s = new_zero_tensor(c, name, shape, dtype, z->states_src, &t, err);
+	if (!s)
+		s = stage3_slices(c, t, ranks, (uint64_t)z->world, 0, weld_dtype_size(dtype), &short_rank, err);
+	if (!s && short_rank >= 0)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: frozen parameter '%s' is shorter than its slice",
+			       z->model_paths[short_rank], name->str.s);
+	free(parts);
+	free(ranks);
+	return s;
+}
+
 /* Frozen parameters: whole 16-bit tensors (stage 2) or per-rank slices (stage 3). */
 static weld_status add_frozen(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
 {
-	const char *path = c->src[z->states_src].path;
+	const char *path = c->src[z->states_src].file->path;
 	const weld_py *shapes = weld_py_dict_get(states, "frozen_param_shapes");
 	if (!shapes || shapes->kind == WELD_PY_NONE)
 		return WELD_OK; /* stage 1 never records them: zero_to_fp32 leaves them out too */
 	if (shapes->kind != WELD_PY_DICT)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes is not a dict", path);
-	for (size_t i = 0; i < shapes->dict.n; i++) {
+	weld_status s = WELD_OK;
+	for (size_t i = 0; i < shapes->dict.n && !s; i++) {
 		const weld_py *name = shapes->dict.keys[i];
 		if (name->kind != WELD_PY_STR)
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: a frozen parameter name is not a string", path);
-		if (z->stage != 3) {
-			const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name->str.s);
-			if (!v || v->kind != WELD_PY_TENSOR)
-				return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment", path,
-						  name->str.s);
-			weld_status s = weld__ckpt_add_torch_tensor(c, z->states_src, name->str.s, v, err);
-			if (s)
-				return s;
+		if (z->stage == 3) {
+			s = add_frozen_stage3(c, z, name, shapes->dict.vals[i], err);
 			continue;
 		}
-		weld_dtype dtype = WELD_DTYPE_INVALID;
-		ckpt_tensor probe = {0};
-		if (!shape_of(shapes->dict.vals[i], &probe))
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has a malformed shape", path,
+		const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name->str.s);
+		if (!v || v->kind != WELD_PY_TENSOR)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment", path,
 					  name->str.s);
-		part *parts = weld__calloc((size_t)z->world, sizeof(*parts));
-		if (!parts)
-			return weld__nomem(err);
-		weld_status s = WELD_OK;
-		for (int r = 0; r < z->world && !s; r++) {
-			size_t src;
-			const weld_py *root;
-			s = weld__ckpt_open_torch(c, z->model_paths[r], &src, &root, err);
-			if (!s)
-				s = flat_run(c, src, weld_py_dict_get(weld_py_dict_get(root, "frozen_param_fragments"), name->str.s),
-					     &dtype, &parts[r], name->str.s, err);
-		}
-		ckpt_tensor *t = s ? NULL : new_zero_tensor(c, name, shapes->dict.vals[i], dtype, z->states_src, err);
-		if (!s && !t)
-			s = err->status;
-		uint64_t p = t ? ceil_div(t->numel, (uint64_t)z->world) : 0;
-		for (int r = 0; t && !s && r < z->world && (uint64_t)r * p < t->numel; r++) {
-			uint64_t take = t->numel - (uint64_t)r * p < p ? t->numel - (uint64_t)r * p : p;
-			bool short_run;
-			s = concat_frags(c, &parts[r], 1, 0, take, (uint64_t)r * p, weld_dtype_size(dtype), &short_run, err);
-			if (!s && short_run)
-				s = weld__fail(err, WELD_ERR_MISMATCH, "%s: frozen parameter '%s' is shorter than its slice",
-					       z->model_paths[r], name->str.s);
-		}
-		if (t)
-			t->zf_count = c->nzf - t->zf_first;
-		free(parts);
-		if (s)
-			return s;
+		s = weld__torch_add_tensor(c, z->states_src, name->str.s, v, err);
 	}
-	return WELD_OK;
+	return s;
 }
 
 /* shared_params: alias -> owner; written once under the owner (missing owners skipped, as zero_to_fp32 does). */
@@ -445,10 +445,11 @@ static weld_status add_aliases(weld_ckpt *c, const weld_py *shared, weld_error *
 			owner++;
 		if (owner == c->nt)
 			continue;
-		ckpt_tensor *t = weld__ckpt_new_tensor(c, k->str.s, err);
-		if (!t)
-			return err->status;
-		ckpt_tensor *o = &c->t[owner]; /* after the append: the array may have moved */
+		ckpt_tensor *t;
+		weld_status s = weld__ckpt_new_tensor(c, k->str.s, &t, err);
+		if (s)
+			return s;
+		const ckpt_tensor *o = &c->t[owner]; /* after the append: the array may have moved */
 		char *name = t->name;
 		*t = *o;
 		t->name = name;
@@ -464,14 +465,14 @@ static weld_status add_aliases(weld_ckpt *c, const weld_py *shared, weld_error *
  */
 static weld_status build_stage0(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
 {
-	const char *path = c->src[z->states_src].path;
+	const char *path = c->src[z->states_src].file->path;
 	const weld_py *module = weld_py_dict_get(states, "module");
 	const weld_py *names = weld_py_dict_get(states, "buffer_names");
 	const weld_py *groups = weld_py_dict_get(weld_py_dict_get(states, "optimizer"), "fp32_groups");
 	if (!module || module->kind != WELD_PY_DICT)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: no module state", path);
 	if (!groups)
-		return weld__ckpt_add_torch_tree(c, z->states_src, module, err); /* fp32 run: module is the master */
+		return weld__torch_add_tree(c, z->states_src, module, err); /* fp32 run: module is the master */
 	size_t gi = 0, ti = 0;
 	for (size_t i = 0; i < module->dict.n; i++) {
 		const weld_py *k = module->dict.keys[i], *v = module->dict.vals[i];
@@ -494,7 +495,7 @@ static weld_status build_stage0(weld_ckpt *c, const zero_layout *z, const weld_p
 		    memcmp(m->tensor.shape, v->tensor.shape, sizeof(uint64_t) * v->tensor.ndim) != 0)
 			return weld__fail(err, WELD_ERR_MISMATCH, "%s: fp32 master for '%s' does not match its shape", path,
 					  k->str.s);
-		weld_status s = weld__ckpt_add_torch_tensor(c, z->states_src, k->str.s, m, err);
+		weld_status s = weld__torch_add_tensor(c, z->states_src, k->str.s, m, err);
 		if (s)
 			return s;
 	}
@@ -503,8 +504,8 @@ static weld_status build_stage0(weld_ckpt *c, const zero_layout *z, const weld_p
 
 weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err)
 {
-	const weld_py *states = weld_torch_root(c->src[z->states_src].torch);
-	const char *path = c->src[z->states_src].path;
+	const weld_py *states = weld_torch_root(weld__torch_of(c, z->states_src));
+	const char *path = c->src[z->states_src].file->path;
 	weld_status s = add_buffers(c, z->states_src, states, err);
 	if (s)
 		return s;
@@ -514,15 +515,15 @@ weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err
 	/* Stage 3: every rank's model states must be from the same step. */
 	const weld_py *steps0 = weld_py_dict_get(states, "global_steps");
 	for (int r = 1; z->stage == 3 && r < z->world; r++) {
-		size_t src;
+		uint32_t src;
 		const weld_py *root;
-		if ((s = weld__ckpt_open_torch(c, z->model_paths[r], &src, &root, err)))
+		if ((s = open_dict(c, z->model_paths[r], &src, &root, err)))
 			return s;
 		const weld_py *st = weld_py_dict_get(root, "global_steps");
 		if (steps0 && st && steps0->kind == WELD_PY_INT && st->kind == WELD_PY_INT && st->i.v != steps0->i.v)
 			return weld__fail(err, WELD_ERR_MISMATCH,
 					  "%s: global_steps %lld but rank 0's is %lld: files from different steps",
-					  c->src[src].path, (long long)st->i.v, (long long)steps0->i.v);
+					  c->src[src].file->path, (long long)st->i.v, (long long)steps0->i.v);
 	}
 	if ((s = add_frozen(c, z, states, err)))
 		return s;
@@ -543,17 +544,4 @@ weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err
 	if (s)
 		return s;
 	return add_aliases(c, weld_py_dict_get(states, "shared_params"), err);
-}
-
-weld_status weld__zero_read(weld_ckpt *c, const ckpt_tensor *t, void *dst, weld_error *err)
-{
-	size_t esz = weld_dtype_size(t->dtype);
-	for (size_t i = 0; i < t->zf_count; i++) {
-		const ckpt_zfrag *f = &c->zf[t->zf_first + i];
-		weld_status s = weld_file_pread(c->src[f->src].file, (uint8_t *)dst + f->dst_elem * esz,
-						(size_t)(f->count * esz), f->offset, err);
-		if (s)
-			return s;
-	}
-	return WELD_OK;
 }

@@ -2,12 +2,16 @@
  * Zip reader for torch.save archives (shared docs, section A). Parses the end
  * records (classic and ZIP64) and the central directory once, keeps a sorted
  * name index for lookups, and resolves each record's data offset from its
- * local header only when the record is asked for. Every offset and size read
+ * local header only when the record is asked for (under a lock: readers may
+share one archive across threads). Every offset and size read
  * from the file is checked against the file size with overflow-checked
  * arithmetic; record data is read with pread, never the whole file.
  */
 #include "io/zip.h"
 
+#include "io/record.h"
+
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +46,7 @@ struct weld_zip {
 	weld_zip_entry **by_name; /* sorted by name, for binary search */
 	uint64_t *data_limit;     /* per entry: next local header or the CD start */
 	uint64_t cd_offset;
+	pthread_mutex_t lock; /* guards the lazily resolved data offsets */
 };
 
 static uint16_t rd16(const uint8_t *p)
@@ -392,6 +397,7 @@ weld_status weld_zip_open(weld_zip **out, weld_file *f, weld_error *err)
 	weld_zip *z = calloc(1, sizeof(*z));
 	uint8_t *cd = malloc((size_t)end.cd_size);
 	if (z) {
+		pthread_mutex_init(&z->lock, NULL);
 		z->f = f;
 		z->count = (size_t)end.count;
 		z->cd_offset = end.cd_offset;
@@ -429,6 +435,7 @@ void weld_zip_close(weld_zip *z)
 	free(z->entries);
 	free(z->by_name);
 	free(z->data_limit);
+	pthread_mutex_destroy(&z->lock);
 	free(z);
 }
 
@@ -461,7 +468,7 @@ static weld_zip_entry *own_entry(weld_zip *z, const weld_zip_entry *e)
  * local header (whose extra field differs from the central one: torch pads
  * it). The data must end before the next local header or the CD.
  */
-static weld_status prepare(weld_zip *z, weld_zip_entry *e, weld_error *err)
+static weld_status resolve(weld_zip *z, weld_zip_entry *e, weld_error *err)
 {
 	const char *path = z->f->path;
 	if (e->method != 0)
@@ -512,6 +519,14 @@ static weld_status prepare(weld_zip *z, weld_zip_entry *e, weld_error *err)
 	return WELD_OK;
 }
 
+static weld_status prepare(weld_zip *z, weld_zip_entry *e, weld_error *err)
+{
+	pthread_mutex_lock(&z->lock);
+	weld_status s = resolve(z, e, err);
+	pthread_mutex_unlock(&z->lock);
+	return s;
+}
+
 weld_status weld_zip_find(weld_zip *z, const char *record, const weld_zip_entry **out,
 			  weld_error *err)
 {
@@ -560,13 +575,8 @@ weld_status weld_zip_read(weld_zip *z, const weld_zip_entry *entry, void *buf, w
 		crc = weld__crc32(crc, p + done, n);
 		done += n;
 	}
-	/* torch can be told not to compute CRCs; it then stores 0. */
-	if (e->crc32 == 0 && size > 0)
-		return WELD_OK;
-	if (crc != e->crc32)
-		return weld__fail(err, WELD_ERR_CHECKSUM,
-				  "%s: CRC-32 mismatch in record '%s' (stored 0x%08x, computed 0x%08x)",
-				  z->f->path, e->record, (unsigned)e->crc32, (unsigned)(uint32_t)crc);
+	if (weld_zip_crc_known(e) && crc != e->crc32)
+		return weld__crc_mismatch(err, z->f->path, e->record, e->crc32, crc);
 	return WELD_OK;
 }
 

@@ -14,15 +14,23 @@ typedef struct weld_zip_entry {
 	const char *record;       /* name after "<prefix>/" (points into name) */
 	uint64_t size;            /* uncompressed == compressed (stored only) */
 	uint64_t local_offset;    /* offset of the local header */
-	uint64_t data_offset;     /* resolved on first use; UINT64_MAX until then */
+	uint64_t data_offset;     /* resolved by weld_zip_find; UINT64_MAX until then */
 	uint32_t crc32;           /* from the central directory */
 	uint16_t method;          /* 0 = stored */
 	uint16_t flags;
 } weld_zip_entry;
 
+/* Whether E's stored CRC-32 is one: torch, told not to compute CRCs, stores 0. */
+static inline bool weld_zip_crc_known(const weld_zip_entry *e)
+{
+	return e->crc32 != 0 || e->size == 0;
+}
+
 typedef struct weld_zip weld_zip;
 
 /*
+ * An archive may be shared by threads: lookups and reads are thread-safe.
+ *
  * Parse the end records and the central directory of F (borrowed; must
  * outlive the zip). Checks every field against the file size, rejects
  * duplicate names and entries outside the archive prefix. Does not read

@@ -1,57 +1,38 @@
 /*
  * The plan: every output tensor, made of source fragments, known before any
- * data moves (shared docs: design.md). Formats build it from a weld_ckpt;
- * the writer fixes each tensor's file offset from it; the executor streams
- * its fragments through a backend.
+ * data moves (shared docs: design.md). It is built from any checkpoint
+ * alike; the writer fixes each tensor's file offset from it, and the
+ * executor streams its fragments through a backend.
  */
-#ifndef WELD_PLAN_H
-#define WELD_PLAN_H
+#ifndef WELD_PIPELINE_PLAN_H
+#define WELD_PIPELINE_PLAN_H
 
-#include "util/util.h"
-
-#define WELD_NO_RECORD UINT32_MAX
-
-/* COUNT elements read contiguously from a source file, landing at DST_ELEM. */
-typedef struct weld_frag {
-	uint64_t src_offset; /* file offset of the first element */
-	uint64_t count;      /* elements */
-	uint64_t dst_elem;   /* first element within the output tensor */
-	uint32_t src;        /* index into plan->files */
-	uint32_t record;     /* zip record whose CRC these bytes help verify, or WELD_NO_RECORD */
-	weld_dtype src_dtype;
-} weld_frag;
+#include "formats/ckpt.h"
 
 typedef struct weld_plan_tensor {
 	char *name;
-	weld_dtype dtype; /* output dtype */
+	weld_dtype dtype;     /* output dtype */
+	weld_dtype src_dtype; /* dtype of its fragments' elements */
 	size_t ndim;
 	uint64_t shape[WELD_MAX_DIMS];
 	uint64_t numel, nbytes;
 	uint64_t offset; /* file offset of the data, set by the writer's layout */
-	size_t frag_first, frag_count;
+	size_t frag_first, frag_count; /* into plan->frags */
 } weld_plan_tensor;
 
-/* A zip record read whole through fragments that tile it: its CRC gets checked. */
-typedef struct weld_plan_record {
-	uint32_t src;
-	uint64_t offset, nbytes;
-	uint32_t crc; /* from the central directory */
-	const char *name; /* record name, for the error message */
-} weld_plan_record;
-
+/* A name written once, under its owner's (a tied weight). */
 typedef struct weld_plan_alias {
 	char *name, *owner;
 } weld_plan_alias;
 
 typedef struct weld_plan {
-	weld_file **files; /* borrowed from the checkpoint */
-	size_t nfiles;
+	/* Borrowed from the checkpoint, which must outlive the plan. */
+	const ckpt_source *src;
+	size_t nsrc;
+	const weld_frag *frags;
+	const weld_record *records;
 	weld_plan_tensor *t;
 	size_t nt;
-	weld_frag *f;
-	size_t nf, fcap;
-	weld_plan_record *rec;
-	size_t nrec;
 	weld_plan_alias *alias;
 	size_t nalias;
 	char stripped_prefix[32];
@@ -65,13 +46,11 @@ typedef struct weld_plan_options {
 	bool tie_word_embeddings;
 } weld_plan_options;
 
-typedef struct weld_ckpt weld_ckpt;
-
 /* Build the plan for C (which must outlive it). */
-weld_status weld_plan_build(weld_plan **out, weld_ckpt *c, const weld_plan_options *opts, weld_error *err);
+weld_status weld_plan_build(weld_plan **out, const weld_ckpt *c, const weld_plan_options *opts, weld_error *err);
 void weld_plan_free(weld_plan *p);
 
 /* Output dtype for a source tensor of dtype SRC. */
 weld_dtype weld_plan_out_dtype(weld_dtype src, weld_out_dtype want);
 
-#endif /* WELD_PLAN_H */
+#endif /* WELD_PIPELINE_PLAN_H */

@@ -86,3 +86,8 @@ const char *weld__dtype_torch_name(weld_dtype dtype)
 {
 	return valid(dtype) ? dtypes[dtype].torch_name : "invalid";
 }
+
+bool weld__dtype_is_float(weld_dtype d)
+{
+	return d == WELD_DTYPE_F16 || d == WELD_DTYPE_BF16 || d == WELD_DTYPE_F32 || d == WELD_DTYPE_F64;
+}

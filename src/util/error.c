@@ -19,8 +19,9 @@ const char *weld_status_str(weld_status status)
 	case WELD_ERR_CHECKSUM: return "checksum mismatch";
 	case WELD_ERR_MISMATCH: return "inconsistent checkpoint";
 	case WELD_ERR_LIMIT: return "limit exceeded";
-	case WELD_ERR_BACKEND: return "backend error";
+	case WELD_ERR_NO_DEVICE: return "no usable device";
 	case WELD_ERR_CANCELLED: return "cancelled";
+	case WELD_ERR_DEVICE: return "device failure";
 	}
 	return "unknown status";
 }

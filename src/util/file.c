@@ -1,6 +1,10 @@
-/* Input files: one descriptor each, read with pread so threads can share it. */
+/*
+ * Input files (one descriptor each, read with pread so threads can share
+ * it), the one write loop, paths, and small whole files.
+ */
 #include "util/util.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -93,4 +97,73 @@ weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n,
 		offset += (uint64_t)w;
 	}
 	return WELD_OK;
+}
+
+char *weld__path_join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	char *p = malloc(a + b + 2);
+	if (!p)
+		return NULL;
+	memcpy(p, dir, a);
+	size_t n = a;
+	if (n && p[n - 1] != '/')
+		p[n++] = '/';
+	memcpy(p + n, name, b + 1);
+	return p;
+}
+
+bool weld__is_file(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool weld__is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+weld_status weld__read_small_file(const char *path, size_t max, char **out, size_t *len, weld_error *err)
+{
+	weld_file *f;
+	weld_status s = weld_file_open(&f, path, err);
+	if (s)
+		return s;
+	if (f->size > max) {
+		s = weld__fail(err, WELD_ERR_LIMIT, "%s: %llu bytes, over the %zu-byte limit for this file",
+			       path, (unsigned long long)f->size, max);
+		weld_file_close(f);
+		return s;
+	}
+	char *buf = malloc((size_t)f->size + 1);
+	if (!buf) {
+		weld_file_close(f);
+		return weld__nomem(err);
+	}
+	s = weld_file_pread(f, buf, (size_t)f->size, 0, err);
+	buf[f->size] = '\0';
+	*len = (size_t)f->size;
+	weld_file_close(f);
+	if (s) {
+		free(buf);
+		return s;
+	}
+	*out = buf;
+	return WELD_OK;
+}
+
+weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld_error *err)
+{
+	char *text = NULL;
+	size_t len;
+	*out = NULL;
+	weld_status s = weld__read_small_file(path, max, &text, &len, err);
+	if (s)
+		return s;
+	*out = cJSON_ParseWithLength(text, len);
+	free(text);
+	/* cJSON cannot tell a parse error from running out of memory; both mean "unusable". */
+	return *out ? WELD_OK : weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", path);
 }

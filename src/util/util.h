@@ -1,9 +1,11 @@
 /*
- * Internal declarations shared by the library's files. Never included by the
- * CLI (src/cli/), which sees only include/weld.h.
+ * What every layer of the library shares: overflow-checked arithmetic, error
+ * reporting, allocation, input files and paths, CRC-32, UTF-8, a pointer
+ * set, dtype names. Never included by the CLI (src/cli/), which sees only
+ * include/weld.h.
  */
-#ifndef WELD_INTERNAL_H
-#define WELD_INTERNAL_H
+#ifndef WELD_UTIL_H
+#define WELD_UTIL_H
 
 #include "weld.h"
 
@@ -86,6 +88,28 @@ bool weld__utf8_valid(const void *s, size_t n, bool surrogates);
 /* The code point at S[*I] of text already validated; *I moves past it. */
 uint32_t weld__utf8_next(const uint8_t *s, size_t *i);
 
+/* Paths and small files. */
+
+/* "DIR/NAME" (no doubled '/'), malloc'd; NULL when out of memory. */
+char *weld__path_join(const char *dir, const char *name);
+/* Whether PATH is (after symlinks) a regular file / a folder. */
+bool weld__is_file(const char *path);
+bool weld__is_dir(const char *path);
+/*
+ * The whole file PATH, NUL-terminated, for small files (indexes, configs,
+ * manifests, `latest`); over MAX bytes is WELD_ERR_LIMIT naming the file.
+ */
+weld_status weld__read_small_file(const char *path, size_t max, char **out, size_t *len, weld_error *err);
+/*
+ * PATH (at most MAX bytes) parsed by cJSON; "PATH: not valid JSON" when it
+ * does not parse. Free *OUT with cJSON_Delete.
+ */
+struct cJSON;
+weld_status weld__read_json_file(const char *path, size_t max, struct cJSON **out, weld_error *err);
+
+/* Side files (config.json, tokenizer files, weld.json) are never larger than this. */
+#define WELD_SIDE_FILE_MAX ((uint64_t)64 << 20)
+
 /* zlib-compatible CRC-32 of LEN bytes, continuing from CRC (start from 0). */
 uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);
 
@@ -104,6 +128,8 @@ void weld_ptrset_clear(weld_ptrset *set);
 /* ------------------------------------------------------------------------- */
 /* dtypes */
 
+/* F16, BF16, F32 or F64: the dtypes weld casts. */
+bool weld__dtype_is_float(weld_dtype dtype);
 /* torch's legacy storage class name ("FloatStorage") -> dtype. */
 weld_dtype weld__dtype_from_storage_class(const char *name);
 /* torch dtype attribute name ("float32", "bfloat16") -> dtype. */
@@ -111,4 +137,4 @@ weld_dtype weld__dtype_from_torch_name(const char *name);
 /* "torch.float32" style name for messages and the edge fixtures. */
 const char *weld__dtype_torch_name(weld_dtype dtype);
 
-#endif /* WELD_INTERNAL_H */
+#endif /* WELD_UTIL_H */

@@ -244,37 +244,14 @@ typedef struct treader {
 	uint8_t *whole;
 } treader;
 
-/* true when tensor I of C is one run of bytes in a file: *F at *OFFSET. */
-static bool one_run(weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset)
-{
-	const ckpt_tensor *t = &c->t[i];
-	ckpt_source *so = &c->src[t->src];
-	if (so->is_st) {
-		*f = so->file;
-		*offset = t->st_offset;
-		return true;
-	}
-	weld_torch_storage st;
-	weld_error scratch;
-	uint64_t start, end;
-	if (t->zero || !t->view || !t->contiguous ||
-	    weld_torch_storage_range(so->torch, t->view->tensor.storage, &st, &scratch) != WELD_OK ||
-	    !weld__mul_u64(&start, t->view->tensor.storage_offset, weld_dtype_size(t->dtype)) ||
-	    !weld__add_u64(&end, start, t->nbytes) || end > st.nbytes)
-		return false;
-	*f = so->file;
-	*offset = st.offset + start;
-	return true;
-}
-
 static weld_status treader_open(treader *tr, weld_ckpt *c, size_t i, weld_error *err)
 {
 	memset(tr, 0, sizeof(*tr));
 	const ckpt_tensor *t = &c->t[i];
-	if (one_run(c, i, &tr->f, &tr->offset))
+	if (weld__ckpt_one_run(c, i, &tr->f, &tr->offset))
 		return WELD_OK;
 	if (t->nbytes > SIZE_MAX)
-		return weld__fail(err, WELD_ERR_LIMIT, "%s: tensor '%s' is too large to read", c->src[t->src].path,
+		return weld__fail(err, WELD_ERR_LIMIT, "%s: tensor '%s' is too large to read", c->src[t->src].file->path,
 				  t->name);
 	if (!(tr->whole = malloc(t->nbytes ? (size_t)t->nbytes : 1)))
 		return weld__nomem(err);
@@ -384,16 +361,9 @@ static weld_status crc_file(weld_backend *b, weld_file *f, crc_span *spans, size
 			owner[nj] = order[k].index;
 			js[nj++] = (weld_span){(size_t)(a - c0), (size_t)(e - a), 0};
 		}
-		weld_seg seg = {.src_offset = c0,
-				.count = len,
-				.staging_off = 0,
-				.out_off = 0,
-				.src = 0,
-				.record = WELD_NO_RECORD,
-				.src_dtype = WELD_DTYPE_U8,
-				.dst_dtype = WELD_DTYPE_U8};
+		weld_seg seg = {.count = len, .src_dtype = WELD_DTYPE_U8, .dst_dtype = WELD_DTYPE_U8};
 		weld_job job = {.staging = staging, .out = out, .segs = &seg, .nsegs = 1, .spans = js, .nspans = nj};
-		if ((s = b->convert(b, &job, err)))
+		if ((s = weld_backend_convert(b, &job, err)))
 			break;
 		*file_crc = (uint32_t)crc32_combine64(*file_crc, js[0].crc, (z_off64_t)len);
 		for (size_t j = 1; j < nj; j++) {
@@ -628,7 +598,7 @@ static void check_manifest_tensors(verifier *v)
 		weld_file *f;
 		uint64_t where = UINT64_MAX;
 		/* Only a tensor stored as one run has an offset to compare; that is every one weld writes. */
-		one_run(v->out, i, &f, &where);
+		weld__ckpt_one_run(v->out, i, &f, &where);
 		if (strcmp(dtype, weld_dtype_name(o->dtype)) != 0 || ndim != o->ndim ||
 		    memcmp(dims, o->shape, ndim * sizeof(uint64_t)) != 0 || bytes != o->nbytes || offset != where) {
 			if (!problems++) {
@@ -767,10 +737,10 @@ static weld_status check_size_and_crcs(verifier *v, weld_error *err)
 		appendf(detail, sizeof(detail), "%s%s: CRC-32 0x%08x, weld.json says 0x%08x", detail[0] ? "; " : "",
 			v->weights, got_file, (uint32_t)want_crc);
 	if (detail[0])
-		add_check(r, "crc32", WELD_CHECK_FAIL, "%s (computed on %s)", detail, v->b->name);
+		add_check(r, "crc32", WELD_CHECK_FAIL, "%s (computed on %s)", detail, weld_backend_name(v->b));
 	else
 		add_check(r, "crc32", WELD_CHECK_PASS, "%s and its %zu tensors match weld.json (computed on %s)",
-			  v->weights, n, v->b->name);
+			  v->weights, n, weld_backend_name(v->b));
 done:
 	if (s == WELD_ERR_NOMEM)
 		weld__nomem(err);
@@ -1074,33 +1044,55 @@ static void check_tokenizer(verifier *v)
 			  "elsewhere");
 }
 
+/* The __metadata__ "format" of the safetensors file PATH, into FMT (empty when it has none). */
+static weld_status metadata_format(const char *path, char *fmt, size_t cap, weld_error *err)
+{
+	weld_file *f = NULL;
+	weld_st_header h = {0};
+	weld_status s = weld_file_open(&f, path, err);
+	if (!s)
+		s = weld_st_read_header(&h, f, err);
+	fmt[0] = '\0';
+	for (size_t k = 0; !s && k < h.nmeta; k++)
+		if (strcmp(h.meta_keys[k], "format") == 0)
+			snprintf(fmt, cap, "%s", h.meta_vals[k]);
+	weld_st_header_clear(&h);
+	weld_file_close(f);
+	return s;
+}
+
 /* safetensors __metadata__ "format" must be "pt": transformers refuses a file without one. */
-static void check_metadata(verifier *v)
+static weld_status check_metadata(verifier *v, weld_error *err)
 {
 	if (strcmp(v->r->format, "safetensors") != 0) {
 		add_check(v->r, "metadata", WELD_CHECK_PASS, "%s: no safetensors metadata needed", v->r->format);
-		return;
+		return WELD_OK;
 	}
-	for (size_t i = 0; i < v->out->nsrc; i++) {
-		const ckpt_source *so = &v->out->src[i];
-		const char *fmt = NULL;
-		for (size_t k = 0; k < so->st.nmeta && !fmt; k++)
-			if (strcmp(so->st.meta_keys[k], "format") == 0)
-				fmt = so->st.meta_vals[k];
-		if (!fmt) {
+	for (size_t i = 0; i < weld_ckpt_file_count(v->out); i++) {
+		const char *path = weld_ckpt_file(v->out, i);
+		char fmt[256];
+		weld_error e = {0};
+		weld_status s = metadata_format(path, fmt, sizeof(fmt), &e);
+		if (s == WELD_ERR_NOMEM)
+			return weld__nomem(err);
+		if (s) {
+			add_check(v->r, "metadata", WELD_CHECK_FAIL, "%s", e.message);
+			return WELD_OK;
+		}
+		if (!fmt[0]) {
 			add_check(v->r, "metadata", WELD_CHECK_FAIL,
-				  "%s has no __metadata__ \"format\" (transformers refuses to load it)",
-				  base_name(so->path));
-			return;
+				  "%s has no __metadata__ \"format\" (transformers refuses to load it)", base_name(path));
+			return WELD_OK;
 		}
 		if (strcmp(fmt, "pt") != 0) {
 			bool known = strcmp(fmt, "tf") == 0 || strcmp(fmt, "flax") == 0 || strcmp(fmt, "mlx") == 0;
 			add_check(v->r, "metadata", known ? WELD_CHECK_WARN : WELD_CHECK_FAIL,
-				  "%s: __metadata__ \"format\" is \"%s\", not \"pt\"", base_name(so->path), fmt);
-			return;
+				  "%s: __metadata__ \"format\" is \"%s\", not \"pt\"", base_name(path), fmt);
+			return WELD_OK;
 		}
 	}
 	add_check(v->r, "metadata", WELD_CHECK_PASS, "__metadata__ \"format\": \"pt\"");
+	return WELD_OK;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1196,7 +1188,7 @@ static weld_status compare_tensor(verifier *v, size_t oi, weld_ckpt *src, size_t
 	d->numel = o->numel;
 	d->exact = 1;
 	if (st->nbytes > SIZE_MAX)
-		return weld__fail(err, WELD_ERR_LIMIT, "%s: tensor '%s' is too large to read", src->src[st->src].path,
+		return weld__fail(err, WELD_ERR_LIMIT, "%s: tensor '%s' is too large to read", src->src[st->src].file->path,
 				  st->name);
 	size_t per = CHUNK_BYTES / (osz > ssz ? osz : ssz);
 	uint8_t *sbuf = malloc(st->nbytes ? (size_t)st->nbytes : 1), *cast = malloc(per * osz),
@@ -1541,12 +1533,12 @@ weld_status weld_verify(const char *dir, const char *against, weld_device device
 		return weld__nomem(err);
 	}
 	v.r = r;
-	s = weld_backend_open(&v.b, device, r->notice, sizeof(r->notice), err);
-	char *tail = strstr(r->notice, "converting on the CPU");
-	if (tail) /* the backend's notice speaks of converting */
-		snprintf(tail, sizeof(r->notice) - (size_t)(tail - r->notice), "verifying on the CPU");
+	char why[sizeof(r->notice)];
+	s = weld_backend_open(&v.b, device, why, sizeof(why), err);
+	if (!s && why[0])
+		snprintf(r->notice, sizeof(r->notice), "CUDA not used (%s); verifying on the CPU", why);
 	if (!s) {
-		snprintf(r->device, sizeof(r->device), "%s", v.b->name);
+		snprintf(r->device, sizeof(r->device), "%s", weld_backend_name(v.b));
 		s = list_files(&v, err);
 	}
 	/* The order of the lines: what is there, is it intact, is it servable, is it the source. */
@@ -1575,7 +1567,7 @@ weld_status weld_verify(const char *dir, const char *against, weld_device device
 	if (!s)
 		check_tokenizer(&v);
 	if (!s && v.out)
-		check_metadata(&v);
+		s = check_metadata(&v, err);
 	if (!s && against && v.out)
 		s = check_against(&v, against, err);
 	else if (!s && against)

@@ -1,0 +1,80 @@
+/*
+ * Which format an input is: a weights file is told by its first bytes; a
+ * folder by the table below, each format saying whether a folder holds it.
+ * A folder holding several needs --type (WELD_INPUT_*); HF prefers its
+ * safetensors over .bin, as vLLM does, by coming first in the table.
+ */
+#include "formats/deepspeed.h"
+#include "formats/hf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct folder_format {
+	const char *kind;      /* named when a folder holds several */
+	weld_input_type type;  /* the --type that selects it */
+	bool (*present)(const char *dir);
+	weld_status (*open)(weld_ckpt *c, const char *dir, weld_error *err);
+} folder_format;
+
+static const folder_format formats[] = {
+	{"safetensors", WELD_INPUT_HF, weld__hf_safetensors_present, weld__hf_open_safetensors},
+	{"pytorch-bin", WELD_INPUT_HF, weld__hf_bin_present, weld__hf_open_bin},
+	{"deepspeed", WELD_INPUT_ZERO, weld__deepspeed_present, weld__deepspeed_open},
+};
+#define NFORMATS (sizeof(formats) / sizeof(formats[0]))
+
+static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type type, weld_error *err)
+{
+	const folder_format *found[NFORMATS];
+	size_t n = 0;
+	for (size_t i = 0; i < NFORMATS; i++)
+		if ((type == WELD_INPUT_AUTO || formats[i].type == type) && formats[i].present(dir))
+			found[n++] = &formats[i];
+	if (n == 1 || (n > 1 && type != WELD_INPUT_AUTO))
+		return found[0]->open(c, dir, err);
+	if (n > 1) {
+		char kinds[128] = "";
+		for (size_t i = 0; i < n; i++)
+			snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s", i ? " " : "", found[i]->kind);
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: holds more than one kind of checkpoint (%s); choose one with --type",
+				  dir, kinds);
+	}
+	if (type == WELD_INPUT_ZERO)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a DeepSpeed checkpoint (no 'latest' and no model states files)",
+				  dir);
+	return weld__fail(err, WELD_ERR_FORMAT,
+			  "%s: no checkpoint found (no model.safetensors, pytorch_model.bin, index file or DeepSpeed tag)", dir);
+}
+
+weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err)
+{
+	return weld_ckpt_open_as(out, path, WELD_INPUT_AUTO, err);
+}
+
+weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err)
+{
+	weld_error scratch;
+	if (!err)
+		err = &scratch;
+	*out = NULL;
+	weld_ckpt *c = calloc(1, sizeof(*c));
+	if (!c)
+		return weld__nomem(err);
+	weld_status s;
+	if (weld__is_dir(path))
+		s = open_folder(c, path, type, err);
+	else if (weld__is_file(path) && type == WELD_INPUT_ZERO)
+		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: a DeepSpeed checkpoint is a folder, not a file", path);
+	else if (weld__is_file(path))
+		s = weld__hf_open_file(c, path, err);
+	else
+		s = weld__fail(err, WELD_ERR_IO, "%s: no such file or folder", path);
+	if (s) {
+		weld_ckpt_free(c);
+		return s;
+	}
+	*out = c;
+	return WELD_OK;
+}

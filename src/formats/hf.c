@@ -1,0 +1,245 @@
+/*
+ * HuggingFace weights: one .safetensors or torch .bin file, or a folder with
+ * an index (model.safetensors.index.json, pytorch_model.bin.index.json) and
+ * its shards, or with one model.safetensors / pytorch_model.bin.
+ */
+#include "formats/hf.h"
+
+#include "formats/torch_file.h"
+#include "io/safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Index files are a few MB even for the largest models. */
+#define INDEX_MAX_BYTES (256u << 20)
+
+static const char ST_INDEX[] = "model.safetensors.index.json", ST_FILE[] = "model.safetensors";
+static const char BIN_INDEX[] = "pytorch_model.bin.index.json", BIN_FILE[] = "pytorch_model.bin";
+
+static void st_header_free(void *p)
+{
+	weld_st_header_clear(p);
+	free(p);
+}
+
+/* The tensors of the safetensors file PATH, each one run of the data buffer. */
+static weld_status add_st_file(weld_ckpt *c, const char *path, weld_error *err)
+{
+	uint32_t src;
+	weld_status s = weld__ckpt_add_source(c, path, &src, err);
+	if (s)
+		return s;
+	ckpt_source *so = &c->src[src];
+	weld_st_header *h = calloc(1, sizeof(*h));
+	if (!h)
+		return weld__nomem(err);
+	so->parsed = h;
+	so->free_parsed = st_header_free;
+	if ((s = weld_st_read_header(h, so->file, err)))
+		return s;
+	for (size_t i = 0; i < h->ntensors && !s; i++) {
+		const weld_st_tensor *ht = &h->tensors[i];
+		ckpt_tensor *t;
+		if ((s = weld__ckpt_new_tensor(c, ht->name, &t, err)))
+			break;
+		t->src = src;
+		t->dtype = ht->dtype;
+		t->ndim = ht->ndim;
+		memcpy(t->shape, ht->shape, sizeof(uint64_t) * ht->ndim);
+		if (!(s = weld__ckpt_set_sizes(t, path, err)))
+			s = weld__ckpt_add_frag(c, (weld_frag){h->data_start + ht->begin, t->numel, 0, src, WELD_NO_RECORD},
+						err);
+	}
+	return s;
+}
+
+static bool st_sniff(const uint8_t *head, size_t n)
+{
+	return n == 9 && head[8] == '{';
+}
+
+weld_status weld__hf_open_file(weld_ckpt *c, const char *path, weld_error *err)
+{
+	uint8_t head[9] = {0};
+	weld_file *f;
+	weld_status s = weld_file_open(&f, path, err);
+	if (s)
+		return s;
+	size_t n = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
+	s = weld_file_pread(f, head, n, 0, err);
+	weld_file_close(f);
+	if (s)
+		return s;
+	if (st_sniff(head, n)) {
+		c->format = WELD_FORMAT_SAFETENSORS;
+		return add_st_file(c, path, err);
+	}
+	if (!weld_torch_sniff(head, n))
+		return weld__fail(err, WELD_ERR_FORMAT,
+				  "%s: not a safetensors or torch checkpoint file (unrecognised first bytes)", path);
+	weld_torch_kind kind;
+	if ((s = weld__torch_add_file(c, path, &kind, err)))
+		return s;
+	c->format = kind == WELD_TORCH_ZIP ? WELD_FORMAT_TORCH_ZIP : WELD_FORMAT_TORCH_LEGACY;
+	return WELD_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* F, the shard weight_map gives tensor NAME, must be a file beside the index. */
+static weld_status check_shard_name(const char *index_path, const char *name, const char *f, weld_error *err)
+{
+	if (!f || !*f)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: weight_map entry '%s' is not a file name", index_path, name);
+	/* Shards live beside the index; a path that leaves the folder is hostile. */
+	if (strchr(f, '/') || strcmp(f, "..") == 0 || strcmp(f, ".") == 0)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: weight_map names '%s', which is not a file in this folder",
+				  index_path, f);
+	return WELD_OK;
+}
+
+/* F appended to the N names of *LIST unless it is there already. */
+static weld_status add_name(const char ***list, size_t *n, const char *f, weld_error *err)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*list)[i], f) == 0)
+			return WELD_OK;
+	const char **grown = weld__reallocarray(*list, *n + 1, sizeof(**list));
+	if (!grown)
+		return weld__nomem(err);
+	grown[(*n)++] = f;
+	*list = grown;
+	return WELD_OK;
+}
+
+/* The distinct shard names of an index's weight_map, sorted. */
+static weld_status list_shards(const char *index_path, const cJSON *map, const char ***out, size_t *n,
+			       weld_error *err)
+{
+	const cJSON *e;
+	weld_status s = WELD_OK;
+	*out = NULL;
+	*n = 0;
+	cJSON_ArrayForEach(e, map)
+	{
+		const char *f = cJSON_GetStringValue(e);
+		if ((s = check_shard_name(index_path, e->string, f, err)) || (s = add_name(out, n, f, err)))
+			return s;
+	}
+	if (*n == 0)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: weight_map is empty", index_path);
+	qsort(*out, *n, sizeof(**out), cmp_str);
+	return WELD_OK;
+}
+
+static weld_status open_shard(weld_ckpt *c, const char *dir, const char *index_path, const char *shard, bool st,
+			      weld_error *err)
+{
+	char *path = weld__path_join(dir, shard);
+	if (!path)
+		return weld__nomem(err);
+	weld_status s;
+	weld_torch_kind kind;
+	if (!weld__is_file(path))
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: names shard '%s', which is missing", index_path, shard);
+	else
+		s = st ? add_st_file(c, path, err) : weld__torch_add_file(c, path, &kind, err);
+	free(path);
+	return s;
+}
+
+/* Every name the index lists must be in the shard it names. */
+static weld_status check_index(const weld_ckpt *c, const char *index_path, const cJSON *map, weld_error *err)
+{
+	const cJSON *e;
+	cJSON_ArrayForEach(e, map)
+	{
+		const char *want = cJSON_GetStringValue(e);
+		bool found = false;
+		for (size_t i = 0; i < c->nt && !found; i++) {
+			const char *p = c->src[c->t[i].src].file->path;
+			const char *base = strrchr(p, '/');
+			found = strcmp(c->t[i].name, e->string) == 0 && strcmp(base ? base + 1 : p, want) == 0;
+		}
+		if (!found)
+			return weld__fail(err, WELD_ERR_MISMATCH, "%s: lists tensor '%s' in '%s', but that shard does not hold it",
+					  index_path, e->string, want);
+	}
+	return WELD_OK;
+}
+
+/* A sharded folder: the index's weight_map says which shard holds each tensor; shards open in name order. */
+static weld_status open_index(weld_ckpt *c, const char *dir, const char *index_name, bool st, weld_error *err)
+{
+	char *index_path = weld__path_join(dir, index_name);
+	cJSON *root = NULL;
+	const char **shards = NULL;
+	size_t nshards = 0;
+	if (!index_path)
+		return weld__nomem(err);
+	weld_status s = weld__read_json_file(index_path, INDEX_MAX_BYTES, &root, err);
+	const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+	if (!s && !cJSON_IsObject(root))
+		s = weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", index_path);
+	else if (!s && !cJSON_IsObject(map))
+		s = weld__fail(err, WELD_ERR_FORMAT, "%s: no \"weight_map\" object", index_path);
+	if (!s)
+		s = list_shards(index_path, map, &shards, &nshards, err);
+	for (size_t i = 0; i < nshards && !s; i++)
+		s = open_shard(c, dir, index_path, shards[i], st, err);
+	if (!s)
+		s = check_index(c, index_path, map, err);
+	if (!s)
+		c->format = st ? WELD_FORMAT_SAFETENSORS_SHARDED : WELD_FORMAT_TORCH_SHARDED;
+	free(shards);
+	cJSON_Delete(root);
+	free(index_path);
+	return s;
+}
+
+static bool has(const char *dir, const char *name)
+{
+	char *p = weld__path_join(dir, name);
+	bool yes = p && weld__is_file(p);
+	free(p);
+	return yes;
+}
+
+/* The folder's index when there is one, else its single weights file NAME. */
+static weld_status open_folder(weld_ckpt *c, const char *dir, const char *index, const char *name, bool st,
+			       weld_error *err)
+{
+	if (has(dir, index))
+		return open_index(c, dir, index, st, err);
+	char *p = weld__path_join(dir, name);
+	if (!p)
+		return weld__nomem(err);
+	weld_status s = weld__hf_open_file(c, p, err);
+	free(p);
+	return s;
+}
+
+bool weld__hf_safetensors_present(const char *dir)
+{
+	return has(dir, ST_INDEX) || has(dir, ST_FILE);
+}
+
+bool weld__hf_bin_present(const char *dir)
+{
+	return has(dir, BIN_INDEX) || has(dir, BIN_FILE);
+}
+
+weld_status weld__hf_open_safetensors(weld_ckpt *c, const char *dir, weld_error *err)
+{
+	return open_folder(c, dir, ST_INDEX, ST_FILE, true, err);
+}
+
+weld_status weld__hf_open_bin(weld_ckpt *c, const char *dir, weld_error *err)
+{
+	return open_folder(c, dir, BIN_INDEX, BIN_FILE, false, err);
+}

@@ -1,0 +1,252 @@
+/*
+ * torch.save files as checkpoint tensors: every tensor in the object tree,
+ * named as state-dict keys, each view cut into fragments (one per
+ * contiguous run of its storage), tied views recognised as aliases.
+ */
+#include "formats/torch_file.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A view with more runs than this is a pathological layout, not a checkpoint. */
+#define MAX_FRAGS_PER_TENSOR (1u << 22)
+
+/* A view already listed from this file, to recognise a second name for it. */
+typedef struct seen_view {
+	const weld_py *view;
+	size_t tensor;
+} seen_view;
+
+/* What a torch source keeps: the file's object tree and the views listed from it. */
+typedef struct torch_source {
+	weld_torch *torch;
+	seen_view *views;
+	size_t nviews, cap;
+} torch_source;
+
+static void torch_source_free(void *p)
+{
+	torch_source *ts = p;
+	if (!ts)
+		return;
+	weld_torch_close(ts->torch);
+	free(ts->views);
+	free(ts);
+}
+
+weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root,
+			       weld_error *err)
+{
+	weld_status s = weld__ckpt_add_source(c, path, src, err);
+	if (s)
+		return s;
+	ckpt_source *so = &c->src[*src];
+	if (!so->parsed) {
+		torch_source *ts = calloc(1, sizeof(*ts));
+		if (!ts)
+			return weld__nomem(err);
+		so->parsed = ts;
+		so->free_parsed = torch_source_free;
+		if ((s = weld_torch_open(&ts->torch, so->file, err)))
+			return s;
+	}
+	*root = weld_torch_root(weld__torch_of(c, *src));
+	return WELD_OK;
+}
+
+weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src)
+{
+	return ((const torch_source *)c->src[src].parsed)->torch;
+}
+
+static bool same_view(const weld_py *a, const weld_py *b)
+{
+	if (a == b)
+		return true;
+	if (strcmp(a->tensor.storage->storage.key, b->tensor.storage->storage.key) != 0 ||
+	    a->tensor.dtype != b->tensor.dtype || a->tensor.storage_offset != b->tensor.storage_offset ||
+	    a->tensor.ndim != b->tensor.ndim)
+		return false;
+	for (size_t i = 0; i < a->tensor.ndim; i++)
+		if (a->tensor.shape[i] != b->tensor.shape[i] || a->tensor.stride[i] != b->tensor.stride[i])
+			return false;
+	return true;
+}
+
+/* The tensor V was already listed as from this source, or SIZE_MAX; V is noted either way. */
+static weld_status listed_as(torch_source *ts, const weld_py *v, size_t tensor, size_t *owner, weld_error *err)
+{
+	*owner = SIZE_MAX;
+	for (size_t i = 0; i < ts->nviews && *owner == SIZE_MAX; i++)
+		if (same_view(ts->views[i].view, v))
+			*owner = ts->views[i].tensor;
+	if (*owner != SIZE_MAX)
+		return WELD_OK;
+	if (ts->nviews == ts->cap) {
+		size_t cap = ts->cap ? ts->cap * 2 : 64;
+		seen_view *grown = weld__reallocarray(ts->views, cap, sizeof(*grown));
+		if (!grown)
+			return weld__nomem(err);
+		ts->views = grown;
+		ts->cap = cap;
+	}
+	ts->views[ts->nviews++] = (seen_view){v, tensor};
+	return WELD_OK;
+}
+
+/*
+ * The fragments of view V (tensor T, the last one of C): the innermost
+ * dimensions laid out contiguously form one run, the outer ones are walked.
+ * A view that covers its zip record whole in one run names the record, so
+ * whoever streams it checks the record's CRC-32.
+ */
+static weld_status view_frags(weld_ckpt *c, uint32_t src, const ckpt_tensor *t, const weld_py *v, weld_error *err)
+{
+	const char *path = c->src[src].file->path;
+	weld_torch_storage st;
+	weld_status s = weld_torch_storage_range(weld__torch_of(c, src), v->tensor.storage, &st, err);
+	if (s)
+		return s;
+	size_t esz = weld_dtype_size(t->dtype), nd = v->tensor.ndim, inner = nd;
+	uint64_t run = 1;
+	while (inner > 0 && (v->tensor.shape[inner - 1] == 1 || (uint64_t)v->tensor.stride[inner - 1] == run))
+		run *= v->tensor.shape[--inner];
+	uint64_t runs = run ? t->numel / run : 0;
+	if (runs > MAX_FRAGS_PER_TENSOR)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: tensor '%s' is a strided view made of %llu separate runs; save it contiguous",
+				  path, t->name, (unsigned long long)runs);
+	/* Extents were checked against the storage when the pickle was read. */
+	uint64_t elem = v->tensor.storage_offset, idx[WELD_MAX_DIMS] = {0};
+	if (t->numel == 0) /* nothing to read, but a place in the file all the same */
+		return weld__ckpt_add_frag(c, (weld_frag){st.offset + elem * esz, 0, 0, src, WELD_NO_RECORD}, err);
+	uint32_t record = WELD_NO_RECORD;
+	if (runs == 1 && st.entry && t->nbytes == st.nbytes && weld_zip_crc_known(st.entry))
+		s = weld__ckpt_add_record(c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, st.entry->record},
+					  &record, err);
+	for (uint64_t r = 0; r < runs && !s; r++) {
+		s = weld__ckpt_add_frag(c, (weld_frag){st.offset + elem * esz, run, r * run, src, record}, err);
+		for (size_t d = inner; d-- > 0;) {
+			if (++idx[d] < v->tensor.shape[d]) {
+				elem += (uint64_t)v->tensor.stride[d];
+				break;
+			}
+			elem -= (uint64_t)v->tensor.stride[d] * (idx[d] - 1);
+			idx[d] = 0;
+		}
+	}
+	return s;
+}
+
+weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name, const weld_py *v, weld_error *err)
+{
+	ckpt_tensor *t;
+	weld_status s = weld__ckpt_new_tensor(c, name, &t, err);
+	if (s)
+		return s;
+	t->src = src;
+	t->dtype = v->tensor.dtype;
+	t->ndim = v->tensor.ndim;
+	memcpy(t->shape, v->tensor.shape, sizeof(uint64_t) * t->ndim);
+	if ((s = weld__ckpt_set_sizes(t, c->src[src].file->path, err)))
+		return s;
+	size_t owner;
+	if ((s = listed_as(c->src[src].parsed, v, c->nt - 1, &owner, err)))
+		return s;
+	if (owner == SIZE_MAX)
+		return view_frags(c, src, t, v, err);
+	/* The same view under a second name: the owner's fragments, once. */
+	const ckpt_tensor *o = &c->t[owner];
+	t->alias_of = o->alias_of ? o->alias_of : o->name;
+	t->frag_first = o->frag_first;
+	t->frag_count = o->frag_count;
+	return WELD_OK;
+}
+
+/*
+ * Name every tensor reachable through dicts, lists and tuples: keys joined
+ * with '.', list positions as numbers, as state-dict names are. A shared
+ * container is walked once. Pickle nesting is bounded (1000), so this
+ * recursion is too.
+ */
+typedef struct walk {
+	weld_ckpt *c;
+	uint32_t src;
+	char name[4096];
+	weld_ptrset seen;
+} walk;
+
+static weld_status flatten(walk *w, const weld_py *o, size_t len, weld_error *err);
+
+/* Child CHILD of a container, named PART under the name so far (LEN bytes). */
+static weld_status flatten_child(walk *w, const weld_py *child, const char *part, size_t len, weld_error *err)
+{
+	size_t plen = strlen(part), nlen = len + (len ? 1 : 0) + plen;
+	if (nlen + 1 > sizeof(w->name))
+		return weld__fail(err, WELD_ERR_LIMIT, "%s: tensor name longer than %zu bytes", w->c->src[w->src].file->path,
+				  sizeof(w->name) - 1);
+	if (len)
+		w->name[len] = '.';
+	memcpy(w->name + len + (len ? 1 : 0), part, plen + 1);
+	weld_status s = flatten(w, child, nlen, err);
+	w->name[len] = '\0';
+	return s;
+}
+
+static weld_status flatten(walk *w, const weld_py *o, size_t len, weld_error *err)
+{
+	bool added;
+	if (o->kind == WELD_PY_TENSOR)
+		return weld__torch_add_tensor(w->c, w->src, w->name, o, err);
+	if (o->kind != WELD_PY_DICT && o->kind != WELD_PY_LIST && o->kind != WELD_PY_TUPLE)
+		return WELD_OK;
+	if (!weld_ptrset_add(&w->seen, o, &added))
+		return weld__nomem(err);
+	if (!added)
+		return WELD_OK;
+	bool dict = o->kind == WELD_PY_DICT;
+	size_t n = dict ? o->dict.n : o->seq.n;
+	weld_status s = WELD_OK;
+	for (size_t i = 0; i < n && !s; i++) {
+		char num[32];
+		const char *part = num;
+		const weld_py *k = dict ? o->dict.keys[i] : NULL;
+		if (!dict)
+			snprintf(num, sizeof(num), "%zu", i);
+		else if (k->kind == WELD_PY_STR)
+			part = k->str.s;
+		else if (k->kind == WELD_PY_INT && !k->i.big)
+			snprintf(num, sizeof(num), "%lld", (long long)k->i.v);
+		else
+			continue;
+		s = flatten_child(w, dict ? o->dict.vals[i] : o->seq.items[i], part, len, err);
+	}
+	return s;
+}
+
+weld_status weld__torch_add_tree(weld_ckpt *c, uint32_t src, const weld_py *root, weld_error *err)
+{
+	if (root->kind != WELD_PY_DICT)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: holds no dict of tensors", c->src[src].file->path);
+	walk *w = calloc(1, sizeof(*w));
+	if (!w)
+		return weld__nomem(err);
+	w->c = c;
+	w->src = src;
+	weld_status s = flatten(w, root, 0, err);
+	weld_ptrset_clear(&w->seen);
+	free(w);
+	return s;
+}
+
+weld_status weld__torch_add_file(weld_ckpt *c, const char *path, weld_torch_kind *kind, weld_error *err)
+{
+	uint32_t src;
+	const weld_py *root;
+	weld_status s = weld__torch_source(c, path, &src, &root, err);
+	if (s)
+		return s;
+	*kind = weld_torch_kind_of(weld__torch_of(c, src));
+	return weld__torch_add_tree(c, src, root, err);
+}

@@ -1,0 +1,24 @@
+/*
+ * torch.save files (zip or legacy) as sources of a checkpoint: their object
+ * trees, and their tensors as fragments. Used by the HF formats (.bin files
+ * and shards) and by DeepSpeed (model and optimizer states).
+ */
+#ifndef WELD_FORMATS_TORCH_FILE_H
+#define WELD_FORMATS_TORCH_FILE_H
+
+#include "formats/ckpt.h"
+#include "io/torch.h"
+
+/* PATH as a source of C, its torch object tree read once; *ROOT is that tree. */
+weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root,
+			       weld_error *err);
+/* The parsed file of source SRC (opened with weld__torch_source). */
+weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src);
+/* Tensor NAME of C from view V of source SRC: its fragments, or an alias when V was seen already. */
+weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name, const weld_py *v, weld_error *err);
+/* Every tensor under ROOT's dicts, lists and tuples, named as state-dict keys. */
+weld_status weld__torch_add_tree(weld_ckpt *c, uint32_t src, const weld_py *root, weld_error *err);
+/* Every tensor of the torch file PATH; *KIND says zip or legacy. */
+weld_status weld__torch_add_file(weld_ckpt *c, const char *path, weld_torch_kind *kind, weld_error *err);
+
+#endif /* WELD_FORMATS_TORCH_FILE_H */
