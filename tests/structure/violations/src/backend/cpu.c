@@ -1,0 +1,3 @@
+/* Backends know nothing of formats. */
+#include "backend/backend.h"
+#include "formats/ckpt.h"

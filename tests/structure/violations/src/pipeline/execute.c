@@ -1,0 +1,3 @@
+/* Only src/backend/ includes cuda/. */
+#include "pipeline/plan.h"
+#include "cuda/cuda_backend.h"
