@@ -10,6 +10,13 @@
  *  - Objects returned through an `out` pointer belong to the caller and have a
  *    matching _free/_close; passing NULL to those is a no-op. Pointers returned
  *    by getters are borrowed and live as long as their parent object.
+ *  - Threads: functions that take no object (weld_convert, weld_verify,
+ *    weld_output_intact, weld_cuda_probe, the name and size lookups) may run
+ *    in several threads at once. One weld_ckpt may be read (getters and
+ *    weld_ckpt_read_tensor) by several threads at once; freeing it must not
+ *    race with any use. weld_convert's progress callback runs on the thread
+ *    that called weld_convert.
+ *  - Error statuses are stable; a status a caller does not know is a failure.
  */
 #ifndef WELD_H
 #define WELD_H
@@ -155,12 +162,21 @@ typedef struct weld_deepspeed_info {
 	const char *const *files; /* borrowed: model and optimizer state files */
 } weld_deepspeed_info;
 
+typedef enum weld_input_type {
+	WELD_INPUT_AUTO = 0,
+	WELD_INPUT_HF,  /* HF folder or single file; safetensors preferred over .bin */
+	WELD_INPUT_ZERO /* DeepSpeed checkpoint */
+} weld_input_type;
+
 /*
  * Open PATH (a file or a folder), detect its format and list its tensors.
  * Reads headers and pickles only, never tensor data. Folders: HF sharded
- * (index file), a single weights file, or a DeepSpeed checkpoint.
+ * (index file), a single weights file, or a DeepSpeed checkpoint; a folder
+ * that holds more than one of these is WELD_ERR_INVALID_ARG.
  */
 weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err);
+/* Like weld_ckpt_open, of the given TYPE only (HF: safetensors before .bin). */
+weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
 void weld_ckpt_free(weld_ckpt *ckpt);
 
 weld_format weld_ckpt_format(const weld_ckpt *ckpt);
@@ -175,8 +191,9 @@ const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *ckpt);
 
 /*
  * Read tensor I as contiguous little-endian bytes (C order) into DST, which
- * must hold exactly info.nbytes. Strided views are gathered; zip records are
- * CRC-checked when read whole.
+ * must hold exactly info.nbytes. Strided views are gathered; a zip record is
+ * CRC-checked when the tensor covers it (small padding included).
+ * Thread-safe for one checkpoint.
  */
 weld_status weld_ckpt_read_tensor(weld_ckpt *ckpt, size_t i, void *dst, size_t dst_nbytes,
 				  weld_error *err);
@@ -198,12 +215,6 @@ typedef enum weld_device {
 	WELD_DEVICE_CUDA
 } weld_device;
 
-typedef enum weld_input_type {
-	WELD_INPUT_AUTO = 0,
-	WELD_INPUT_HF,  /* HF folder or single file; safetensors preferred over .bin */
-	WELD_INPUT_ZERO /* DeepSpeed checkpoint */
-} weld_input_type;
-
 typedef struct weld_progress {
 	uint64_t bytes_done, bytes_total; /* output tensor bytes */
 	uint64_t bytes_read;              /* from the sources so far */
@@ -213,7 +224,14 @@ typedef struct weld_progress {
 /* Called from the calling thread a few times a second; nonzero cancels the run. */
 typedef int (*weld_progress_fn)(const weld_progress *progress, void *payload);
 
+/*
+ * Options of weld_convert. Initialise with weld_convert_options_init (or
+ * WELD_CONVERT_OPTIONS_INIT) and then set fields: struct_size records the
+ * size of the struct the caller was compiled with, so fields appended in
+ * later versions take their defaults for older callers.
+ */
 typedef struct weld_convert_options {
+	size_t struct_size;    /* sizeof(weld_convert_options), set by the initialisers */
 	weld_out_dtype dtype;
 	int pytorch_bin;       /* write pytorch_model.bin instead of model.safetensors */
 	weld_device device;
@@ -226,7 +244,11 @@ typedef struct weld_convert_options {
 	int dry_run;           /* plan only: fill the result's byte counts, write nothing */
 } weld_convert_options;
 
-#define WELD_CONVERT_OPTIONS_INIT {WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0}
+#define WELD_CONVERT_OPTIONS_INIT                                                                              \
+	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0}
+
+/* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
+void weld_convert_options_init(weld_convert_options *options);
 
 typedef struct weld_convert_result {
 	size_t tensors;           /* written */
@@ -248,6 +270,9 @@ typedef struct weld_convert_result {
  * model.safetensors (or pytorch_model.bin), the side files, and the weld.json
  * manifest. The weights are written under a temporary name, fsynced and
  * renamed, so an error or a cancel leaves no output file behind.
+ * WELD_ERR_NO_DEVICE: --device cuda without a usable GPU; WELD_ERR_DEVICE:
+ * the GPU failed during the run; WELD_ERR_CANCELLED: the progress callback
+ * asked to stop. OPTIONS may be NULL (the defaults), RESULT too.
  */
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *result, weld_error *err);
@@ -258,9 +283,6 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
  * whole weights file.
  */
 weld_status weld_output_intact(const char *dir, weld_error *err);
-
-/* Like weld_ckpt_open, forcing the input type. */
-weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
 
 /* ------------------------------------------------------------------------- */
 /* verify: is an output folder intact and servable? (weld verify)             */

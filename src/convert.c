@@ -1,30 +1,52 @@
 /*
- * weld_convert: checkpoint -> plan -> layout -> execute -> finish. The
- * weights go to a temporary file in the output folder, are fsynced and
- * renamed; side files and the manifest follow. Any failure or a cancel
- * removes the temporary file, so no half-written weights file ever exists
- * under the final name.
+ * weld_convert: the one function that strings the layers together.
+ * checkpoint (formats) -> plan -> writer layout -> executor through a
+ * backend -> weights renamed into place -> side files and manifest.
+ * The weights go to a temporary file in the output folder, are fsynced and
+ * renamed; any failure or a cancel removes the temporary file, so no
+ * half-written weights file ever exists under the final name.
  */
-#include "formats/ckpt.h"
-#include "pipeline/execute.h"
+#include "backend/backend.h"
+#include "output/atomic.h"
+#include "output/folder.h"
 #include "output/manifest.h"
-#include "output/output_dir.h"
-#include "pipeline/plan.h"
-#include "io/safetensors.h"
-#include "output/torch_bin.h"
+#include "output/side_files.h"
+#include "output/writer.h"
+#include "pipeline/execute.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define DEFAULT_CHUNK_BYTES (8u << 20)
-#define CONFIG_MAX_BYTES (16u << 20)
+
+void weld_convert_options_init(weld_convert_options *o)
+{
+	*o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
+}
+
+/* Everything one conversion holds, released in one place. */
+typedef struct conversion {
+	const char *input, *output_dir;
+	weld_convert_options opts;
+	weld_convert_result *res;
+	char *side_dir;
+	weld_ckpt *c;
+	weld_plan *p;
+	weld_backend *b;
+	weld_writer *w;
+	uint64_t file_size;
+	weld_atomic weights;
+	weld_exec_result ex;
+	uint32_t file_crc;
+	char **side;
+	size_t nside;
+} conversion;
 
 static const char *dtype_label(weld_out_dtype d)
 {
@@ -48,17 +70,14 @@ static char *side_dir_of(const char *input)
 	return weld__strndup(input, slash == input ? 1 : (size_t)(slash - input));
 }
 
+/* config.json's tie_word_embeddings (false when there is no readable config). */
 static bool config_ties_embeddings(const char *side_dir)
 {
-	char *path = weld__path_join(side_dir, "config.json"), *text = NULL;
-	size_t len;
-	bool tie = false;
-	if (path && weld__is_file(path) && weld__read_small_file(path, CONFIG_MAX_BYTES, &text, &len, NULL) == WELD_OK) {
-		cJSON *c = cJSON_ParseWithLength(text, len);
-		tie = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings"));
-		cJSON_Delete(c);
-	}
-	free(text);
+	char *path = weld__path_join(side_dir, "config.json");
+	cJSON *c = NULL;
+	bool tie = path && weld__is_file(path) && weld__read_json_file(path, WELD_SIDE_FILE_MAX, &c, NULL) == WELD_OK &&
+		   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings"));
+	cJSON_Delete(c);
 	free(path);
 	return tie;
 }
@@ -71,8 +90,8 @@ static const char *config_dtype(const weld_plan *p, weld_out_dtype want)
 	weld_dtype seen = WELD_DTYPE_INVALID;
 	for (size_t i = 0; i < p->nt; i++) {
 		weld_dtype d = p->t[i].dtype;
-		if (weld_plan_out_dtype(d, WELD_OUT_BF16) != WELD_DTYPE_BF16)
-			continue; /* not a float */
+		if (!weld__dtype_is_float(d))
+			continue;
 		if (seen && seen != d)
 			return NULL;
 		seen = d;
@@ -85,71 +104,10 @@ static const char *config_dtype(const weld_plan *p, weld_out_dtype want)
 	}
 }
 
-/* The safetensors writer's order: dtype descending, then name bytewise. */
-static int cmp_writer_order(const void *a, const void *b)
-{
-	const weld_plan_tensor *x = a, *y = b;
-	if (x->dtype != y->dtype)
-		return x->dtype > y->dtype ? -1 : 1;
-	return strcmp(x->name, y->name);
-}
-
-typedef struct layout {
-	uint8_t *header; /* safetensors prefix */
-	size_t header_len;
-	weld_tw_layout *tw;
-	uint64_t file_size;
-} layout;
-
-static weld_status layout_safetensors(weld_plan *p, layout *l, weld_error *err)
-{
-	/* Sorting the plan first makes file order and plan order the same. */
-	qsort(p->t, p->nt, sizeof(*p->t), cmp_writer_order);
-	weld_st_out_tensor *st = weld__calloc(p->nt ? p->nt : 1, sizeof(*st));
-	if (!st)
-		return weld__nomem(err);
-	for (size_t i = 0; i < p->nt; i++)
-		st[i] = (weld_st_out_tensor){p->t[i].name, p->t[i].dtype, p->t[i].ndim, p->t[i].shape, 0, 0};
-	static const char *const key[] = {"format"}, *const val[] = {"pt"};
-	uint64_t data_len;
-	weld_status s = weld_st_build_header(st, p->nt, key, val, 1, &l->header, &l->header_len, &data_len, err);
-	for (size_t i = 0; !s && i < p->nt; i++) {
-		if (st[i].name != p->t[i].name) /* same comparator: cannot happen */
-			s = weld__fail(err, WELD_ERR_INVALID_ARG, "safetensors order mismatch at '%s'", p->t[i].name);
-		p->t[i].offset = l->header_len + st[i].offset;
-	}
-	l->file_size = l->header_len + data_len;
-	free(st);
-	return s;
-}
-
-static weld_status layout_torch(weld_plan *p, layout *l, weld_error *err)
-{
-	weld_tw_tensor *tw = weld__calloc(p->nt ? p->nt : 1, sizeof(*tw));
-	if (!tw)
-		return weld__nomem(err);
-	for (size_t i = 0; i < p->nt; i++)
-		tw[i] = (weld_tw_tensor){p->t[i].name, p->t[i].dtype, p->t[i].ndim, p->t[i].shape, p->t[i].nbytes, 0};
-	weld_status s = weld_tw_layout_new(&l->tw, tw, p->nt, "pytorch_model", &l->file_size, err);
-	for (size_t i = 0; !s && i < p->nt; i++)
-		p->t[i].offset = tw[i].offset;
-	free(tw);
-	return s;
-}
-
 static int default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (int)n : 1;
-}
-
-static void fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd); /* best effort: the rename is already visible */
-		close(fd);
-	}
 }
 
 /* Writing into the input folder would treat the input's shards as stale outputs. */
@@ -162,6 +120,141 @@ static weld_status refuse_same_folder(const char *input_dir, const char *output_
 	return WELD_OK;
 }
 
+/* The options a caller gave, on top of the defaults: fields past its struct_size keep theirs. */
+static weld_status take_options(weld_convert_options *opts, const weld_convert_options *given, weld_error *err)
+{
+	weld_convert_options_init(opts);
+	if (!given)
+		return WELD_OK;
+	if (given->struct_size < offsetof(weld_convert_options, dtype) || given->struct_size > sizeof(*given))
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "weld_convert: options.struct_size is %zu; set it with weld_convert_options_init",
+				  given->struct_size);
+	memcpy(opts, given, given->struct_size);
+	opts->struct_size = sizeof(*opts);
+	return WELD_OK;
+}
+
+/* The backend for DEVICE; when CUDA is not used after all, the result's notice says why. */
+static weld_status open_backend(conversion *cv, weld_error *err)
+{
+	char why[sizeof(cv->res->notice)];
+	weld_status s = weld_backend_open(&cv->b, cv->opts.device, why, sizeof(why), err);
+	if (!s && why[0])
+		snprintf(cv->res->notice, sizeof(cv->res->notice), "CUDA not used (%s); converting on the CPU", why);
+	return s;
+}
+
+/* Everything known before any data moves: the plan, its layout, the backend, a ready folder. */
+static weld_status prepare(conversion *cv, weld_error *err)
+{
+	cv->w = NULL;
+	weld_status s = weld_writer_new(&cv->w, cv->opts.pytorch_bin ? &weld_writer_torch_bin : &weld_writer_safetensors,
+					err);
+	const char *weights = cv->w ? cv->w->iface->file_name : "";
+	if (!s && strlen(cv->output_dir) + strlen(weights) + 2 > sizeof(cv->res->output_file))
+		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", cv->output_dir);
+	if (!s && !(cv->side_dir = side_dir_of(cv->input)))
+		s = weld__nomem(err);
+	if (!s)
+		s = refuse_same_folder(cv->side_dir, cv->output_dir, err);
+	if (!s)
+		s = weld_ckpt_open_as(&cv->c, cv->input, cv->opts.type, err);
+	if (!s) {
+		weld_plan_options po = {.dtype = cv->opts.dtype, .tie_word_embeddings = config_ties_embeddings(cv->side_dir)};
+		s = weld_plan_build(&cv->p, cv->c, &po, err);
+	}
+	if (!s && !cv->opts.dry_run)
+		s = weld_output_dir_prepare(cv->output_dir, weights, cv->opts.force, err);
+	if (!s)
+		s = open_backend(cv, err);
+	if (!s)
+		s = cv->w->iface->layout(cv->w, cv->p, &cv->file_size, err);
+	return s;
+}
+
+/* The weights file: laid out, filled by the executor, finished, flushed and renamed into place. */
+static weld_status write_weights(conversion *cv, weld_error *err)
+{
+	weld_writer *w = cv->w;
+	weld_status s = weld__atomic_create(&cv->weights, cv->output_dir, w->iface->file_name, err);
+	if (s)
+		return s;
+	const char *tmp = cv->weights.tmp;
+	if (ftruncate(cv->weights.fd, (off_t)cv->file_size) != 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot size to %llu bytes: %s", tmp,
+			       (unsigned long long)cv->file_size, strerror(errno));
+	if (!s)
+		s = w->iface->write_head(w, cv->weights.fd, tmp, err);
+	if (!s) {
+		cv->res->threads = cv->opts.threads > 0 ? cv->opts.threads : default_threads();
+		weld_exec_options eo = {.threads = cv->res->threads,
+					.chunk_bytes = cv->opts.chunk_bytes ? cv->opts.chunk_bytes : DEFAULT_CHUNK_BYTES,
+					.progress = cv->opts.progress,
+					.payload = cv->opts.payload};
+		s = weld_execute(cv->p, cv->b, cv->weights.fd, tmp, &eo, &cv->ex, err);
+	}
+	if (!s)
+		s = w->iface->finish(w, cv->p, cv->weights.fd, tmp, cv->ex.tensor_crcs, &cv->file_crc, err);
+	if (s) {
+		weld__atomic_abort(&cv->weights);
+		return s;
+	}
+	/* A manifest from an earlier run must never describe these new weights. */
+	char *old = weld__path_join(cv->output_dir, WELD_MANIFEST_NAME);
+	if (!old)
+		s = weld__nomem(err);
+	else if (unlink(old) != 0 && errno != ENOENT)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot remove: %s", old, strerror(errno));
+	free(old);
+	if (s) {
+		weld__atomic_abort(&cv->weights);
+		return s;
+	}
+	s = weld__atomic_commit(&cv->weights, err);
+	if (!s)
+		(void)weld__fsync_dir(cv->output_dir, NULL); /* best effort: the rename is visible already */
+	return s;
+}
+
+/* config.json (dtype set), tokenizer and other side files, then weld.json. */
+static weld_status write_side_files(conversion *cv, weld_error *err)
+{
+	weld_status s = weld_copy_side_files(cv->side_dir, cv->output_dir, config_dtype(cv->p, cv->opts.dtype), &cv->side,
+					     &cv->nside, err);
+	if (s)
+		return s;
+	weld_manifest_info mi = {.source = cv->input,
+				 .source_format = weld_format_name(weld_ckpt_format(cv->c)),
+				 .dtype = dtype_label(cv->opts.dtype),
+				 .weights_file = cv->w->iface->file_name,
+				 .file_size = cv->file_size,
+				 .file_crc32 = cv->file_crc,
+				 .tensor_crcs = cv->ex.tensor_crcs,
+				 .fp16_overflows = cv->ex.fp16_overflows,
+				 .side_files = cv->side,
+				 .nside = cv->nside};
+	s = weld_manifest_write(cv->output_dir, cv->p, &mi, err);
+	if (!s)
+		(void)weld__fsync_dir(cv->output_dir, NULL);
+	return s;
+}
+
+/* What the result says of a finished run, or (dry run) of the plan alone. */
+static void fill_result(conversion *cv)
+{
+	weld_convert_result *r = cv->res;
+	r->tensors = cv->p->nt;
+	r->tied = cv->p->nalias;
+	r->bytes_written = cv->file_size;
+	r->fp16_overflows = cv->ex.fp16_overflows;
+	r->file_crc32 = cv->file_crc;
+	r->seconds = cv->ex.seconds;
+	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
+	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
+	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
+}
+
 static uint64_t total_bytes_read(const weld_ckpt *c)
 {
 	uint64_t n = 0;
@@ -170,157 +263,46 @@ static uint64_t total_bytes_read(const weld_ckpt *c)
 	return n;
 }
 
-/* The backend for DEVICE; when CUDA is not used after all, RES's notice says why. */
-static weld_status open_backend(weld_backend **b, weld_device device, weld_convert_result *res, weld_error *err)
+static void release(conversion *cv)
 {
-	char why[sizeof(res->notice)];
-	weld_status s = weld_backend_open(b, device, why, sizeof(why), err);
-	if (!s && why[0])
-		snprintf(res->notice, sizeof(res->notice), "CUDA not used (%s); converting on the CPU", why);
-	return s;
+	weld__atomic_abort(&cv->weights);
+	weld__free_strings(cv->side, cv->nside);
+	free(cv->ex.tensor_crcs);
+	weld_writer_free(cv->w);
+	weld_backend_close(cv->b);
+	weld_plan_free(cv->p);
+	weld_ckpt_free(cv->c);
+	free(cv->side_dir);
 }
 
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *res, weld_error *err)
 {
 	weld_error scratch;
+	weld_convert_result local;
 	if (!err)
 		err = &scratch;
-	weld_convert_result local;
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof(*res));
-	weld_convert_options opts = WELD_CONVERT_OPTIONS_INIT;
-	if (options)
-		opts = *options;
-	const char *weights = opts.pytorch_bin ? "pytorch_model.bin" : "model.safetensors";
-
-	weld_ckpt *c = NULL;
-	weld_plan *p = NULL;
-	weld_backend *b = NULL;
-	layout l = {0};
-	weld_exec_result ex = {0};
-	char **side = NULL;
-	size_t nside = 0;
-	char tmp[4096] = "", final[4096];
-	char *side_dir = side_dir_of(input);
-	int fd = -1;
-	uint32_t file_crc = 0;
-	weld_status s = side_dir ? WELD_OK : weld__nomem(err);
-
-	if (!s && (size_t)snprintf(final, sizeof(final), "%s/%s", output_dir, weights) >= sizeof(final))
-		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", output_dir);
+	conversion cv = {.input = input, .output_dir = output_dir, .res = res, .weights = {.fd = -1}};
+	weld_status s = take_options(&cv.opts, options, err);
 	if (!s)
-		s = refuse_same_folder(side_dir, output_dir, err);
-	if (!s)
-		s = weld_ckpt_open_as(&c, input, opts.type, err);
-	if (!s) {
-		weld_plan_options po = {.dtype = opts.dtype, .tie_word_embeddings = config_ties_embeddings(side_dir)};
-		s = weld_plan_build(&p, c, &po, err);
-	}
-	if (!s && !opts.dry_run)
-		s = weld_output_dir_prepare(output_dir, weights, opts.force, err);
-	if (!s)
-		s = open_backend(&b, opts.device, res, err);
-	if (!s)
-		s = opts.pytorch_bin ? layout_torch(p, &l, err) : layout_safetensors(p, &l, err);
-	if (!s && opts.dry_run) {
-		/* The plan alone says what a real run would read and write. */
-		res->tensors = p->nt;
-		res->tied = p->nalias;
-		res->bytes_read = p->src_bytes;
-		res->bytes_written = l.file_size;
-		snprintf(res->backend, sizeof(res->backend), "%s", weld_backend_name(b));
-		snprintf(res->stripped_prefix, sizeof(res->stripped_prefix), "%s", p->stripped_prefix);
-		snprintf(res->output_file, sizeof(res->output_file), "%s", final);
-		goto cleanup;
-	}
-	if (!s) {
-		snprintf(tmp, sizeof(tmp), "%s/.%s.weld-tmp-%ld", output_dir, weights, (long)getpid());
-		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0)
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-		else if (ftruncate(fd, (off_t)l.file_size) != 0)
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot size to %llu bytes: %s", tmp,
-				       (unsigned long long)l.file_size, strerror(errno));
+		s = prepare(&cv, err);
+	if (!s && cv.opts.dry_run) {
+		fill_result(&cv);
+		res->bytes_read = cv.p->src_bytes; /* what a real run would read */
+		release(&cv);
+		return WELD_OK;
 	}
 	if (!s)
-		s = opts.pytorch_bin ? weld_tw_write_head(l.tw, fd, tmp, err)
-				     : weld_pwrite_all(fd, tmp, l.header, l.header_len, 0, err);
-	if (!s) {
-		res->threads = opts.threads > 0 ? opts.threads : default_threads();
-		weld_exec_options eo = {.threads = res->threads,
-					.chunk_bytes = opts.chunk_bytes ? opts.chunk_bytes : DEFAULT_CHUNK_BYTES,
-					.progress = opts.progress,
-					.payload = opts.payload};
-		s = weld_execute(p, b, fd, tmp, &eo, &ex, err);
-	}
-	if (!s && opts.pytorch_bin) {
-		s = weld_tw_finish(l.tw, fd, tmp, ex.tensor_crcs, &file_crc, err);
-	} else if (!s) {
-		/* safetensors: header, then every tensor back to back in plan order. */
-		file_crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), l.header, (uInt)l.header_len);
-		for (size_t i = 0; i < p->nt; i++)
-			file_crc = (uint32_t)crc32_combine64(file_crc, ex.tensor_crcs[i], (z_off64_t)p->t[i].nbytes);
-	}
-	if (!s && (fsync(fd) != 0 || close(fd) != 0)) {
-		fd = -1;
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot flush: %s", tmp, strerror(errno));
-	}
-	if (!s) {
-		fd = -1;
-		/* A manifest from an earlier run must never describe these new weights. */
-		char old[4096];
-		snprintf(old, sizeof(old), "%s/%s", output_dir, WELD_MANIFEST_NAME);
-		if (unlink(old) != 0 && errno != ENOENT)
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot remove: %s", old, strerror(errno));
-	}
-	if (!s && rename(tmp, final) != 0)
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", final, strerror(errno));
-	if (!s) {
-		tmp[0] = '\0';
-		fsync_dir(output_dir);
-		s = weld_copy_side_files(side_dir, output_dir, config_dtype(p, opts.dtype), &side, &nside, err);
-	}
-	if (!s) {
-		weld_manifest_info mi = {.source = input,
-					 .source_format = weld_format_name(weld_ckpt_format(c)),
-					 .dtype = dtype_label(opts.dtype),
-					 .weights_file = weights,
-					 .file_size = l.file_size,
-					 .file_crc32 = file_crc,
-					 .tensor_crcs = ex.tensor_crcs,
-					 .fp16_overflows = ex.fp16_overflows,
-					 .side_files = side,
-					 .nside = nside};
-		s = weld_manifest_write(output_dir, p, &mi, err);
-		fsync_dir(output_dir);
-	}
-	if (!s) {
-		res->tensors = p->nt;
-		res->tied = p->nalias;
-		res->bytes_written = l.file_size;
-		res->fp16_overflows = ex.fp16_overflows;
-		res->file_crc32 = file_crc;
-		res->seconds = ex.seconds;
-		snprintf(res->backend, sizeof(res->backend), "%s", weld_backend_name(b));
-		snprintf(res->stripped_prefix, sizeof(res->stripped_prefix), "%s", p->stripped_prefix);
-		snprintf(res->output_file, sizeof(res->output_file), "%s", final);
-	}
-	if (c)
-		res->bytes_read = total_bytes_read(c);
-cleanup:
-	if (fd >= 0)
-		close(fd);
-	if (tmp[0])
-		unlink(tmp);
-	weld_free_strings(side, nside);
-	free(ex.tensor_crcs);
-	free(l.header);
-	weld_tw_layout_free(l.tw);
-	weld_backend_close(b);
-	weld_plan_free(p);
-	weld_ckpt_free(c);
-	free(side_dir);
+		s = write_weights(&cv, err);
+	if (!s)
+		s = write_side_files(&cv, err);
+	if (!s)
+		fill_result(&cv);
+	if (cv.c)
+		res->bytes_read = total_bytes_read(cv.c);
+	release(&cv);
 	return s;
 }

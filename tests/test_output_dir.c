@@ -4,7 +4,9 @@
  * (and training state left behind), stale weights cleared, and each refusal
  * with its exact message.
  */
-#include "output/output_dir.h"
+#include "output/config_json.h"
+#include "output/folder.h"
+#include "output/side_files.h"
 #include "test_util.h"
 
 #include <dirent.h>
@@ -370,7 +372,7 @@ static void test_copy_side_files(const char *root)
 	CHECK(n == 5);
 	for (size_t i = 0; i < n && i < 5; i++)
 		CHECK(strcmp(copied[i], want[i]) == 0);
-	weld_free_strings(copied, n);
+	weld__free_strings(copied, n);
 	CHECK(strcmp(listing(dst), "chat_template.jinja config.json generation_config.json "
 				   "special_tokens_map.json tokenizer.json") == 0);
 	CHECK(holds(dst, "config.json", bf16_config));
@@ -383,7 +385,7 @@ static void test_copy_side_files(const char *root)
 	/* No dtype: config.json as it was; existing copies are replaced. */
 	CHECK_OK(weld_copy_side_files(src, dst, NULL, &copied, &n, &err), &err);
 	CHECK(n == 5);
-	weld_free_strings(copied, n);
+	weld__free_strings(copied, n);
 	CHECK(holds(dst, "config.json", fp32_config));
 
 	/* A broken config.json: its path in the message, and no temporary file left. */

@@ -4,6 +4,7 @@
  * kind of malformed header fails with its exact status and message.
  */
 #include "io/safetensors.h"
+#include "output/safetensors.h"
 #include "test_util.h"
 
 #include <unistd.h>

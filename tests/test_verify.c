@@ -8,6 +8,7 @@
  */
 #include "util/util.h"
 #include "io/safetensors.h"
+#include "output/safetensors.h"
 #include "test_util.h"
 
 #include <cjson/cJSON.h>

@@ -2,7 +2,6 @@
 #include "io/record.h"
 
 #include <stdlib.h>
-#include <zlib.h>
 
 /* Padding between a record's pieces is read only while it stays this small. */
 #define MAX_GAP_BYTES (1u << 20)
@@ -27,7 +26,7 @@ static weld_status add_gap(weld_file *f, uint64_t at, uint64_t len, uint8_t *buf
 {
 	weld_status s = weld_file_pread(f, buf, (size_t)len, at, err);
 	if (!s)
-		*crc = (uint32_t)crc32_combine64(*crc, weld__crc32(0, buf, (size_t)len), (z_off64_t)len);
+		*crc = weld__crc32_combine(*crc, weld__crc32(0, buf, (size_t)len), len);
 	return s;
 }
 
@@ -52,7 +51,7 @@ static weld_status check_one(const weld_record *rec, const weld_record_piece *p,
 		}
 		if (j == n)
 			break;
-		crc = (uint32_t)crc32_combine64(crc, p[j].crc, (z_off64_t)p[j].len);
+		crc = weld__crc32_combine(crc, p[j].crc, p[j].len);
 		at += p[j].len;
 	}
 	return crc == rec->crc ? WELD_OK : weld__crc_mismatch(err, rec->file->path, rec->name, rec->crc, crc);

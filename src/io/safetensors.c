@@ -1,15 +1,17 @@
 /*
  * safetensors headers: a strict reader that enforces the reference (Rust)
- * reader's rules, and a builder whose output matches the Python writer byte
- * for byte (shared docs, section D).
+ * reader's rules (shared docs, section D).
  *
  * The JSON parser is our own rather than cJSON: shapes and offsets must be
  * exact 64-bit integers (cJSON keeps doubles, exact only up to 2^53) and
- * duplicate keys must be caught (cJSON keeps both without a word). It only
- * walks the header, never the data, and nests at most JSON_MAX_DEPTH deep so
- * a hostile header cannot exhaust the stack.
+ * duplicate keys must be caught (cJSON keeps both without a word). Its
+ * tokens come from util/json.c. It only walks the header, never the data,
+ * and nests at most JSON_MAX_DEPTH deep so a hostile header cannot exhaust
+ * the stack.
  */
 #include "io/safetensors.h"
+
+#include "util/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +21,12 @@
 #define JSON_MAX_DEPTH 128
 
 /* Longest name quoted in a message; longer ones are cut and end in "...". */
-#define SHOW_MAX 200
+#define SHOW_MAX (WELD_ST_SHOW_BUF - 4)
 
 /* ------------------------------------------------------------------------- */
-/* Helpers shared by reader and builder                                       */
+/* Helpers shared with the writer (output/safetensors.c)                      */
 
-/*
- * S made fit for a one-line message into BUF: control bytes become '?', and a
- * long name is cut at a UTF-8 character boundary.
- */
-static const char *show(char buf[SHOW_MAX + 4], const char *s)
+const char *weld__st_show(char buf[WELD_ST_SHOW_BUF], const char *s)
 {
 	size_t n = strlen(s), lim = n, o = 0;
 	if (n > SHOW_MAX) {
@@ -48,8 +46,8 @@ static const char *show(char buf[SHOW_MAX + 4], const char *s)
 	return buf;
 }
 
-/* "[509,64]" for messages; 16 dims of at most 20 digits fit in 400 bytes. */
-static const char *show_shape(char buf[400], const uint64_t *shape, size_t ndim)
+/* 16 dims of at most 20 digits fit in 400 bytes. */
+const char *weld__st_show_shape(char buf[400], const uint64_t *shape, size_t ndim)
 {
 	size_t o = 0;
 	buf[o++] = '[';
@@ -74,38 +72,7 @@ static weld_status check_lengths(uint64_t n, uint64_t file_size, weld_error *err
 	return WELD_OK;
 }
 
-/* qsort on an array of C strings; used to find duplicate names in O(n log n). */
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * Sorts a copy of NAMES and reports the first name that appears twice in
- * *DUP (NULL when none). false only when out of memory.
- */
-static bool find_duplicate(const char **names, size_t n, const char **dup)
-{
-	*dup = NULL;
-	if (n < 2)
-		return true;
-	const char **s = weld__reallocarray(NULL, n, sizeof(*s));
-	if (!s)
-		return false;
-	memcpy(s, names, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_strp);
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(s[i - 1], s[i]) == 0) {
-			*dup = s[i];
-			break;
-		}
-	free(s);
-	return true;
-}
-
-/* numel and byte size of a tensor; false (with WHICH set) on overflow. */
-static bool tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim, uint64_t *bytes,
-			 int *which)
+bool weld__st_tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim, uint64_t *bytes, int *which)
 {
 	uint64_t numel = 1;
 	for (size_t i = 0; i < ndim; i++)
@@ -124,19 +91,14 @@ static bool tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim, u
 /* JSON reading                                                               */
 
 typedef struct parser {
-	const unsigned char *s;
+	const char *s;
 	size_t len, pos;
 	weld_error *err;
 } parser;
 
 static void skip_ws(parser *p)
 {
-	while (p->pos < p->len) {
-		unsigned char c = p->s[p->pos];
-		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-			break;
-		p->pos++;
-	}
+	weld__json_skip_ws(p->s, p->len, &p->pos);
 }
 
 static weld_status json_fail(parser *p, size_t at, const char *what)
@@ -144,37 +106,33 @@ static weld_status json_fail(parser *p, size_t at, const char *what)
 	return weld__fail(p->err, WELD_ERR_FORMAT, "header is not valid JSON at byte %zu: %s", at, what);
 }
 
+/* A token error, in this reader's words. */
+static weld_status lex_fail(parser *p, weld_json_error e, size_t at)
+{
+	static const char *const what[] = {
+		[WELD_JSON_OK] = "",
+		[WELD_JSON_UNTERMINATED] = "unterminated string",
+		[WELD_JSON_CONTROL] = "control character in a string",
+		[WELD_JSON_ESCAPE] = "invalid escape in a string",
+		[WELD_JSON_U_ESCAPE] = "invalid \\u escape",
+		[WELD_JSON_SURROGATE] = "lone surrogate in a \\u escape",
+		[WELD_JSON_NUMBER] = "invalid number",
+	};
+	return json_fail(p, at, what[e]);
+}
+
 /* Consume the byte C at the cursor or fail with "expected 'C'". */
 static weld_status expect(parser *p, char c)
 {
 	if (p->pos >= p->len)
 		return json_fail(p, p->pos, "unexpected end of header");
-	if (p->s[p->pos] != (unsigned char)c) {
+	if (p->s[p->pos] != c) {
 		char what[32];
 		snprintf(what, sizeof(what), "expected '%c'", c);
 		return json_fail(p, p->pos, what);
 	}
 	p->pos++;
 	return WELD_OK;
-}
-
-static int hex4(const unsigned char *s)
-{
-	int v = 0;
-	for (int i = 0; i < 4; i++) {
-		unsigned char c = s[i];
-		int d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else
-			return -1;
-		v = v * 16 + d;
-	}
-	return v;
 }
 
 /*
@@ -188,127 +146,44 @@ static weld_status parse_string(parser *p, char **out, size_t *out_len)
 		return json_fail(p, p->pos, "unexpected end of header");
 	if (p->s[p->pos] != '"')
 		return json_fail(p, p->pos, "expected a string");
-	size_t start = p->pos + 1, end = start;
-	/* Find the closing quote first: decoding never grows a string, so the raw length bounds the copy. */
-	while (end < p->len && p->s[end] != '"') {
-		if (p->s[end] < 0x20)
-			return json_fail(p, end, "control character in a string");
-		end += p->s[end] == '\\' ? 2 : 1;
-	}
-	if (end >= p->len)
-		return json_fail(p, p->pos, "unterminated string");
-	char *d = NULL;
-	if (out) {
-		d = malloc(end - start + 1);
-		if (!d)
-			return weld__nomem(p->err);
-	}
-	size_t o = 0;
-#define PUT(ch)                                 \
-	do {                                    \
-		if (d)                          \
-			d[o] = (char)(ch);      \
-		o++;                            \
-	} while (0)
-	for (size_t i = start; i < end;) {
-		unsigned char c = p->s[i];
-		if (c != '\\') {
-			PUT(c);
-			i++;
-			continue;
-		}
-		unsigned char e = p->s[i + 1]; /* i + 1 < end: the scan above skipped pairs */
-		if (e != 'u') {
-			static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-			const char *k = e ? strchr(from, e) : NULL;
-			if (!k) {
-				free(d);
-				return json_fail(p, i, "invalid escape in a string");
-			}
-			PUT(to[k - from]);
-			i += 2;
-			continue;
-		}
-		int cp = end - i >= 6 ? hex4(p->s + i + 2) : -1;
-		if (cp < 0) {
-			free(d);
-			return json_fail(p, i, "invalid \\u escape");
-		}
-		size_t esc = 6;
-		if (cp >= 0xDC00 && cp <= 0xDFFF) {
-			free(d);
-			return json_fail(p, i, "lone surrogate in a \\u escape");
-		}
-		if (cp >= 0xD800 && cp <= 0xDBFF) {
-			/* A high surrogate must be followed by a low one. */
-			int lo = (end - i >= 12 && p->s[i + 6] == '\\' && p->s[i + 7] == 'u')
-					 ? hex4(p->s + i + 8)
-					 : -1;
-			if (lo < 0xDC00 || lo > 0xDFFF) {
-				free(d);
-				return json_fail(p, i, "lone surrogate in a \\u escape");
-			}
-			cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-			esc = 12;
-		}
-		if (cp < 0x80) {
-			PUT(cp);
-		} else if (cp < 0x800) {
-			PUT(0xC0 | (cp >> 6));
-			PUT(0x80 | (cp & 0x3F));
-		} else if (cp < 0x10000) {
-			PUT(0xE0 | (cp >> 12));
-			PUT(0x80 | ((cp >> 6) & 0x3F));
-			PUT(0x80 | (cp & 0x3F));
-		} else {
-			PUT(0xF0 | (cp >> 18));
-			PUT(0x80 | ((cp >> 12) & 0x3F));
-			PUT(0x80 | ((cp >> 6) & 0x3F));
-			PUT(0x80 | (cp & 0x3F));
-		}
-		i += esc;
-	}
-#undef PUT
-	p->pos = end + 1;
-	if (d) {
-		d[o] = '\0';
-		*out = d;
-		*out_len = o;
-	}
+	size_t start = p->pos, at, n;
+	weld_json_error e = weld__json_string(p->s, p->len, &p->pos, true, NULL, &n, &at);
+	if (e)
+		return lex_fail(p, e, at);
+	if (!out)
+		return WELD_OK;
+	/* Checked: decode it again, into a buffer of the decoded size. */
+	char *d = malloc(n + 1);
+	if (!d)
+		return weld__nomem(p->err);
+	weld__json_string(p->s, p->len, &start, true, d, &n, &at);
+	d[n] = '\0';
+	*out = d;
+	*out_len = n;
 	return WELD_OK;
 }
 
-/* Check a JSON number's grammar and step over it. */
-static weld_status skip_number(parser *p)
+/* After a container's member: ',' (*MORE) or its closing byte CLOSE. */
+static weld_status next_member(parser *p, char close, bool *more)
 {
-	const unsigned char *s = p->s;
-	size_t i = p->pos, n = p->len;
-	if (i < n && s[i] == '-')
-		i++;
-	if (i >= n || s[i] < '0' || s[i] > '9')
-		return json_fail(p, p->pos, "invalid number");
-	if (s[i] == '0')
-		i++;
-	else
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-	if (i < n && s[i] == '.') {
-		i++;
-		if (i >= n || s[i] < '0' || s[i] > '9')
-			return json_fail(p, p->pos, "invalid number");
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
+	skip_ws(p);
+	*more = p->pos < p->len && p->s[p->pos] == ',';
+	if (*more) {
+		p->pos++;
+		return WELD_OK;
 	}
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		if (i >= n || s[i] < '0' || s[i] > '9')
-			return json_fail(p, p->pos, "invalid number");
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
-	}
-	p->pos = i;
+	return expect(p, close);
+}
+
+/* A container's members start after OPEN; *EMPTY when CLOSE follows at once (consumed). */
+static weld_status open_container(parser *p, char open, char close, bool *empty)
+{
+	weld_status st = expect(p, open);
+	if (st)
+		return st;
+	skip_ws(p);
+	*empty = p->pos < p->len && p->s[p->pos] == close;
+	p->pos += *empty;
 	return WELD_OK;
 }
 
@@ -320,19 +195,16 @@ static weld_status skip_value(parser *p, int depth)
 {
 	if (p->pos >= p->len)
 		return json_fail(p, p->pos, "unexpected end of header");
-	unsigned char c = p->s[p->pos];
+	char c = p->s[p->pos];
 	weld_status st;
 	if (c == '{' || c == '[') {
 		if (depth > JSON_MAX_DEPTH)
 			return json_fail(p, p->pos, "nested deeper than 128 levels");
 		char close = c == '{' ? '}' : ']';
-		p->pos++;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == (unsigned char)close) {
-			p->pos++;
-			return WELD_OK;
-		}
-		for (;;) {
+		bool empty, more = true;
+		if ((st = open_container(p, c, close, &empty)) || empty)
+			return st;
+		while (more) {
 			skip_ws(p);
 			if (c == '{') {
 				if ((st = parse_string(p, NULL, NULL)) != WELD_OK)
@@ -342,20 +214,18 @@ static weld_status skip_value(parser *p, int depth)
 					return st;
 				skip_ws(p);
 			}
-			if ((st = skip_value(p, depth + 1)) != WELD_OK)
+			if ((st = skip_value(p, depth + 1)) || (st = next_member(p, close, &more)))
 				return st;
-			skip_ws(p);
-			if (p->pos < p->len && p->s[p->pos] == ',') {
-				p->pos++;
-				continue;
-			}
-			return expect(p, close);
 		}
+		return WELD_OK;
 	}
 	if (c == '"')
 		return parse_string(p, NULL, NULL);
-	if (c == '-' || (c >= '0' && c <= '9'))
-		return skip_number(p);
+	if (c == '-' || (c >= '0' && c <= '9')) {
+		size_t at = p->pos;
+		weld_json_error e = weld__json_number(p->s, p->len, &p->pos, false);
+		return e ? lex_fail(p, e, at) : WELD_OK;
+	}
 	static const char *const lits[] = {"true", "false", "null"};
 	for (size_t k = 0; k < 3; k++) {
 		size_t l = strlen(lits[k]);
@@ -374,7 +244,7 @@ static weld_status skip_value(parser *p, int depth)
  */
 static int parse_uint(parser *p, uint64_t *out)
 {
-	const unsigned char *s = p->s;
+	const char *s = p->s;
 	size_t i = p->pos, n = p->len;
 	if (i >= n || s[i] < '0' || s[i] > '9')
 		return 1;
@@ -401,12 +271,12 @@ static int parse_uint(parser *p, uint64_t *out)
 static weld_status parse_uint_list(parser *p, const char *name, const char *field, size_t max,
 				   uint64_t *vals, size_t *n)
 {
-	char nb[SHOW_MAX + 4];
+	char nb[WELD_ST_SHOW_BUF];
 	bool offsets = strcmp(field, "data_offsets") == 0;
 	*n = 0;
 	if (p->pos >= p->len || p->s[p->pos] != '[')
 		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': %s is not an array",
-				  show(nb, name), field);
+				  weld__st_show(nb, name), field);
 	p->pos++;
 	skip_ws(p);
 	if (p->pos < p->len && p->s[p->pos] == ']') {
@@ -419,9 +289,9 @@ static weld_status parse_uint_list(parser *p, const char *name, const char *fiel
 			if (offsets)
 				return weld__fail(p->err, WELD_ERR_FORMAT,
 						  "tensor '%s': data_offsets must hold exactly 2 integers",
-						  show(nb, name));
+						  weld__st_show(nb, name));
 			return weld__fail(p->err, WELD_ERR_UNSUPPORTED,
-					  "tensor '%s': shape has more than %d dimensions", show(nb, name),
+					  "tensor '%s': shape has more than %d dimensions", weld__st_show(nb, name),
 					  WELD_MAX_DIMS);
 		}
 		int r = parse_uint(p, &vals[*n]);
@@ -429,7 +299,7 @@ static weld_status parse_uint_list(parser *p, const char *name, const char *fiel
 			return weld__fail(p->err, WELD_ERR_FORMAT,
 					  r == 1 ? "tensor '%s': %s[%zu] is not a non-negative integer"
 						 : "tensor '%s': %s[%zu] does not fit in 64 bits",
-					  show(nb, name), field, *n);
+					  weld__st_show(nb, name), field, *n);
 		(*n)++;
 		skip_ws(p);
 		if (p->pos < p->len && p->s[p->pos] == ',') {
@@ -440,116 +310,118 @@ static weld_status parse_uint_list(parser *p, const char *name, const char *fiel
 	}
 }
 
+/* The "dtype" value of tensor T (a string naming a known dtype). */
+static weld_status parse_dtype(parser *p, weld_st_tensor *t)
+{
+	char nb[WELD_ST_SHOW_BUF], vb[WELD_ST_SHOW_BUF], *val;
+	size_t vlen;
+	if (p->pos >= p->len || p->s[p->pos] != '"')
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': dtype is not a string", weld__st_show(nb, t->name));
+	weld_status st = parse_string(p, &val, &vlen);
+	if (st != WELD_OK)
+		return st;
+	t->dtype = vlen == strlen(val) ? weld_dtype_from_name(val) : WELD_DTYPE_INVALID;
+	if (t->dtype == WELD_DTYPE_INVALID)
+		st = weld__fail(p->err, WELD_ERR_UNSUPPORTED, "tensor '%s': unknown dtype '%s'", weld__st_show(nb, t->name),
+				weld__st_show(vb, val));
+	free(val);
+	return st;
+}
+
+/* The value of field FIELD (1 dtype, 2 shape, 3 data_offsets, 0 anything else) of tensor T. */
+static weld_status parse_field(parser *p, weld_st_tensor *t, int field)
+{
+	char nb[WELD_ST_SHOW_BUF];
+	uint64_t off[2];
+	size_t n;
+	weld_status st;
+	switch (field) {
+	case 1: return parse_dtype(p, t);
+	case 2: return parse_uint_list(p, t->name, "shape", WELD_MAX_DIMS, t->shape, &t->ndim);
+	case 3:
+		if ((st = parse_uint_list(p, t->name, "data_offsets", 2, off, &n)) != WELD_OK)
+			return st;
+		if (n != 2)
+			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': data_offsets must hold exactly 2 integers",
+					  weld__st_show(nb, t->name));
+		t->begin = off[0];
+		t->end = off[1];
+		return WELD_OK;
+	default:
+		/* The Rust reader ignores unknown fields; so do we, after checking them. */
+		return skip_value(p, 3);
+	}
+}
+
+/* The data_offsets of T span exactly its dtype and shape's bytes. */
+static weld_status check_tensor_size(parser *p, const weld_st_tensor *t)
+{
+	char nb[WELD_ST_SHOW_BUF], sb[400];
+	const char *name = weld__st_show(nb, t->name);
+	if (t->end < t->begin)
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': data_offsets [%llu,%llu] end before they begin", name,
+				  (unsigned long long)t->begin, (unsigned long long)t->end);
+	uint64_t bytes;
+	int which;
+	if (!weld__st_tensor_bytes(t->dtype, t->shape, t->ndim, &bytes, &which)) {
+		if (which == 0)
+			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': shape %s has more elements than fit in 64 bits",
+					  name, weld__st_show_shape(sb, t->shape, t->ndim));
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': %s %s is more bytes than fit in 64 bits", name,
+				  weld_dtype_name(t->dtype), weld__st_show_shape(sb, t->shape, t->ndim));
+	}
+	if (t->end - t->begin != bytes)
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': data_offsets [%llu,%llu] hold %llu bytes but %s %s needs %llu",
+				  name, (unsigned long long)t->begin, (unsigned long long)t->end,
+				  (unsigned long long)(t->end - t->begin), weld_dtype_name(t->dtype),
+				  weld__st_show_shape(sb, t->shape, t->ndim), (unsigned long long)bytes);
+	return WELD_OK;
+}
+
+/* Which of a tensor entry's fields KEY[0..KLEN) is: 1 dtype, 2 shape, 3 data_offsets, 0 another. */
+static int field_of(const char *key, size_t klen)
+{
+	static const char *const names[] = {"dtype", "shape", "data_offsets"};
+	for (int i = 0; i < 3; i++)
+		if (klen == strlen(names[i]) && memcmp(key, names[i], klen) == 0)
+			return i + 1;
+	return 0;
+}
+
 /* One tensor entry {"dtype":..,"shape":..,"data_offsets":..} for tensor T (name set). */
 static weld_status parse_tensor(parser *p, weld_st_tensor *t)
 {
-	char nb[SHOW_MAX + 4];
-	const char *name = t->name;
+	static const char *const fname[] = {"", "dtype", "shape", "data_offsets"};
+	char nb[WELD_ST_SHOW_BUF];
+	bool seen[4] = {false}, empty, more = true;
 	weld_status st;
-	bool have_dtype = false, have_shape = false, have_offsets = false;
 	if (p->pos >= p->len || p->s[p->pos] != '{')
-		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': entry is not a JSON object",
-				  show(nb, name));
-	p->pos++;
-	skip_ws(p);
-	bool empty = p->pos < p->len && p->s[p->pos] == '}';
-	if (empty)
-		p->pos++;
-	while (!empty) {
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': entry is not a JSON object", weld__st_show(nb, t->name));
+	if ((st = open_container(p, '{', '}', &empty)))
+		return st;
+	while (!empty && more) {
 		skip_ws(p);
 		char *key;
 		size_t klen;
 		if ((st = parse_string(p, &key, &klen)) != WELD_OK)
 			return st;
-		int field = klen == 5 && memcmp(key, "dtype", 5) == 0	  ? 1
-			    : klen == 5 && memcmp(key, "shape", 5) == 0	  ? 2
-			    : klen == 12 && memcmp(key, "data_offsets", 12) == 0 ? 3
-										 : 0;
+		int field = field_of(key, klen);
 		free(key);
-		static const char *const fname[] = {"", "dtype", "shape", "data_offsets"};
-		bool *seen = field == 1 ? &have_dtype : field == 2 ? &have_shape : &have_offsets;
-		if (field && *seen)
-			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': duplicate field '%s'",
-					  show(nb, name), fname[field]);
+		if (field && seen[field])
+			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': duplicate field '%s'", weld__st_show(nb, t->name),
+					  fname[field]);
 		skip_ws(p);
 		if ((st = expect(p, ':')) != WELD_OK)
 			return st;
 		skip_ws(p);
-		if (field == 1) {
-			if (p->pos >= p->len || p->s[p->pos] != '"')
-				return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': dtype is not a string",
-						  show(nb, name));
-			char *val;
-			size_t vlen;
-			if ((st = parse_string(p, &val, &vlen)) != WELD_OK)
-				return st;
-			t->dtype = vlen == strlen(val) ? weld_dtype_from_name(val) : WELD_DTYPE_INVALID;
-			if (t->dtype == WELD_DTYPE_INVALID) {
-				char vb[SHOW_MAX + 4];
-				weld__fail(p->err, WELD_ERR_UNSUPPORTED, "tensor '%s': unknown dtype '%s'",
-					   show(nb, name), show(vb, val));
-				free(val);
-				return WELD_ERR_UNSUPPORTED;
-			}
-			free(val);
-		} else if (field == 2) {
-			if ((st = parse_uint_list(p, name, "shape", WELD_MAX_DIMS, t->shape, &t->ndim)) !=
-			    WELD_OK)
-				return st;
-		} else if (field == 3) {
-			uint64_t off[2];
-			size_t n;
-			if ((st = parse_uint_list(p, name, "data_offsets", 2, off, &n)) != WELD_OK)
-				return st;
-			if (n != 2)
-				return weld__fail(p->err, WELD_ERR_FORMAT,
-						  "tensor '%s': data_offsets must hold exactly 2 integers",
-						  show(nb, name));
-			t->begin = off[0];
-			t->end = off[1];
-		} else {
-			/* The Rust reader ignores unknown fields; so do we, after checking them. */
-			if ((st = skip_value(p, 3)) != WELD_OK)
-				return st;
-		}
-		if (field)
-			*seen = true;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		if ((st = expect(p, '}')) != WELD_OK)
+		if ((st = parse_field(p, t, field)) != WELD_OK || (st = next_member(p, '}', &more)) != WELD_OK)
 			return st;
-		break;
+		seen[field] = true;
 	}
-	if (!have_dtype || !have_shape || !have_offsets)
-		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': missing '%s'", show(nb, name),
-				  !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
-
-	char sb[400];
-	if (t->end < t->begin)
-		return weld__fail(p->err, WELD_ERR_FORMAT,
-				  "tensor '%s': data_offsets [%llu,%llu] end before they begin", show(nb, name),
-				  (unsigned long long)t->begin, (unsigned long long)t->end);
-	uint64_t bytes;
-	int which;
-	if (!tensor_bytes(t->dtype, t->shape, t->ndim, &bytes, &which)) {
-		if (which == 0)
-			return weld__fail(p->err, WELD_ERR_FORMAT,
-					  "tensor '%s': shape %s has more elements than fit in 64 bits",
-					  show(nb, name), show_shape(sb, t->shape, t->ndim));
-		return weld__fail(p->err, WELD_ERR_FORMAT,
-				  "tensor '%s': %s %s is more bytes than fit in 64 bits", show(nb, name),
-				  weld_dtype_name(t->dtype), show_shape(sb, t->shape, t->ndim));
-	}
-	if (t->end - t->begin != bytes)
-		return weld__fail(p->err, WELD_ERR_FORMAT,
-				  "tensor '%s': data_offsets [%llu,%llu] hold %llu bytes but %s %s needs %llu",
-				  show(nb, name), (unsigned long long)t->begin, (unsigned long long)t->end,
-				  (unsigned long long)(t->end - t->begin), weld_dtype_name(t->dtype),
-				  show_shape(sb, t->shape, t->ndim), (unsigned long long)bytes);
-	return WELD_OK;
+	if (!seen[1] || !seen[2] || !seen[3])
+		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': missing '%s'", weld__st_show(nb, t->name),
+				  !seen[1] ? "dtype" : !seen[2] ? "shape" : "data_offsets");
+	return check_tensor_size(p, t);
 }
 
 /* Room for one more entry in a growing array (doubling). */
@@ -571,7 +443,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
 /* "__metadata__": an object of string -> string (null counts as absent). */
 static weld_status parse_metadata(parser *p, weld_st_header *h, size_t *cap)
 {
-	char kb[SHOW_MAX + 4];
+	char kb[WELD_ST_SHOW_BUF];
 	weld_status st;
 	if (p->len - p->pos >= 4 && memcmp(p->s + p->pos, "null", 4) == 0) {
 		/* serde reads the Rust reader's Option<HashMap> from null as None. */
@@ -605,7 +477,7 @@ static weld_status parse_metadata(parser *p, weld_st_header *h, size_t *cap)
 		skip_ws(p);
 		if (p->pos >= p->len || p->s[p->pos] != '"') {
 			weld__fail(p->err, WELD_ERR_FORMAT, "__metadata__ value for '%s' is not a string",
-				   show(kb, key));
+				   weld__st_show(kb, key));
 			free(key);
 			return WELD_ERR_FORMAT;
 		}
@@ -615,7 +487,7 @@ static weld_status parse_metadata(parser *p, weld_st_header *h, size_t *cap)
 		}
 		if (vlen != strlen(val)) {
 			weld__fail(p->err, WELD_ERR_UNSUPPORTED,
-				   "__metadata__ value for '%s' contains a NUL character", show(kb, key));
+				   "__metadata__ value for '%s' contains a NUL character", weld__st_show(kb, key));
 			free(key);
 			free(val);
 			return WELD_ERR_UNSUPPORTED;
@@ -709,7 +581,7 @@ static weld_status parse_object(parser *p, weld_st_header *h)
  */
 static weld_status check_layout(const weld_st_header *h, uint64_t file_size, weld_error *err)
 {
-	char nb[SHOW_MAX + 4], pb[SHOW_MAX + 4];
+	char nb[WELD_ST_SHOW_BUF], pb[SHOW_MAX + 4];
 	size_t n = h->ntensors;
 	size_t *idx = weld__reallocarray(NULL, n ? n : 1, sizeof(*idx));
 	if (!idx)
@@ -755,12 +627,12 @@ static weld_status check_layout(const weld_st_header *h, uint64_t file_size, wel
 			if (!prev)
 				st = weld__fail(err, WELD_ERR_FORMAT,
 						"tensor '%s' starts at %llu but the first tensor must start at 0",
-						show(nb, t->name), (unsigned long long)t->begin);
+						weld__st_show(nb, t->name), (unsigned long long)t->begin);
 			else
 				st = weld__fail(err, WELD_ERR_FORMAT,
 						"tensor '%s' starts at %llu but tensor '%s' ends at %llu (%s)",
-						show(nb, t->name), (unsigned long long)t->begin,
-						show(pb, prev->name), (unsigned long long)cursor,
+						weld__st_show(nb, t->name), (unsigned long long)t->begin,
+						weld__st_show(pb, prev->name), (unsigned long long)cursor,
 						t->begin > cursor ? "hole" : "overlap");
 		}
 		cursor = t->end;
@@ -796,12 +668,11 @@ weld_status weld_st_parse_header(weld_st_header *out, const char *json, size_t l
 	out->header_len = len;
 	out->data_start = 8 + (uint64_t)len;
 
-	const unsigned char *s = (const unsigned char *)json;
-	size_t bad = weld__utf8_valid_len(s, len, false);
+	size_t bad = weld__utf8_valid_len(json, len, false);
 	if (bad < len)
 		return weld__fail(err, WELD_ERR_FORMAT, "header is not valid UTF-8 (byte %zu)", bad);
 
-	parser p = {.s = s, .len = len, .pos = 0, .err = err};
+	parser p = {.s = json, .len = len, .pos = 0, .err = err};
 	st = parse_object(&p, out);
 	if (st == WELD_OK) {
 		skip_ws(&p); /* the writer pads with spaces; serde allows any whitespace */
@@ -817,18 +688,18 @@ weld_status weld_st_parse_header(weld_st_header *out, const char *json, size_t l
 			for (size_t i = 0; i < out->ntensors; i++)
 				names[i] = out->tensors[i].name;
 		}
-		char nb[SHOW_MAX + 4];
-		if (!names || !find_duplicate(names, out->ntensors, &dup))
+		char nb[WELD_ST_SHOW_BUF];
+		if (!names || !weld__find_duplicate(names, out->ntensors, &dup))
 			st = weld__nomem(err);
 		else if (dup)
-			st = weld__fail(err, WELD_ERR_FORMAT, "duplicate tensor name '%s'", show(nb, dup));
+			st = weld__fail(err, WELD_ERR_FORMAT, "duplicate tensor name '%s'", weld__st_show(nb, dup));
 		free(names);
 		if (st == WELD_OK) {
-			if (!find_duplicate((const char **)out->meta_keys, out->nmeta, &dup))
+			if (!weld__find_duplicate((const char *const *)out->meta_keys, out->nmeta, &dup))
 				st = weld__nomem(err);
 			else if (dup)
 				st = weld__fail(err, WELD_ERR_FORMAT, "__metadata__: duplicate key '%s'",
-						show(nb, dup));
+						weld__st_show(nb, dup));
 		}
 	}
 	if (st == WELD_OK)
@@ -885,236 +756,3 @@ void weld_st_header_clear(weld_st_header *h)
 	memset(h, 0, sizeof(*h));
 }
 
-/* ------------------------------------------------------------------------- */
-/* Header building                                                            */
-
-typedef struct obuf {
-	uint8_t *p;
-	size_t len, cap;
-	bool oom;
-} obuf;
-
-static void put(obuf *b, const void *data, size_t n)
-{
-	if (b->oom)
-		return;
-	size_t need;
-	if (!weld__add_size(&need, b->len, n)) {
-		b->oom = true;
-		return;
-	}
-	if (need > b->cap) {
-		size_t ncap = b->cap ? b->cap : 256;
-		while (ncap < need)
-			if (!weld__mul_size(&ncap, ncap, 2)) {
-				b->oom = true;
-				return;
-			}
-		uint8_t *q = realloc(b->p, ncap);
-		if (!q) {
-			b->oom = true;
-			return;
-		}
-		b->p = q;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len = need;
-}
-
-static void put_str(obuf *b, const char *s)
-{
-	put(b, s, strlen(s));
-}
-
-static void put_u64(obuf *b, uint64_t v)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-	put(b, tmp, (size_t)n);
-}
-
-/* A JSON string escaped exactly as serde_json writes it. */
-static void put_json_string(obuf *b, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	put(b, "\"", 1);
-	const char *run = s;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		put(b, run, (size_t)(s - run));
-		run = s + 1;
-		char esc[6] = {'\\', 0, 0, 0, 0, 0};
-		size_t n = 2;
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			n = 6;
-		}
-		put(b, esc, n);
-	}
-	put(b, run, (size_t)(s - run));
-	put(b, "\"", 1);
-}
-
-/* The Python writer's order: dtype descending, then name bytewise ascending. */
-static int cmp_out(const void *a, const void *b)
-{
-	const weld_st_out_tensor *x = a, *y = b;
-	if (x->dtype != y->dtype)
-		return x->dtype > y->dtype ? -1 : 1;
-	return strcmp(x->name, y->name);
-}
-
-weld_status weld_st_build_header(weld_st_out_tensor *tensors, size_t n, const char *const *meta_keys,
-				 const char *const *meta_vals, size_t nmeta, uint8_t **out_header,
-				 size_t *out_len, uint64_t *out_data_len, weld_error *err)
-{
-	char nb[SHOW_MAX + 4], sb[400];
-	if (!out_header || !out_len || !out_data_len || (n && !tensors) ||
-	    (nmeta && (!meta_keys || !meta_vals)))
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_st_build_header: missing argument");
-	*out_header = NULL;
-	*out_len = 0;
-	*out_data_len = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		weld_st_out_tensor *t = &tensors[i];
-		if (!t->name)
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor %zu has no name", i);
-		size_t nl = strlen(t->name);
-		if (!weld__utf8_valid(t->name, nl, false))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor name '%s' is not valid UTF-8",
-					  show(nb, t->name));
-		if (strcmp(t->name, "__metadata__") == 0)
-			return weld__fail(err, WELD_ERR_INVALID_ARG,
-					  "tensor name '__metadata__' is reserved by safetensors");
-		if (!weld_dtype_name(t->dtype))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor '%s': invalid dtype %d",
-					  show(nb, t->name), (int)t->dtype);
-		if (t->ndim > WELD_MAX_DIMS || (t->ndim && !t->shape))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor '%s': invalid shape (%zu dimensions)",
-					  show(nb, t->name), t->ndim);
-		int which;
-		if (!tensor_bytes(t->dtype, t->shape, t->ndim, &t->nbytes, &which))
-			return weld__fail(err, WELD_ERR_INVALID_ARG,
-					  "tensor '%s': %s %s is more bytes than fit in 64 bits",
-					  show(nb, t->name), weld_dtype_name(t->dtype),
-					  show_shape(sb, t->shape, t->ndim));
-	}
-	for (size_t i = 0; i < nmeta; i++) {
-		if (!meta_keys[i] || !meta_vals[i])
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "metadata entry %zu is NULL", i);
-		size_t kl = strlen(meta_keys[i]), vl = strlen(meta_vals[i]);
-		if (!weld__utf8_valid(meta_keys[i], kl, false) ||
-		    !weld__utf8_valid(meta_vals[i], vl, false))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "metadata entry %zu is not valid UTF-8", i);
-	}
-
-	/* Duplicates: tensor names, then metadata keys. */
-	const char *dup = NULL;
-	const char **names = weld__reallocarray(NULL, n ? n : 1, sizeof(*names));
-	if (!names)
-		return weld__nomem(err);
-	for (size_t i = 0; i < n; i++)
-		names[i] = tensors[i].name;
-	bool ok = find_duplicate(names, n, &dup);
-	free(names);
-	if (!ok)
-		return weld__nomem(err);
-	if (dup)
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "duplicate tensor name '%s'", show(nb, dup));
-	{
-		const char **keys = weld__reallocarray(NULL, nmeta ? nmeta : 1, sizeof(*keys));
-		if (!keys)
-			return weld__nomem(err);
-		for (size_t i = 0; i < nmeta; i++)
-			keys[i] = meta_keys[i];
-		ok = find_duplicate(keys, nmeta, &dup);
-		free(keys);
-		if (!ok)
-			return weld__nomem(err);
-		if (dup)
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "duplicate metadata key '%s'",
-					  show(nb, dup));
-	}
-
-	if (n)
-		qsort(tensors, n, sizeof(*tensors), cmp_out);
-	uint64_t offset = 0;
-	for (size_t i = 0; i < n; i++) {
-		tensors[i].offset = offset;
-		if (!weld__add_u64(&offset, offset, tensors[i].nbytes))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensors total more bytes than fit in 64 bits");
-	}
-
-	/* Compact JSON in the order the Rust Metadata serializer uses. */
-	obuf b = {0};
-	put(&b, "\0\0\0\0\0\0\0\0", 8); /* the length prefix, filled in below */
-	put(&b, "{", 1);
-	bool first = true;
-	if (nmeta) {
-		/* nmeta == 0 stands for Python's metadata=None: no __metadata__ key at all. */
-		put_str(&b, "\"__metadata__\":{");
-		for (size_t i = 0; i < nmeta; i++) {
-			if (i)
-				put(&b, ",", 1);
-			put_json_string(&b, meta_keys[i]);
-			put(&b, ":", 1);
-			put_json_string(&b, meta_vals[i]);
-		}
-		put(&b, "}", 1);
-		first = false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const weld_st_out_tensor *t = &tensors[i];
-		if (!first)
-			put(&b, ",", 1);
-		first = false;
-		put_json_string(&b, t->name);
-		put_str(&b, ":{\"dtype\":\"");
-		put_str(&b, weld_dtype_name(t->dtype));
-		put_str(&b, "\",\"shape\":[");
-		for (size_t d = 0; d < t->ndim; d++) {
-			if (d)
-				put(&b, ",", 1);
-			put_u64(&b, t->shape[d]);
-		}
-		put_str(&b, "],\"data_offsets\":[");
-		put_u64(&b, t->offset);
-		put(&b, ",", 1);
-		put_u64(&b, t->offset + t->nbytes);
-		put_str(&b, "]}");
-	}
-	put(&b, "}", 1);
-	/* Pad with spaces so the data buffer starts 8-aligned; N counts the padding. */
-	while (!b.oom && b.len % 8)
-		put(&b, " ", 1);
-	if (b.oom) {
-		free(b.p);
-		return weld__nomem(err);
-	}
-	uint64_t hlen = (uint64_t)b.len - 8;
-	if (hlen > WELD_ST_HEADER_MAX) {
-		free(b.p);
-		return weld__fail(err, WELD_ERR_LIMIT, "header of %llu bytes exceeds the %llu-byte limit",
-				  (unsigned long long)hlen, (unsigned long long)WELD_ST_HEADER_MAX);
-	}
-	for (int i = 0; i < 8; i++)
-		b.p[i] = (uint8_t)(hlen >> (8 * i));
-	*out_header = b.p;
-	*out_len = b.len;
-	*out_data_len = offset;
-	return WELD_OK;
-}

@@ -1,10 +1,10 @@
 /*
- * safetensors: a strict header parser that enforces the reference (Rust)
- * rules, and a header builder that matches the Python library's output byte
- * for byte (shared docs, section D).
+ * safetensors headers: a strict reader that enforces the reference (Rust)
+ * reader's rules (shared docs, section D). The writer is in
+ * output/safetensors.h; the helpers at the end serve both.
  */
-#ifndef WELD_SAFETENSORS_H
-#define WELD_SAFETENSORS_H
+#ifndef WELD_IO_SAFETENSORS_H
+#define WELD_IO_SAFETENSORS_H
 
 #include "util/util.h"
 
@@ -45,26 +45,17 @@ weld_status weld_st_read_header(weld_st_header *out, weld_file *f, weld_error *e
 
 void weld_st_header_clear(weld_st_header *h);
 
-/* One tensor to be written: the builder needs only name, dtype and shape. */
-typedef struct weld_st_out_tensor {
-	const char *name;
-	weld_dtype dtype;
-	size_t ndim;
-	const uint64_t *shape;
-	uint64_t offset; /* filled by weld_st_build_header: begin within the data buffer */
-	uint64_t nbytes; /* filled by weld_st_build_header */
-} weld_st_out_tensor;
+/* Room weld__st_show needs. */
+#define WELD_ST_SHOW_BUF 204
 
 /*
- * Sort TENSORS in place into the Python writer's order (dtype descending,
- * then name bytewise ascending), assign contiguous offsets, and build the
- * complete file prefix: 8-byte length + compact JSON with __metadata__ first
- * (META_KEYS/VALS, may be empty) + spaces to a multiple of 8. *OUT_HEADER is
- * malloc'd (caller frees), *OUT_LEN its length (= data buffer start),
- * *OUT_DATA_LEN the data buffer's total size. Duplicate names: WELD_ERR_INVALID_ARG.
+ * S made fit for a one-line message into BUF: control bytes become '?', and a
+ * long name is cut at a UTF-8 character boundary and ends in "...".
  */
-weld_status weld_st_build_header(weld_st_out_tensor *tensors, size_t n, const char *const *meta_keys,
-				 const char *const *meta_vals, size_t nmeta, uint8_t **out_header,
-				 size_t *out_len, uint64_t *out_data_len, weld_error *err);
+const char *weld__st_show(char buf[WELD_ST_SHOW_BUF], const char *s);
+/* "[509,64]" for messages. */
+const char *weld__st_show_shape(char buf[400], const uint64_t *shape, size_t ndim);
+/* Byte size of a tensor; false on overflow, *WHICH then 0 (element count) or 1 (bytes). */
+bool weld__st_tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim, uint64_t *bytes, int *which);
 
-#endif /* WELD_SAFETENSORS_H */
+#endif /* WELD_IO_SAFETENSORS_H */

@@ -1,91 +1,82 @@
-/* weld.json: what was written, with checksums a verifier can recompute. */
+/* weld.json: what was written, with checksums a verifier can recompute (manifest.h). */
 #include "output/manifest.h"
 
+#include "output/atomic.h"
+
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-weld_status weld__write_file_atomic(const char *dir, const char *name, const void *data, size_t len,
-				    weld_error *err)
+/* ITEM added to TO (under KEY, or appended when KEY is NULL); *OK false and ITEM freed when that fails. */
+static void put(cJSON *to, const char *key, cJSON *item, bool *ok)
 {
-	char tmp[4096], final[4096];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.weld-tmp-%ld", dir, name, (long)getpid()) >= sizeof(tmp) ||
-	    (size_t)snprintf(final, sizeof(final), "%s/%s", dir, name) >= sizeof(final))
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", dir);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-	const char *p = data;
-	size_t left = len;
-	while (left) {
-		ssize_t w = write(fd, p, left);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return weld__fail(err, WELD_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-		}
-		p += w;
-		left -= (size_t)w;
+	bool added = item && to && (key ? cJSON_AddItemToObject(to, key, item) : cJSON_AddItemToArray(to, item));
+	if (!added) {
+		cJSON_Delete(item);
+		*ok = false;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot flush: %s", tmp, strerror(e));
-	}
-	if (rename(tmp, final) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", final, strerror(e));
-	}
-	return WELD_OK;
+}
+
+static void put_str(cJSON *to, const char *key, const char *s, bool *ok)
+{
+	put(to, key, cJSON_CreateString(s), ok);
+}
+
+static void put_num(cJSON *to, const char *key, double v, bool *ok)
+{
+	put(to, key, cJSON_CreateNumber(v), ok);
+}
+
+static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
+{
+	cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+	put_str(e, "name", t->name, ok);
+	put_str(e, "dtype", weld_dtype_name(t->dtype), ok);
+	for (size_t d = 0; d < t->ndim; d++)
+		put_num(shape, NULL, (double)t->shape[d], ok);
+	put(e, "shape", shape, ok);
+	put_num(e, "offset", (double)t->offset, ok);
+	put_num(e, "bytes", (double)t->nbytes, ok);
+	put_num(e, "crc32", (double)crc, ok);
+	return e;
+}
+
+static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok)
+{
+	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *f = cJSON_CreateObject();
+	cJSON *tensors = cJSON_CreateArray(), *tied = cJSON_CreateObject(), *side = cJSON_CreateArray();
+	put_str(o, "tool", "weld", ok);
+	put_str(o, "version", weld_version(), ok);
+	put_str(o, "source", info->source, ok);
+	put_str(o, "source_format", info->source_format, ok);
+	put_str(o, "dtype", info->dtype, ok);
+	put_str(f, "name", info->weights_file, ok);
+	put_num(f, "size", (double)info->file_size, ok);
+	put_num(f, "crc32", (double)info->file_crc32, ok);
+	put_num(f, "tensor_count", (double)p->nt, ok);
+	put(files, NULL, f, ok);
+	put(o, "files", files, ok);
+	for (size_t i = 0; i < p->nt; i++)
+		put(tensors, NULL, tensor_entry(&p->t[i], info->tensor_crcs[i], ok), ok);
+	put(o, "tensors", tensors, ok);
+	for (size_t i = 0; i < p->nalias; i++)
+		put_str(tied, p->alias[i].name, p->alias[i].owner, ok);
+	put(o, "tied", tied, ok);
+	put_str(o, "stripped_prefix", p->stripped_prefix, ok);
+	put_num(o, "fp16_overflows", (double)info->fp16_overflows, ok);
+	for (size_t i = 0; i < info->nside; i++)
+		put_str(side, NULL, info->side_files[i], ok);
+	put(o, "side_files", side, ok);
+	return o;
 }
 
 weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_manifest_info *info,
 				weld_error *err)
 {
-	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *f = cJSON_CreateObject();
-	cJSON *tensors = cJSON_CreateArray(), *tied = cJSON_CreateObject(), *side = cJSON_CreateArray();
-	cJSON_AddStringToObject(o, "tool", "weld");
-	cJSON_AddStringToObject(o, "version", weld_version());
-	cJSON_AddStringToObject(o, "source", info->source);
-	cJSON_AddStringToObject(o, "source_format", info->source_format);
-	cJSON_AddStringToObject(o, "dtype", info->dtype);
-	cJSON_AddStringToObject(f, "name", info->weights_file);
-	cJSON_AddNumberToObject(f, "size", (double)info->file_size);
-	cJSON_AddNumberToObject(f, "crc32", (double)info->file_crc32);
-	cJSON_AddNumberToObject(f, "tensor_count", (double)p->nt);
-	cJSON_AddItemToArray(files, f);
-	cJSON_AddItemToObject(o, "files", files);
-	for (size_t i = 0; i < p->nt; i++) {
-		const weld_plan_tensor *t = &p->t[i];
-		cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray();
-		cJSON_AddStringToObject(e, "name", t->name);
-		cJSON_AddStringToObject(e, "dtype", weld_dtype_name(t->dtype));
-		for (size_t d = 0; d < t->ndim; d++)
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-		cJSON_AddItemToObject(e, "shape", shape);
-		cJSON_AddNumberToObject(e, "offset", (double)t->offset);
-		cJSON_AddNumberToObject(e, "bytes", (double)t->nbytes);
-		cJSON_AddNumberToObject(e, "crc32", (double)info->tensor_crcs[i]);
-		cJSON_AddItemToArray(tensors, e);
-	}
-	cJSON_AddItemToObject(o, "tensors", tensors);
-	for (size_t i = 0; i < p->nalias; i++)
-		cJSON_AddStringToObject(tied, p->alias[i].name, p->alias[i].owner);
-	cJSON_AddItemToObject(o, "tied", tied);
-	cJSON_AddStringToObject(o, "stripped_prefix", p->stripped_prefix);
-	cJSON_AddNumberToObject(o, "fp16_overflows", (double)info->fp16_overflows);
-	for (size_t i = 0; i < info->nside; i++)
-		cJSON_AddItemToArray(side, cJSON_CreateString(info->side_files[i]));
-	cJSON_AddItemToObject(o, "side_files", side);
-	char *text = cJSON_Print(o);
+	bool ok = true;
+	cJSON *o = build(p, info, &ok);
+	char *text = ok ? cJSON_Print(o) : NULL;
 	cJSON_Delete(o);
 	if (!text)
 		return weld__nomem(err);
@@ -102,63 +93,116 @@ weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_
 	return s;
 }
 
-weld_status weld_output_intact(const char *dir, weld_error *err)
+/* KEY of O as a whole number in 0..2^53 (what a double holds exactly). */
+static bool json_u64(const cJSON *o, const char *key, uint64_t *out)
 {
-	char path[4096], *text = NULL;
-	size_t len;
-	weld_error scratch;
-	if (!err)
-		err = &scratch;
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, WELD_MANIFEST_NAME) >= sizeof(path))
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", dir);
-	weld_file *f = NULL;
-	weld_status s = weld_file_open(&f, path, err);
-	if (!s && f->size > (64u << 20))
-		s = weld__fail(err, WELD_ERR_LIMIT, "%s: larger than 64 MiB", path);
-	if (!s && !(text = malloc((size_t)f->size + 1)))
-		s = weld__nomem(err);
-	if (!s && !(s = weld_file_pread(f, text, (size_t)f->size, 0, err)))
-		len = (size_t)f->size;
-	weld_file_close(f);
-	if (s) {
-		free(text);
-		return s;
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0 ||
+	    (double)(uint64_t)n->valuedouble != n->valuedouble)
+		return false;
+	*out = (uint64_t)n->valuedouble;
+	return true;
+}
+
+static bool json_crc(const cJSON *o, const char *key, uint32_t *out)
+{
+	uint64_t v;
+	if (!json_u64(o, key, &v) || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* One entry of "tensors"; false when a field is missing or malformed. */
+static bool read_tensor(const cJSON *t, weld_manifest_tensor *out)
+{
+	const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape"), *d;
+	out->name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name"));
+	out->dtype = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "dtype"));
+	if (!out->name || !out->dtype || !cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > WELD_MAX_DIMS ||
+	    !json_u64(t, "offset", &out->offset) || !json_u64(t, "bytes", &out->bytes) || !json_crc(t, "crc32", &out->crc32))
+		return false;
+	out->ndim = 0;
+	cJSON_ArrayForEach(d, shape)
+	{
+		if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0))
+			return false;
+		out->shape[out->ndim++] = (uint64_t)d->valuedouble;
 	}
-	cJSON *m = cJSON_ParseWithLength(text, len);
-	free(text);
-	const cJSON *file = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m, "files"), 0);
+	return true;
+}
+
+/* The weights file entry, files[0]. */
+static weld_status read_file_entry(weld_manifest *m, const char *path, weld_error *err)
+{
+	const cJSON *file = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m->json, "files"), 0);
 	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file, "name"));
-	const cJSON *size = cJSON_GetObjectItemCaseSensitive(file, "size");
-	const cJSON *crc = cJSON_GetObjectItemCaseSensitive(file, "crc32");
-	if (!name || strchr(name, '/') || !cJSON_IsNumber(size) || !cJSON_IsNumber(crc)) {
-		cJSON_Delete(m);
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a weld manifest", path);
+	if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no file name", path);
+	if (!json_u64(file, "size", &m->size) || !json_crc(file, "crc32", &m->crc32))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no size or crc32", path);
+	m->weights = name;
+	m->has_tensor_count = json_u64(file, "tensor_count", &m->tensor_count);
+	return WELD_OK;
+}
+
+static weld_status read_tensors(weld_manifest *m, const char *path, weld_error *err)
+{
+	const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(m->json, "tensors"), *t;
+	if (!cJSON_IsArray(tensors))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: no \"tensors\" list", path);
+	size_t n = (size_t)cJSON_GetArraySize(tensors);
+	if (!(m->tensors = weld__calloc(n ? n : 1, sizeof(*m->tensors))))
+		return weld__nomem(err);
+	cJSON_ArrayForEach(t, tensors)
+	{
+		if (!read_tensor(t, &m->tensors[m->ntensors]))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensors[%zu] lacks a name, dtype, shape, offset, bytes or crc32",
+					  path, m->ntensors);
+		m->ntensors++;
 	}
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	uint64_t want_size = (uint64_t)size->valuedouble;
-	uint32_t want_crc = (uint32_t)crc->valuedouble;
-	cJSON_Delete(m);
-	if ((s = weld_file_open(&f, path, err)))
+	return WELD_OK;
+}
+
+static weld_status read_ties(weld_manifest *m, weld_error *err)
+{
+	const cJSON *tied = cJSON_GetObjectItemCaseSensitive(m->json, "tied"), *a;
+	if (!cJSON_IsObject(tied))
+		return WELD_OK;
+	size_t n = (size_t)cJSON_GetArraySize(tied);
+	if (!(m->ties = weld__calloc(n ? n : 1, sizeof(*m->ties))))
+		return weld__nomem(err);
+	cJSON_ArrayForEach(a, tied) m->ties[m->nties++] = (weld_manifest_tie){a->string, cJSON_GetStringValue(a)};
+	return WELD_OK;
+}
+
+weld_status weld_manifest_read(const char *dir, weld_manifest **out, weld_error *err)
+{
+	*out = NULL;
+	char *path = weld__path_join(dir, WELD_MANIFEST_NAME);
+	weld_manifest *m = calloc(1, sizeof(*m));
+	weld_status s = path && m ? weld__read_json_file(path, WELD_SIDE_FILE_MAX, &m->json, err) : weld__nomem(err);
+	if (!s)
+		s = read_file_entry(m, path, err);
+	if (!s)
+		s = read_tensors(m, path, err);
+	if (!s)
+		s = read_ties(m, err);
+	free(path);
+	if (s) {
+		weld_manifest_free(m);
 		return s;
-	if (f->size != want_size) {
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %llu bytes, the manifest says %llu", path,
-			       (unsigned long long)f->size, (unsigned long long)want_size);
-		weld_file_close(f);
-		return s;
 	}
-	uint8_t *buf = malloc(1u << 22);
-	uint32_t got = 0;
-	if (!buf)
-		s = weld__nomem(err);
-	for (uint64_t off = 0; !s && off < f->size;) {
-		size_t n = f->size - off < (1u << 22) ? (size_t)(f->size - off) : (1u << 22);
-		if (!(s = weld_file_pread(f, buf, n, off, err)))
-			got = weld__crc32(got, buf, n);
-		off += n;
-	}
-	if (!s && got != want_crc)
-		s = weld__fail(err, WELD_ERR_CHECKSUM, "%s: CRC-32 0x%08x, the manifest says 0x%08x", path, got, want_crc);
-	free(buf);
-	weld_file_close(f);
-	return s;
+	*out = m;
+	return WELD_OK;
+}
+
+void weld_manifest_free(weld_manifest *m)
+{
+	if (!m)
+		return;
+	cJSON_Delete(m->json);
+	free(m->tensors);
+	free(m->ties);
+	free(m);
 }

@@ -1,10 +1,11 @@
 /*
  * weld.json, the manifest beside every output: tool version, source, dtype,
  * the weights file's size and CRC-32, and each tensor's CRC-32 (zlib's, so
- * Python's zlib.crc32 agrees).
+ * Python's zlib.crc32 agrees). Written by convert, read by verify and by
+ * batch --skip-existing.
  */
-#ifndef WELD_MANIFEST_H
-#define WELD_MANIFEST_H
+#ifndef WELD_OUTPUT_MANIFEST_H
+#define WELD_OUTPUT_MANIFEST_H
 
 #include "pipeline/plan.h"
 
@@ -23,12 +24,44 @@ typedef struct weld_manifest_info {
 	size_t nside;
 } weld_manifest_info;
 
-/* Write DIR/weld.json atomically (temporary name, fsync, rename). */
+/* Write DIR/weld.json for plan P atomically (temporary name, fsync, rename). */
 weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_manifest_info *info,
 				weld_error *err);
 
-/* Write LEN bytes to DIR/NAME through a temporary file, fsync and rename. */
-weld_status weld__write_file_atomic(const char *dir, const char *name, const void *data, size_t len,
-				    weld_error *err);
+/* What a manifest says of one tensor. */
+typedef struct weld_manifest_tensor {
+	const char *name, *dtype; /* dtype as written ("BF16") */
+	size_t ndim;
+	uint64_t shape[WELD_MAX_DIMS];
+	uint64_t offset, bytes;
+	uint32_t crc32;
+} weld_manifest_tensor;
 
-#endif /* WELD_MANIFEST_H */
+/* A tied name and the name it is stored under (NULL when the manifest gives no string). */
+typedef struct weld_manifest_tie {
+	const char *name, *owner;
+} weld_manifest_tie;
+
+typedef struct weld_manifest {
+	const char *weights; /* files[0]: a plain file name */
+	uint64_t size;
+	uint32_t crc32;
+	bool has_tensor_count;
+	uint64_t tensor_count;
+	weld_manifest_tensor *tensors;
+	size_t ntensors;
+	weld_manifest_tie *ties;
+	size_t nties;
+	struct cJSON *json; /* the strings above point into it */
+} weld_manifest;
+
+/*
+ * DIR/weld.json, read and checked: files[0] names a file in DIR with a size
+ * and CRC-32, and every tensor has a name, dtype, shape, offset, bytes and
+ * CRC-32. A missing file is WELD_ERR_IO; a malformed one WELD_ERR_FORMAT
+ * naming what is wrong. Numbers above 2^53 are malformed (JSON's doubles).
+ */
+weld_status weld_manifest_read(const char *dir, weld_manifest **out, weld_error *err);
+void weld_manifest_free(weld_manifest *m);
+
+#endif /* WELD_OUTPUT_MANIFEST_H */

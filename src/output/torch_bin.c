@@ -26,13 +26,14 @@
  */
 #include "output/torch_bin.h"
 
+#include "output/writer.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define TW_ALIGN 64
 #define TW_U32_MAX 0xFFFFFFFFu
@@ -59,74 +60,17 @@ static const char *const storage_class[WELD_DTYPE_COUNT] = {
 	[WELD_DTYPE_I64] = "LongStorage",
 };
 
-/* ------------------------------------------------------------------------- */
-/* Growable byte buffer; a failed allocation sticks until checked.           */
-
-typedef struct tw_buf {
-	uint8_t *p;
-	size_t len, cap;
-	bool failed;
-} tw_buf;
-
-static void buf_put(tw_buf *b, const void *src, size_t n)
+/* One byte of an opcode or its argument. */
+static void buf_u8(weld_buf *b, unsigned v)
 {
-	if (b->failed || n == 0)
-		return;
-	size_t need;
-	if (!weld__add_size(&need, b->len, n)) {
-		b->failed = true;
-		return;
-	}
-	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < need) {
-			if (!weld__mul_size(&cap, cap, 2)) {
-				b->failed = true;
-				return;
-			}
-		}
-		uint8_t *p = realloc(b->p, cap);
-		if (!p) {
-			b->failed = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, src, n);
-	b->len = need;
-}
-
-static void buf_u8(tw_buf *b, unsigned v)
-{
-	uint8_t c = (uint8_t)v;
-	buf_put(b, &c, 1);
-}
-
-static void buf_le(tw_buf *b, uint64_t v, size_t n)
-{
-	uint8_t t[8];
-	for (size_t i = 0; i < n; i++)
-		t[i] = (uint8_t)(v >> (8 * i));
-	buf_put(b, t, n);
-}
-
-static void buf_fill(tw_buf *b, uint8_t c, size_t n)
-{
-	uint8_t t[TW_ALIGN];
-	memset(t, c, sizeof(t));
-	while (n > 0) {
-		size_t k = n < sizeof(t) ? n : sizeof(t);
-		buf_put(b, t, k);
-		n -= k;
-	}
+	weld__buf_le(b, v, 1);
 }
 
 /* ------------------------------------------------------------------------- */
 /* Pickle (protocol 2), mirroring CPython's _pickle.c choices.               */
 
 typedef struct pk {
-	tw_buf b;
+	weld_buf b;
 	uint64_t memo; /* next memo index */
 	/* memo index + 1 of objects pickled once and fetched afterwards; 0 = not yet */
 	uint64_t m_v2, m_v3, m_odict, m_untyped, m_storage, m_cpu;
@@ -144,7 +88,7 @@ static uint64_t pk_put(pk *p)
 		if (idx > TW_U32_MAX)
 			p->b.failed = true;
 		buf_u8(&p->b, 'r');
-		buf_le(&p->b, idx, 4);
+		weld__buf_le(&p->b, idx, 4);
 	}
 	return idx + 1;
 }
@@ -157,7 +101,7 @@ static void pk_get(pk *p, uint64_t slot)
 		buf_u8(&p->b, (unsigned)idx);
 	} else {
 		buf_u8(&p->b, 'j');
-		buf_le(&p->b, idx, 4);
+		weld__buf_le(&p->b, idx, 4);
 	}
 }
 
@@ -168,9 +112,9 @@ static void pk_global(pk *p, uint64_t *slot, const char *module, const char *nam
 		return;
 	}
 	buf_u8(&p->b, 'c');
-	buf_put(&p->b, module, strlen(module));
+	weld__buf_put(&p->b, module, strlen(module));
 	buf_u8(&p->b, '\n');
-	buf_put(&p->b, name, strlen(name));
+	weld__buf_put(&p->b, name, strlen(name));
 	buf_u8(&p->b, '\n');
 	*slot = pk_put(p);
 }
@@ -183,8 +127,8 @@ static void pk_str(pk *p, const char *s, size_t n, uint64_t *slot)
 		return;
 	}
 	buf_u8(&p->b, 'X');
-	buf_le(&p->b, n, 4);
-	buf_put(&p->b, s, n);
+	weld__buf_le(&p->b, n, 4);
+	weld__buf_put(&p->b, s, n);
 	uint64_t idx = pk_put(p);
 	if (slot)
 		*slot = idx;
@@ -198,10 +142,10 @@ static void pk_int(pk *p, uint64_t v)
 		buf_u8(&p->b, (unsigned)v);
 	} else if (v <= 0xFFFF) {
 		buf_u8(&p->b, 'M');
-		buf_le(&p->b, v, 2);
+		weld__buf_le(&p->b, v, 2);
 	} else if (v <= 0x7FFFFFFF) {
 		buf_u8(&p->b, 'J');
-		buf_le(&p->b, v, 4);
+		weld__buf_le(&p->b, v, 4);
 	} else {
 		/* CPython: bit_length / 8 + 1 bytes, so the sign bit stays clear
 		 * (at most 8: callers pass values <= INT64_MAX). */
@@ -209,7 +153,7 @@ static void pk_int(pk *p, uint64_t v)
 		size_t n = bits / 8 + 1;
 		buf_u8(&p->b, 0x8A);
 		buf_u8(&p->b, (unsigned)n);
-		buf_le(&p->b, v, n);
+		weld__buf_le(&p->b, v, n);
 	}
 }
 
@@ -446,30 +390,30 @@ static weld_status plan_record(tw_record *r, uint64_t pos, weld_error *err)
 	if (!weld__add_u64(&r->data_offset, start, pad))
 		return weld__fail(err, WELD_ERR_LIMIT, "torch writer: archive offsets overflow");
 
-	tw_buf b = {0};
-	buf_le(&b, 0x04034B50, 4);
-	buf_le(&b, 0, 2); /* version needed */
-	buf_le(&b, r->size ? 0x0808 : 0x0800, 2);
-	buf_le(&b, 0, 2); /* stored */
-	buf_le(&b, 0, 4); /* time, date */
-	buf_le(&b, 0, 4); /* CRC: in the descriptor */
-	buf_le(&b, 0, 8); /* sizes: in the descriptor */
-	buf_le(&b, r->name_len, 2);
-	buf_le(&b, z64 + 4 + pad, 2);
-	buf_put(&b, r->name, r->name_len);
+	weld_buf b = {0};
+	weld__buf_le(&b, 0x04034B50, 4);
+	weld__buf_le(&b, 0, 2); /* version needed */
+	weld__buf_le(&b, r->size ? 0x0808 : 0x0800, 2);
+	weld__buf_le(&b, 0, 2); /* stored */
+	weld__buf_le(&b, 0, 4); /* time, date */
+	weld__buf_le(&b, 0, 4); /* CRC: in the descriptor */
+	weld__buf_le(&b, 0, 8); /* sizes: in the descriptor */
+	weld__buf_le(&b, r->name_len, 2);
+	weld__buf_le(&b, z64 + 4 + pad, 2);
+	weld__buf_put(&b, r->name, r->name_len);
 	if (r->zip64) {
-		buf_le(&b, 0x0001, 2);
-		buf_le(&b, z64 - 4, 2);
+		weld__buf_le(&b, 0x0001, 2);
+		weld__buf_le(&b, z64 - 4, 2);
 		if (r->size >= TW_U32_MAX) {
-			buf_le(&b, r->size, 8);
-			buf_le(&b, 0, 8); /* compressed size, unknown when miniz writes it */
+			weld__buf_le(&b, r->size, 8);
+			weld__buf_le(&b, 0, 8); /* compressed size, unknown when miniz writes it */
 		}
 		if (pos >= TW_U32_MAX)
-			buf_le(&b, pos, 8);
+			weld__buf_le(&b, pos, 8);
 	}
-	buf_put(&b, "FB", 2);
-	buf_le(&b, pad, 2);
-	buf_fill(&b, 'Z', (size_t)pad);
+	weld__buf_put(&b, "FB", 2);
+	weld__buf_le(&b, pad, 2);
+	weld__buf_fill(&b, 'Z', (size_t)pad);
 	if (b.failed) {
 		free(b.p);
 		return weld__nomem(err);
@@ -539,7 +483,7 @@ weld_status weld_tw_layout_new(weld_tw_layout **out, weld_tw_tensor *tensors, si
 				r->size = TW_SID_LEN;
 			}
 			if (r->content)
-				r->crc = (uint32_t)crc32(crc32(0, NULL, 0), r->content, (uInt)r->size);
+				r->crc = weld__crc32(0, r->content, (size_t)r->size);
 		} else {
 			r->tensor = i - 4;
 			snprintf(rec, sizeof(rec), "data/%zu", r->tensor);
@@ -600,35 +544,12 @@ weld_status weld_tw_write_head(const weld_tw_layout *l, int fd, const char *path
 	return WELD_OK;
 }
 
-/* crc32_combine for any 64-bit length, whatever width z_off_t has (the shift is linear). */
-static uint32_t crc_combine(uint32_t a, uint32_t b, uint64_t len)
+static void put_descriptor(weld_buf *b, const tw_record *r, uint32_t crc)
 {
-	const uint64_t step = (uint64_t)1 << 30;
-	while (len > step) {
-		a = (uint32_t)crc32_combine(a, 0, (z_off_t)step);
-		len -= step;
-	}
-	return (uint32_t)crc32_combine(a, b, (z_off_t)len);
-}
-
-static uint32_t crc_bytes(const uint8_t *p, size_t n)
-{
-	uLong c = crc32(0, NULL, 0);
-	while (n > 0) {
-		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		c = crc32(c, p, k);
-		p += k;
-		n -= k;
-	}
-	return (uint32_t)c;
-}
-
-static void put_descriptor(tw_buf *b, const tw_record *r, uint32_t crc)
-{
-	buf_le(b, 0x08074B50, 4);
-	buf_le(b, crc, 4);
-	buf_le(b, r->size, r->zip64 ? 8 : 4); /* compressed */
-	buf_le(b, r->size, r->zip64 ? 8 : 4);
+	weld__buf_le(b, 0x08074B50, 4);
+	weld__buf_le(b, crc, 4);
+	weld__buf_le(b, r->size, r->zip64 ? 8 : 4); /* compressed */
+	weld__buf_le(b, r->size, r->zip64 ? 8 : 4);
 }
 
 static uint64_t clamp32(uint64_t v)
@@ -651,27 +572,27 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 
 	/* The serialization id covers every record before it. */
 	uint64_t name_hash = 0xcbf29ce484222325u;
-	uint32_t data_crc = (uint32_t)crc32(0, NULL, 0);
+	uint32_t data_crc = 0;
 	for (size_t i = 0; i < l->sid; i++) {
 		const tw_record *r = &l->recs[i];
 		for (size_t k = r->prefix_len; k <= r->name_len; k++) { /* includes the NUL */
 			name_hash ^= (uint8_t)r->name[k];
 			name_hash *= 0x100000001b3u;
 		}
-		data_crc = crc_combine(data_crc, crcs[i], r->size);
+		data_crc = weld__crc32_combine(data_crc, crcs[i], r->size);
 	}
 	char sid[TW_SID_LEN + 1];
 	snprintf(sid, sizeof(sid), "%020" PRIu64 "%020" PRIu32, name_hash, data_crc);
-	crcs[l->sid] = (uint32_t)crc32(crc32(0, NULL, 0), (const Bytef *)sid, TW_SID_LEN);
+	crcs[l->sid] = weld__crc32(0, sid, TW_SID_LEN);
 	weld_status s = weld_pwrite_all(fd, path, sid, TW_SID_LEN, l->recs[l->sid].data_offset, err);
 
 	/* Descriptors, and the whole-file CRC from the pieces in file order. */
-	uint32_t crc = (uint32_t)crc32(0, NULL, 0);
-	tw_buf b = {0};
+	uint32_t crc = 0;
+	weld_buf b = {0};
 	for (size_t i = 0; i < l->nrecs && s == WELD_OK; i++) {
 		const tw_record *r = &l->recs[i];
-		crc = crc_combine(crc, crc_bytes(r->local, r->local_len), r->local_len);
-		crc = crc_combine(crc, crcs[i], r->size);
+		crc = weld__crc32_combine(crc, weld__crc32(0, r->local, r->local_len), r->local_len);
+		crc = weld__crc32_combine(crc, crcs[i], r->size);
 		if (r->size == 0)
 			continue;
 		b.len = 0;
@@ -680,7 +601,7 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 			s = weld__nomem(err);
 			break;
 		}
-		crc = crc_combine(crc, crc_bytes(b.p, b.len), b.len);
+		crc = weld__crc32_combine(crc, weld__crc32(0, b.p, b.len), b.len);
 		s = weld_pwrite_all(fd, path, b.p, b.len, r->data_offset + r->size, err);
 	}
 
@@ -689,62 +610,62 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 	for (size_t i = 0; i < l->nrecs && s == WELD_OK; i++) {
 		const tw_record *r = &l->recs[i];
 		uint64_t extra = central_extra_len(r);
-		buf_le(&b, 0x02014B50, 4);
-		buf_le(&b, 0, 2); /* version made by */
-		buf_le(&b, 0, 2); /* version needed */
-		buf_le(&b, r->size ? 0x0808 : 0x0800, 2);
-		buf_le(&b, 0, 2); /* stored */
-		buf_le(&b, 0, 4); /* time, date */
-		buf_le(&b, crcs[i], 4);
-		buf_le(&b, clamp32(r->size), 4);
-		buf_le(&b, clamp32(r->size), 4);
-		buf_le(&b, r->name_len, 2);
-		buf_le(&b, extra, 2);
-		buf_le(&b, 0, 2); /* comment */
-		buf_le(&b, 0, 2); /* disk */
-		buf_le(&b, 0, 2); /* internal attributes */
-		buf_le(&b, 0, 4); /* external attributes */
-		buf_le(&b, clamp32(r->local_offset), 4);
-		buf_put(&b, r->name, r->name_len);
+		weld__buf_le(&b, 0x02014B50, 4);
+		weld__buf_le(&b, 0, 2); /* version made by */
+		weld__buf_le(&b, 0, 2); /* version needed */
+		weld__buf_le(&b, r->size ? 0x0808 : 0x0800, 2);
+		weld__buf_le(&b, 0, 2); /* stored */
+		weld__buf_le(&b, 0, 4); /* time, date */
+		weld__buf_le(&b, crcs[i], 4);
+		weld__buf_le(&b, clamp32(r->size), 4);
+		weld__buf_le(&b, clamp32(r->size), 4);
+		weld__buf_le(&b, r->name_len, 2);
+		weld__buf_le(&b, extra, 2);
+		weld__buf_le(&b, 0, 2); /* comment */
+		weld__buf_le(&b, 0, 2); /* disk */
+		weld__buf_le(&b, 0, 2); /* internal attributes */
+		weld__buf_le(&b, 0, 4); /* external attributes */
+		weld__buf_le(&b, clamp32(r->local_offset), 4);
+		weld__buf_put(&b, r->name, r->name_len);
 		if (extra) {
-			buf_le(&b, 0x0001, 2);
-			buf_le(&b, extra - 4, 2);
+			weld__buf_le(&b, 0x0001, 2);
+			weld__buf_le(&b, extra - 4, 2);
 			if (r->size >= TW_U32_MAX) {
-				buf_le(&b, r->size, 8);
-				buf_le(&b, r->size, 8);
+				weld__buf_le(&b, r->size, 8);
+				weld__buf_le(&b, r->size, 8);
 			}
 			if (r->local_offset >= TW_U32_MAX)
-				buf_le(&b, r->local_offset, 8);
+				weld__buf_le(&b, r->local_offset, 8);
 		}
 	}
 	if (s == WELD_OK) {
-		buf_le(&b, 0x06064B50, 4); /* ZIP64 end of central directory */
-		buf_le(&b, TW_EOCD64 - 12, 8);
-		buf_le(&b, 0x031E, 2);
-		buf_le(&b, 0x002D, 2);
-		buf_le(&b, 0, 8); /* this disk, central directory disk */
-		buf_le(&b, l->nrecs, 8);
-		buf_le(&b, l->nrecs, 8);
-		buf_le(&b, l->cd_size, 8);
-		buf_le(&b, l->cd_offset, 8);
-		buf_le(&b, 0x07064B50, 4); /* locator */
-		buf_le(&b, 0, 4);
-		buf_le(&b, l->eocd64_offset, 8);
-		buf_le(&b, 1, 4);
-		buf_le(&b, 0x06054B50, 4); /* classic end record, clamped */
-		buf_le(&b, 0, 4);
-		buf_le(&b, l->nrecs < 0xFFFF ? l->nrecs : 0xFFFF, 2);
-		buf_le(&b, l->nrecs < 0xFFFF ? l->nrecs : 0xFFFF, 2);
-		buf_le(&b, clamp32(l->cd_size), 4);
-		buf_le(&b, clamp32(l->cd_offset), 4);
-		buf_le(&b, 0, 2);
+		weld__buf_le(&b, 0x06064B50, 4); /* ZIP64 end of central directory */
+		weld__buf_le(&b, TW_EOCD64 - 12, 8);
+		weld__buf_le(&b, 0x031E, 2);
+		weld__buf_le(&b, 0x002D, 2);
+		weld__buf_le(&b, 0, 8); /* this disk, central directory disk */
+		weld__buf_le(&b, l->nrecs, 8);
+		weld__buf_le(&b, l->nrecs, 8);
+		weld__buf_le(&b, l->cd_size, 8);
+		weld__buf_le(&b, l->cd_offset, 8);
+		weld__buf_le(&b, 0x07064B50, 4); /* locator */
+		weld__buf_le(&b, 0, 4);
+		weld__buf_le(&b, l->eocd64_offset, 8);
+		weld__buf_le(&b, 1, 4);
+		weld__buf_le(&b, 0x06054B50, 4); /* classic end record, clamped */
+		weld__buf_le(&b, 0, 4);
+		weld__buf_le(&b, l->nrecs < 0xFFFF ? l->nrecs : 0xFFFF, 2);
+		weld__buf_le(&b, l->nrecs < 0xFFFF ? l->nrecs : 0xFFFF, 2);
+		weld__buf_le(&b, clamp32(l->cd_size), 4);
+		weld__buf_le(&b, clamp32(l->cd_offset), 4);
+		weld__buf_le(&b, 0, 2);
 		if (b.failed)
 			s = weld__nomem(err);
 	}
 	if (s == WELD_OK)
 		s = weld_pwrite_all(fd, path, b.p, b.len, l->cd_offset, err);
 	if (s == WELD_OK) {
-		crc = crc_combine(crc, crc_bytes(b.p, b.len), b.len);
+		crc = weld__crc32_combine(crc, weld__crc32(0, b.p, b.len), b.len);
 		if (file_crc)
 			*file_crc = crc;
 	}
@@ -752,3 +673,44 @@ weld_status weld_tw_finish(const weld_tw_layout *l, int fd, const char *path, co
 	free(crcs);
 	return s;
 }
+
+static weld_status tw_layout(weld_writer *w, weld_plan *p, uint64_t *file_size, weld_error *err)
+{
+	weld_tw_tensor *tw = weld__calloc(p->nt ? p->nt : 1, sizeof(*tw));
+	if (!tw)
+		return weld__nomem(err);
+	for (size_t i = 0; i < p->nt; i++)
+		tw[i] = (weld_tw_tensor){p->t[i].name, p->t[i].dtype, p->t[i].ndim, p->t[i].shape, p->t[i].nbytes, 0};
+	weld_tw_layout *l = NULL;
+	weld_status s = weld_tw_layout_new(&l, tw, p->nt, "pytorch_model", file_size, err);
+	w->state = l;
+	for (size_t i = 0; !s && i < p->nt; i++)
+		p->t[i].offset = tw[i].offset;
+	free(tw);
+	return s;
+}
+
+static weld_status tw_write_head(weld_writer *w, int fd, const char *path, weld_error *err)
+{
+	return weld_tw_write_head(w->state, fd, path, err);
+}
+
+static weld_status tw_finish(weld_writer *w, const weld_plan *p, int fd, const char *path, const uint32_t *tensor_crcs,
+			     uint32_t *file_crc, weld_error *err)
+{
+	(void)p;
+	return weld_tw_finish(w->state, fd, path, tensor_crcs, file_crc, err);
+}
+
+static void tw_free(void *state)
+{
+	weld_tw_layout_free(state);
+}
+
+const weld_writer_iface weld_writer_torch_bin = {
+	.file_name = "pytorch_model.bin",
+	.layout = tw_layout,
+	.write_head = tw_write_head,
+	.finish = tw_finish,
+	.free_state = tw_free,
+};

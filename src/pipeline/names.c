@@ -6,14 +6,9 @@
 
 static const char *const wrappers[] = {"module.", "_orig_mod."};
 
-bool weld__has_wrapper_prefix(const char *name, const char **which)
+const char *weld__wrapper(size_t k)
 {
-	for (size_t k = 0; k < sizeof(wrappers) / sizeof(wrappers[0]); k++)
-		if (strncmp(name, wrappers[k], strlen(wrappers[k])) == 0) {
-			*which = wrappers[k];
-			return true;
-		}
-	return false;
+	return k < sizeof(wrappers) / sizeof(wrappers[0]) ? wrappers[k] : NULL;
 }
 
 static bool all_have_prefix(const weld_ckpt *c, const char *prefix)

@@ -15,8 +15,8 @@
  */
 size_t weld__wrapper_prefix(const weld_ckpt *c, char *prefix, size_t cap);
 
-/* Whether NAME starts with a wrapper prefix; *WHICH gets it. */
-bool weld__has_wrapper_prefix(const char *name, const char **which);
+/* The K-th wrapper prefix ("module.", then "_orig_mod."); NULL past the last. */
+const char *weld__wrapper(size_t k);
 
 /*
  * The input embedding that the lm_head.weight at tensor HEAD of C is tied

@@ -5,6 +5,7 @@
 #include "util/util.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -166,4 +167,57 @@ weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld
 	free(text);
 	/* cJSON cannot tell a parse error from running out of memory; both mean "unusable". */
 	return *out ? WELD_OK : weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", path);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_error *err)
+{
+	*names = NULL;
+	*count = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+	char **list = NULL;
+	size_t n = 0, cap = 0;
+	weld_status st = WELD_OK;
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			if (errno)
+				st = weld__fail(err, WELD_ERR_IO, "%s: cannot read folder: %s", dir, strerror(errno));
+			break;
+		}
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			char **l = weld__reallocarray(list, c, sizeof(*l));
+			if (!l) {
+				st = weld__nomem(err);
+				break;
+			}
+			list = l;
+			cap = c;
+		}
+		if (!(list[n] = weld__strdup(e->d_name))) {
+			st = weld__nomem(err);
+			break;
+		}
+		n++;
+	}
+	closedir(d);
+	if (st) {
+		weld__free_strings(list, n);
+		return st;
+	}
+	if (n)
+		qsort(list, n, sizeof(*list), cmp_names);
+	*names = list;
+	*count = n;
+	return WELD_OK;
 }

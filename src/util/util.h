@@ -57,6 +57,14 @@ void *weld__reallocarray(void *p, size_t n, size_t size);
 char *weld__strdup(const char *s);
 char *weld__strndup(const char *s, size_t n);
 
+/*
+ * The first string of NAMES[0..N) that appears twice, in *DUP (NULL when
+ * none), in O(n log n). false only when out of memory.
+ */
+bool weld__find_duplicate(const char *const *names, size_t n, const char **dup);
+/* Frees the N strings of LIST and LIST (either may be NULL). */
+void weld__free_strings(char **list, size_t n);
+
 /* ------------------------------------------------------------------------- */
 /* Input files: opened once, read with pread, never slurped.                  */
 
@@ -107,11 +115,38 @@ weld_status weld__read_small_file(const char *path, size_t max, char **out, size
 struct cJSON;
 weld_status weld__read_json_file(const char *path, size_t max, struct cJSON **out, weld_error *err);
 
+/*
+ * The names in DIR but "." and "..", sorted so that every result and message
+ * is deterministic. Free with weld__free_strings.
+ */
+weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_error *err);
+
 /* Side files (config.json, tokenizer files, weld.json) are never larger than this. */
 #define WELD_SIDE_FILE_MAX ((uint64_t)64 << 20)
 
+/*
+ * A growable byte buffer for building headers and small files. The first
+ * failed allocation sets FAILED and later appends do nothing, so a builder
+ * checks once at the end. A zeroed struct is an empty buffer; free(p).
+ */
+typedef struct weld_buf {
+	uint8_t *p;
+	size_t len, cap;
+	bool failed;
+} weld_buf;
+void weld__buf_put(weld_buf *b, const void *data, size_t n);
+void weld__buf_str(weld_buf *b, const char *s);
+/* V in decimal. */
+void weld__buf_u64(weld_buf *b, uint64_t v);
+/* The low N bytes (at most 8) of V, little-endian. */
+void weld__buf_le(weld_buf *b, uint64_t v, size_t n);
+/* N bytes of C. */
+void weld__buf_fill(weld_buf *b, uint8_t c, size_t n);
+
 /* zlib-compatible CRC-32 of LEN bytes, continuing from CRC (start from 0). */
 uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);
+/* The CRC-32 of A's bytes followed by LEN_B bytes whose CRC-32 is B, without the bytes. */
+uint32_t weld__crc32_combine(uint32_t a, uint32_t b, uint64_t len_b);
 
 /* ------------------------------------------------------------------------- */
 /* A set of pointers, for walking object graphs that share nodes. */

@@ -4,6 +4,7 @@
  * parsed tensors back into a header that parses to the same tensor set.
  */
 #include "io/safetensors.h"
+#include "output/safetensors.h"
 
 #include <stdint.h>
 #include <stdlib.h>

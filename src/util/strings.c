@@ -1,0 +1,36 @@
+/* Lists of strings (util.h). */
+#include "util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+bool weld__find_duplicate(const char *const *names, size_t n, const char **dup)
+{
+	*dup = NULL;
+	if (n < 2)
+		return true;
+	const char **s = weld__reallocarray(NULL, n, sizeof(*s));
+	if (!s)
+		return false;
+	memcpy(s, names, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_strp);
+	for (size_t i = 1; i < n && !*dup; i++)
+		if (strcmp(s[i - 1], s[i]) == 0)
+			*dup = s[i];
+	free(s);
+	return true;
+}
+
+void weld__free_strings(char **list, size_t n)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}

@@ -1,0 +1,373 @@
+/*
+ * Is the output intact? The format and its totals, every weight file valid
+ * under the reference rules, weld.json describing the weights, and the size
+ * and CRC-32s weld.json records, recomputed. Also weld_output_intact, the
+ * quick form of the same that batch --skip-existing uses.
+ */
+#include "verify/verify.h"
+
+#include "io/safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void weld__vf_load_manifest(weld_verifier *v)
+{
+	char *path = weld__path_join(v->dir, WELD_MANIFEST_NAME);
+	bool there = path && weld__is_file(path);
+	free(path);
+	if (!there) {
+		v->manifest_level = WELD_CHECK_WARN;
+		snprintf(v->manifest_why, sizeof(v->manifest_why),
+			 "no weld.json: not written by weld convert; sizes and CRC-32s not checked");
+		return;
+	}
+	weld_error e = {0};
+	if (weld_manifest_read(v->dir, &v->manifest, &e)) {
+		v->manifest_level = WELD_CHECK_FAIL;
+		snprintf(v->manifest_why, sizeof(v->manifest_why), "%s", weld__vf_in_dir(v, e.message));
+	}
+}
+
+/* What verify calls an output format, and its weights file when it is one file. */
+static const char *servable_label(weld_format f, const char **index)
+{
+	static const struct {
+		weld_format format;
+		const char *label, *index;
+	} servable[] = {
+		{WELD_FORMAT_SAFETENSORS, "safetensors", NULL},
+		{WELD_FORMAT_SAFETENSORS_SHARDED, "safetensors", "model.safetensors.index.json"},
+		{WELD_FORMAT_TORCH_ZIP, "pytorch-bin", NULL},
+		{WELD_FORMAT_TORCH_LEGACY, "pytorch-bin", NULL},
+		{WELD_FORMAT_TORCH_SHARDED, "pytorch-bin", "pytorch_model.bin.index.json"},
+	};
+	for (size_t i = 0; i < sizeof(servable) / sizeof(servable[0]); i++)
+		if (servable[i].format == f) {
+			*index = servable[i].index;
+			return servable[i].label;
+		}
+	return NULL;
+}
+
+/* The report's totals and the by-name index of the output's tensors. */
+static weld_status count_tensors(weld_verifier *v, bool *overflow, weld_error *err)
+{
+	weld_verify_report *r = v->r;
+	size_t n = weld_ckpt_tensor_count(v->out);
+	if (!(v->by_name = weld__calloc(n ? n : 1, sizeof(*v->by_name))))
+		return weld__nomem(err);
+	*overflow = false;
+	for (size_t i = 0; i < n; i++) {
+		const ckpt_tensor *t = &v->out->t[i];
+		v->by_name[v->nby++] = (weld_vf_name){t->name, i};
+		if (t->alias_of) {
+			r->tied++;
+			continue;
+		}
+		r->tensors++;
+		*overflow |= !weld__add_u64(&r->parameters, r->parameters, t->numel) ||
+			     !weld__add_u64(&r->bytes, r->bytes, t->nbytes);
+	}
+	qsort(v->by_name, v->nby, sizeof(*v->by_name), weld__vf_cmp_name);
+	if (v->manifest)
+		r->tied += v->manifest->nties;
+	return WELD_OK;
+}
+
+/* Open the weights: the file weld.json names, else whatever weld_ckpt_open finds in DIR. */
+weld_status weld__vf_open_output(weld_verifier *v, weld_error *err)
+{
+	weld_verify_report *r = v->r;
+	weld_error e = {0};
+	char *path = v->manifest ? weld__path_join(v->dir, v->manifest->weights) : weld__strdup(v->dir);
+	weld_status s = path ? weld_ckpt_open(&v->out, path, &e) : WELD_ERR_NOMEM;
+	free(path);
+	if (s == WELD_ERR_NOMEM)
+		return weld__nomem(err);
+	if (s) {
+		weld__vf_check(r, "format", WELD_CHECK_FAIL, "%s", e.message);
+		return WELD_OK;
+	}
+	const char *index = NULL, *label = servable_label(weld_ckpt_format(v->out), &index);
+	if (!label) {
+		weld__vf_check(r, "format", WELD_CHECK_FAIL, "the folder holds a %s checkpoint, not servable weights",
+			       weld_format_name(weld_ckpt_format(v->out)));
+		weld_ckpt_free(v->out);
+		v->out = NULL;
+		return WELD_OK;
+	}
+	snprintf(r->format, sizeof(r->format), "%s", label);
+	snprintf(r->weights_file, sizeof(r->weights_file), "%s",
+		 index ? index : weld__vf_base_name(weld_ckpt_file(v->out, 0)));
+	bool overflow = false;
+	if ((s = count_tensors(v, &overflow, err)))
+		return s;
+	char files[64] = "", tied_n[64] = "";
+	if (weld_ckpt_file_count(v->out) > 1)
+		snprintf(files, sizeof(files), " (%zu files)", weld_ckpt_file_count(v->out));
+	if (r->tied)
+		snprintf(tied_n, sizeof(tied_n), " (+ %llu tied alias%s)", (unsigned long long)r->tied,
+			 r->tied == 1 ? "" : "es");
+	weld__vf_check(r, "format", overflow ? WELD_CHECK_FAIL : WELD_CHECK_PASS,
+		       "%s: %s%s, %llu tensors%s, %llu parameters, %llu tensor bytes%s", label, r->weights_file, files,
+		       (unsigned long long)r->tensors, tied_n, (unsigned long long)r->parameters,
+		       (unsigned long long)r->bytes, overflow ? ": totals overflow" : "");
+	return WELD_OK;
+}
+
+/* Whether the weight file PATH parses: safetensors under the reference rules, else as a torch file. */
+static weld_status weight_file_valid(const char *path, bool st, weld_error *e)
+{
+	if (!st) {
+		weld_ckpt *c = NULL;
+		weld_status s = weld_ckpt_open(&c, path, e);
+		weld_ckpt_free(c);
+		return s;
+	}
+	weld_file *f = NULL;
+	weld_st_header h = {0};
+	weld_status s = weld_file_open(&f, path, e);
+	if (!s)
+		s = weld_st_read_header(&h, f, e); /* its messages name the file */
+	weld_st_header_clear(&h);
+	weld_file_close(f);
+	return s;
+}
+
+/* Every .safetensors and .bin file in DIR parses under the reference rules. */
+weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err)
+{
+	const char *ok[WELD_VERIFY_LIST_MAX + 1];
+	size_t nok = 0, nbad = 0, total = 0;
+	char first_bad[WELD_CHECK_DETAIL_MAX] = "";
+	for (size_t i = 0; i < v->nfiles; i++) {
+		const char *name = v->files[i];
+		bool st = weld__vf_has_suffix(name, ".safetensors");
+		if (!st && !weld__vf_has_suffix(name, ".bin"))
+			continue;
+		total++;
+		char *path = weld__path_join(v->dir, name);
+		weld_error e = {0};
+		weld_status s = path ? weight_file_valid(path, st, &e) : WELD_ERR_NOMEM;
+		free(path);
+		if (s == WELD_ERR_NOMEM)
+			return weld__nomem(err);
+		if (s && !nbad++)
+			weld__vf_appendf(first_bad, sizeof(first_bad), "%s", e.message);
+		else if (!s && nok < WELD_VERIFY_LIST_MAX + 1)
+			ok[nok++] = name;
+	}
+	if (total == 0) {
+		weld__vf_check(v->r, "weights", WELD_CHECK_FAIL, "no .safetensors or .bin file in the folder");
+	} else if (nbad) {
+		if (nbad > 1)
+			weld__vf_appendf(first_bad, sizeof(first_bad), " (and %zu more invalid)", nbad - 1);
+		weld__vf_check(v->r, "weights", WELD_CHECK_FAIL, "%s", first_bad);
+	} else {
+		char names[WELD_CHECK_DETAIL_MAX] = "";
+		for (size_t i = 0; i < nok && i < WELD_VERIFY_LIST_MAX; i++)
+			weld__vf_appendf(names, sizeof(names), "%s%s", i ? ", " : "", ok[i]);
+		if (total > WELD_VERIFY_LIST_MAX)
+			weld__vf_appendf(names, sizeof(names), " and %zu more", total - WELD_VERIFY_LIST_MAX);
+		weld__vf_check(v->r, "weights", WELD_CHECK_PASS, "%zu weight file%s valid: %s", total,
+			       total == 1 ? "" : "s", names);
+	}
+	return WELD_OK;
+}
+
+static void shape_str(char *buf, size_t cap, const uint64_t *shape, size_t ndim)
+{
+	snprintf(buf, cap, "[");
+	for (size_t d = 0; d < ndim; d++)
+		weld__vf_appendf(buf, cap, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+	weld__vf_appendf(buf, cap, "]");
+}
+
+/* Manifest entry M against the weights' own header; the first disagreement goes into FIRST. */
+static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, char *first, size_t cap)
+{
+	size_t i = weld__vf_find_out(v, m->name);
+	if (i == SIZE_MAX) {
+		snprintf(first, cap, "weld.json lists '%s', which %s lacks", m->name, v->manifest->weights);
+		return false;
+	}
+	const ckpt_tensor *o = &v->out->t[i];
+	weld_file *f;
+	uint64_t where = UINT64_MAX;
+	/* Only a tensor stored as one run has an offset to compare; that is every one weld writes. */
+	weld__ckpt_one_run(v->out, i, &f, &where);
+	if (strcmp(m->dtype, weld_dtype_name(o->dtype)) == 0 && m->ndim == o->ndim &&
+	    memcmp(m->shape, o->shape, m->ndim * sizeof(uint64_t)) == 0 && m->bytes == o->nbytes && m->offset == where)
+		return true;
+	char a[256], b[256];
+	shape_str(a, sizeof(a), m->shape, m->ndim);
+	shape_str(b, sizeof(b), o->shape, o->ndim);
+	snprintf(first, cap, "weld.json says '%s' is %s %s at offset %llu, %s has %s %s at %llu", m->name, m->dtype, a,
+		 (unsigned long long)m->offset, v->manifest->weights, weld_dtype_name(o->dtype), b,
+		 (unsigned long long)where);
+	return false;
+}
+
+/* A stored tensor the manifest does not list (an error path: quadratic is fine). */
+static void name_unlisted(const weld_verifier *v, char *first, size_t cap)
+{
+	const weld_manifest *m = v->manifest;
+	for (size_t i = 0; i < v->nby; i++) {
+		const ckpt_tensor *o = &v->out->t[v->by_name[i].index];
+		bool found = o->alias_of != NULL;
+		for (size_t k = 0; k < m->ntensors && !found; k++)
+			found = strcmp(m->tensors[k].name, o->name) == 0;
+		if (!found) {
+			snprintf(first, cap, "%s holds '%s', which weld.json does not list", m->weights, o->name);
+			return;
+		}
+	}
+	snprintf(first, cap, "weld.json lists %zu tensors, %s holds %zu", m->ntensors, m->weights,
+		 (size_t)v->r->tensors);
+}
+
+/* weld.json's tensor table agrees with the weights file's own header. */
+void weld__vf_check_manifest_tensors(weld_verifier *v)
+{
+	const weld_manifest *m = v->manifest;
+	char first[WELD_CHECK_DETAIL_MAX] = "", scratch[WELD_CHECK_DETAIL_MAX];
+	size_t problems = 0;
+	for (size_t k = 0; k < m->ntensors; k++)
+		if (!entry_agrees(v, &m->tensors[k], problems ? scratch : first, sizeof(first)))
+			problems++;
+	if (!problems && m->ntensors != (size_t)v->r->tensors) {
+		problems++;
+		name_unlisted(v, first, sizeof(first));
+	}
+	if (!problems && m->has_tensor_count && m->tensor_count != m->ntensors) {
+		problems++;
+		snprintf(first, sizeof(first), "weld.json: tensor_count is %llu but it lists %zu tensors",
+			 (unsigned long long)m->tensor_count, m->ntensors);
+	}
+	/* Each tied alias must name an owner that is stored. */
+	for (size_t k = 0; k < m->nties; k++) {
+		const weld_manifest_tie *t = &m->ties[k];
+		if ((!t->owner || weld__vf_find_out(v, t->owner) == SIZE_MAX) && !problems++)
+			snprintf(first, sizeof(first), "weld.json ties '%s' to '%s', which %s lacks", t->name,
+				 t->owner ? t->owner : "?", m->weights);
+	}
+	if (problems > 1)
+		weld__vf_appendf(first, sizeof(first), " (%zu problems)", problems);
+	if (problems)
+		weld__vf_check(v->r, "manifest", WELD_CHECK_FAIL, "%s", first);
+	else
+		weld__vf_check(v->r, "manifest", WELD_CHECK_PASS, "weld.json describes the %zu tensors of %s", m->ntensors,
+			       m->weights);
+}
+
+/* The recomputed CRC-32s against weld.json's, as one check line. */
+static void report_crcs(weld_verifier *v, const weld_vf_span *spans, uint32_t got_file)
+{
+	const weld_manifest *m = v->manifest;
+	char detail[WELD_CHECK_DETAIL_MAX] = "";
+	size_t bad = 0;
+	for (size_t i = 0; i < m->ntensors; i++) {
+		if (spans[i].crc == m->tensors[i].crc32)
+			continue;
+		if (bad++ < WELD_VERIFY_LIST_MAX)
+			weld__vf_appendf(detail, sizeof(detail), "%stensor '%s': CRC-32 0x%08x, weld.json says 0x%08x",
+					 bad > 1 ? "; " : "", m->tensors[i].name, spans[i].crc, m->tensors[i].crc32);
+	}
+	if (bad > WELD_VERIFY_LIST_MAX)
+		weld__vf_appendf(detail, sizeof(detail), "; and %zu more tensors", bad - WELD_VERIFY_LIST_MAX);
+	if (got_file != m->crc32)
+		weld__vf_appendf(detail, sizeof(detail), "%s%s: CRC-32 0x%08x, weld.json says 0x%08x", detail[0] ? "; " : "",
+				 m->weights, got_file, m->crc32);
+	if (detail[0])
+		weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "%s (computed on %s)", detail, weld_backend_name(v->b));
+	else
+		weld__vf_check(v->r, "crc32", WELD_CHECK_PASS, "%s and its %zu tensors match weld.json (computed on %s)",
+			       m->weights, m->ntensors, weld_backend_name(v->b));
+}
+
+/* The CRC-32s of F and of each tensor weld.json lists, as the crc32 check. */
+static weld_status check_crcs(weld_verifier *v, weld_file *f, weld_error *err)
+{
+	const weld_manifest *m = v->manifest;
+	weld_vf_span *spans = weld__calloc(m->ntensors ? m->ntensors : 1, sizeof(*spans));
+	if (!spans)
+		return weld__nomem(err);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		const weld_manifest_tensor *t = &m->tensors[i];
+		uint64_t end;
+		if (!weld__add_u64(&end, t->offset, t->bytes) || end > f->size) {
+			weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "tensor '%s' (%llu bytes at offset %llu) lies past the end of %s",
+				       t->name, (unsigned long long)t->bytes, (unsigned long long)t->offset, m->weights);
+			free(spans);
+			return WELD_OK;
+		}
+		spans[i] = (weld_vf_span){t->offset, t->bytes, 0};
+	}
+	uint32_t got_file;
+	weld_error e = {0};
+	weld_status s = weld__vf_crc_file(v->b, f, spans, m->ntensors, &got_file, &e);
+	if (s == WELD_ERR_NOMEM)
+		s = weld__nomem(err);
+	else if (s) /* a read error part way is a finding about this folder, not a failure to verify */
+		weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "%s", e.message);
+	else
+		report_crcs(v, spans, got_file);
+	free(spans);
+	return s == WELD_ERR_NOMEM ? s : WELD_OK;
+}
+
+/* The weights file has weld.json's size and CRC-32s, recomputed. */
+weld_status weld__vf_check_size_and_crcs(weld_verifier *v, weld_error *err)
+{
+	const weld_manifest *m = v->manifest;
+	char *path = weld__path_join(v->dir, m->weights);
+	weld_file *f = NULL;
+	weld_error e = {0};
+	weld_status s = path ? weld_file_open(&f, path, &e) : WELD_ERR_NOMEM;
+	free(path);
+	if (s == WELD_ERR_NOMEM)
+		return weld__nomem(err);
+	if (s) {
+		weld__vf_check(v->r, "size", WELD_CHECK_FAIL, "%s", e.message);
+		return WELD_OK;
+	}
+	if (f->size != m->size)
+		weld__vf_check(v->r, "size", WELD_CHECK_FAIL, "%s: %llu bytes, weld.json says %llu", m->weights,
+			       (unsigned long long)f->size, (unsigned long long)m->size);
+	else
+		weld__vf_check(v->r, "size", WELD_CHECK_PASS, "%s: %llu bytes, as weld.json says", m->weights,
+			       (unsigned long long)f->size);
+	s = check_crcs(v, f, err);
+	weld_file_close(f);
+	return s;
+}
+
+weld_status weld_output_intact(const char *dir, weld_error *err)
+{
+	weld_error scratch;
+	weld_manifest *m = NULL;
+	weld_file *f = NULL;
+	if (!err)
+		err = &scratch;
+	weld_status s = weld_manifest_read(dir, &m, err);
+	char *path = s ? NULL : weld__path_join(dir, m->weights);
+	if (!s && !path)
+		s = weld__nomem(err);
+	if (!s)
+		s = weld_file_open(&f, path, err);
+	if (!s && f->size != m->size)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %llu bytes, the manifest says %llu", path,
+			       (unsigned long long)f->size, (unsigned long long)m->size);
+	weld_backend cpu = {&weld_backend_cpu_iface, NULL};
+	uint32_t got;
+	if (!s)
+		s = weld__vf_crc_file(&cpu, f, NULL, 0, &got, err);
+	if (!s && got != m->crc32)
+		s = weld__fail(err, WELD_ERR_CHECKSUM, "%s: CRC-32 0x%08x, the manifest says 0x%08x", path, got, m->crc32);
+	weld_file_close(f);
+	free(path);
+	weld_manifest_free(m);
+	return s;
+}
