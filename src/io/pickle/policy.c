@@ -131,46 +131,41 @@ static bool unsafe(const char *orig_mod, const char *mod, const char *name)
 	return false;
 }
 
+/* The symbols call.c and tensor.c interpret. */
+static const struct {
+	const char *mod, *name;
+	enum gkind kind;
+} known[] = {
+	{"builtins", "getattr", G_GETATTR},
+	{"builtins", "set", G_SET},
+	{"builtins", "frozenset", G_FROZENSET},
+	{"builtins", "bytearray", G_BYTEARRAY},
+	{"builtins", "bytes", G_BYTES},
+	{"collections", "OrderedDict", G_ORDERED_DICT},
+	{"collections", "defaultdict", G_DICTLIKE},
+	{"collections", "Counter", G_COUNTER},
+	{"_codecs", "encode", G_ENCODE},
+	{"copyreg", "_reconstructor", G_RECONSTRUCTOR},
+	{"torch._utils", "_rebuild_tensor_v2", G_REBUILD_V2},
+	{"torch._utils", "_rebuild_tensor_v3", G_REBUILD_V3},
+	{"torch._utils", "_rebuild_tensor", G_REBUILD},
+	{"torch._utils", "_rebuild_parameter", G_REBUILD_PARAM},
+	{"torch._utils", "_rebuild_parameter_with_state", G_REBUILD_PARAM_STATE},
+	{"torch._tensor", "_rebuild_from_type_v2", G_FROM_TYPE_V2},
+	{"torch.nn.parameter", "Parameter", G_PARAMETER},
+	{"torch.nn", "Parameter", G_PARAMETER},
+	{"torch", "Size", G_SIZE},
+	{"torch", "Tensor", G_TENSOR},
+};
+
 static enum gkind classify(const char *m, const char *n)
 {
-	if (strcmp(m, "builtins") == 0) {
-		if (strcmp(n, "getattr") == 0) return G_GETATTR;
-		if (strcmp(n, "set") == 0) return G_SET;
-		if (strcmp(n, "frozenset") == 0) return G_FROZENSET;
-		if (strcmp(n, "bytearray") == 0) return G_BYTEARRAY;
-		if (strcmp(n, "bytes") == 0) return G_BYTES;
-		return G_PLAIN;
-	}
-	if (strcmp(m, "collections") == 0) {
-		if (strcmp(n, "OrderedDict") == 0) return G_ORDERED_DICT;
-		if (strcmp(n, "defaultdict") == 0) return G_DICTLIKE;
-		if (strcmp(n, "Counter") == 0) return G_COUNTER;
-		return G_PLAIN;
-	}
-	if (strcmp(m, "_codecs") == 0 && strcmp(n, "encode") == 0)
-		return G_ENCODE;
-	if (strcmp(m, "copyreg") == 0 && strcmp(n, "_reconstructor") == 0)
-		return G_RECONSTRUCTOR;
-	if (strcmp(m, "torch._utils") == 0) {
-		if (strcmp(n, "_rebuild_tensor_v2") == 0) return G_REBUILD_V2;
-		if (strcmp(n, "_rebuild_tensor_v3") == 0) return G_REBUILD_V3;
-		if (strcmp(n, "_rebuild_tensor") == 0) return G_REBUILD;
-		if (strcmp(n, "_rebuild_parameter") == 0) return G_REBUILD_PARAM;
-		if (strcmp(n, "_rebuild_parameter_with_state") == 0) return G_REBUILD_PARAM_STATE;
-		if (strncmp(n, "_rebuild_", 9) == 0) return G_REBUILD_UNSUPPORTED;
-		return G_PLAIN;
-	}
-	if (strcmp(m, "torch._tensor") == 0) {
-		if (strcmp(n, "_rebuild_from_type_v2") == 0) return G_FROM_TYPE_V2;
-		if (strncmp(n, "_rebuild_", 9) == 0) return G_REBUILD_UNSUPPORTED;
-		return G_PLAIN;
-	}
-	if ((strcmp(m, "torch.nn.parameter") == 0 || strcmp(m, "torch.nn") == 0) && strcmp(n, "Parameter") == 0)
-		return G_PARAMETER;
-	if (strcmp(m, "torch") == 0 && strcmp(n, "Size") == 0)
-		return G_SIZE;
-	if (strcmp(m, "torch") == 0 && strcmp(n, "Tensor") == 0)
-		return G_TENSOR;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(m, known[i].mod) == 0 && strcmp(n, known[i].name) == 0)
+			return known[i].kind;
+	/* Other tensor rebuilds (sparse, quantized...): calling one is refused, not made opaque. */
+	if ((strcmp(m, "torch._utils") == 0 || strcmp(m, "torch._tensor") == 0) && strncmp(n, "_rebuild_", 9) == 0)
+		return G_REBUILD_UNSUPPORTED;
 	if (strcmp(m, "torch") == 0 || strcmp(m, "torch.cuda") == 0 || strcmp(m, "torch.storage") == 0) {
 		size_t ln = strlen(n);
 		if (ln >= 7 && strcmp(n + ln - 7, "Storage") == 0)
