@@ -742,6 +742,70 @@ static void test_tensors_bad(void)
 			   WELD_ERR_FORMAT, "tensor at offset %zu reaches element 2 but its storage '0' holds only 2");
 }
 
+/* Call and BUILD forms no fixture reaches: NEWOBJ_EX, Parameter() + BUILD, tensor states, bad arguments. */
+static void test_calls_and_builds(void)
+{
+	weld_error err = {0};
+	weld_status st;
+	weld_py *o;
+
+	/* NEWOBJ_EX: keyword arguments of an opaque class are dropped. */
+	static const char kw[] = "\x80\x04" "cfoo\nBar\n)}(X\x01\x00\x00\x00" "kK\x01u\x92.";
+	o = load_mem(kw, sizeof(kw) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(is_object(o, "foo", "Bar") && o->obj.args && o->obj.args->kind == WELD_PY_TUPLE &&
+	      o->obj.args->seq.n == 0 && !o->obj.state);
+	/* An empty Parameter() filled by BUILD (storage, offset, size, stride) requires grad. */
+	static const char pp[] = "\x80\x02" "ctorch.nn.parameter\nParameter\n)\x81("
+				 STORAGE_PID("0", "FloatStorage", "\x04") "K\x00K\x04\x85K\x01\x85tb.";
+	o = load_mem(pp, sizeof(pp) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(tensor_is(o, WELD_DTYPE_F32, 1, (uint64_t[]){4}, (int64_t[]){1}, 0));
+	CHECK(o && o->tensor.parameter && o->tensor.requires_grad);
+	/* Legacy Parameter.__setstate__((data, requires_grad, hooks)) on an empty Parameter(). */
+	static const char ps[] = "\x80\x02" "ctorch\nTensor\n)\x81(" STORAGE_PID("0", "FloatStorage", "\x04")
+				 "K\x00K\x04\x85K\x01\x85tbq\x00" "ctorch.nn.parameter\nParameter\n)\x81h\x00\x88}\x87"
+				 "b.";
+	o = load_mem(ps, sizeof(ps) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(tensor_is(o, WELD_DTYPE_F32, 1, (uint64_t[]){4}, (int64_t[]){1}, 0));
+	CHECK(o && o->tensor.parameter && o->tensor.requires_grad);
+	/* A dict state (attributes of a tensor subclass) leaves the tensor as it was. */
+	static const char ds[] = "\x80\x02" "ctorch\nTensor\n)\x81(" STORAGE_PID("0", "FloatStorage", "\x04")
+				 "K\x00K\x04\x85K\x01\x85tb}b.";
+	o = load_mem(ds, sizeof(ds) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(tensor_is(o, WELD_DTYPE_F32, 1, (uint64_t[]){4}, (int64_t[]){1}, 0));
+	CHECK(o && !o->tensor.parameter && !o->tensor.requires_grad);
+	/* POP with nothing above the mark drops the mark. */
+	o = load_mem("(0N.", 4, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(o && o->kind == WELD_PY_NONE);
+
+	EXPECT_FAIL("\x80\x04" "ccollections\nOrderedDict\n)}(X\x01\x00\x00\x00" "kK\x01u\x92.", WELD_ERR_UNSUPPORTED,
+		    "pickle NEWOBJ_EX at offset 39 passes keyword arguments to collections.OrderedDict");
+	EXPECT_FAIL("\x80\x04" "cfoo\nBar\n)N\x92.", WELD_ERR_FORMAT,
+		    "pickle NEWOBJ_EX at offset 13 has None for keyword arguments");
+	EXPECT_FAIL("ctorch\nSize\nK\x01\x85R.", WELD_ERR_FORMAT, "torch.Size at offset 15 expects a tuple of ints");
+	EXPECT_FAIL("ctorch\nSize\nN\x85\x85R.", WELD_ERR_FORMAT,
+		    "torch.Size at offset 15 expects a tuple of ints, got None");
+	EXPECT_FAIL("c__builtin__\nset\nK\x01\x85R.", WELD_ERR_FORMAT, "builtins.set at offset 20 expects a list");
+	EXPECT_FAIL("cfoo\nBar\n)\x81}bK\x01" "a.", WELD_ERR_UNSUPPORTED,
+		    "pickle APPEND at offset 15 adds items to foo.Bar whose state is a dict");
+	EXPECT_FAIL("\x80\x02" "ctorch\nTensor\nK\x01\x85R.", WELD_ERR_UNSUPPORTED,
+		    "torch.Tensor at offset 19 is called with arguments; only the empty tensor plus BUILD form is supported");
+	EXPECT_FAIL("\x80\x02" "ctorch\nTensor\n)\x81K\x01" "b.", WELD_ERR_FORMAT,
+		    "pickle BUILD at offset 20 gives a tensor an int as its state");
+	EXPECT_FAIL("\x80\x02" "ctorch._utils\n_rebuild_parameter\n(ctorch\nTensor\n)\x81X\x01\x00\x00\x00" "x}tR.",
+		    WELD_ERR_FORMAT,
+		    "torch._utils._rebuild_parameter at offset 60 expects a bool requires_grad, got a str");
+	EXPECT_FAIL("\x80\x02" "ctorch._tensor\n_rebuild_from_type_v2\n)R.", WELD_ERR_FORMAT,
+		    "torch._tensor._rebuild_from_type_v2 at offset 40 takes 4 arguments, got 0");
+	EXPECT_FAIL("\x80\x02" "ctorch._tensor\n_rebuild_from_type_v2\n(cfoo\nbar\nctorch\nTensor\n)}tR.",
+		    WELD_ERR_UNSUPPORTED,
+		    "torch._tensor._rebuild_from_type_v2 at offset 66 applies foo.bar, which is not a tensor rebuild function");
+}
+
 int main(void)
 {
 	weld_error err = {0};
@@ -756,6 +820,7 @@ int main(void)
 	test_truncated();
 	test_malformed();
 	test_tensors_bad();
+	test_calls_and_builds();
 	weld_pickle_free(P);
 	weld_pickle_free(NULL);
 	TEST_DONE();

@@ -87,16 +87,18 @@ struct weld_py {
 	};
 };
 
-/* Bounds; a stream that exceeds one gets WELD_ERR_LIMIT naming it. */
+/*
+ * Bounds; a stream that exceeds one gets WELD_ERR_LIMIT naming it. A zero
+ * field means its default.
+ */
 typedef struct weld_pickle_limits {
 	uint32_t max_depth;    /* nesting of containers (default 1000) */
 	size_t max_memo;       /* memo entries (default 1<<24) */
 	size_t max_stack;      /* stack + mark entries (default 1<<24) */
-	size_t max_bytes;      /* total arena bytes (default 1 GiB) */
+	size_t max_bytes;      /* arena, stack, marks and memo together (default 1 GiB) */
 	/*
 	 * Values in the tree counting every shared (memo) reference again
 	 * (default 1<<28): bounds a full walk of a "billion laughs" DAG.
-	 * Added by pickle.c's author; a zero field means its default.
 	 */
 	uint64_t max_nodes;
 } weld_pickle_limits;
