@@ -153,7 +153,7 @@ typedef enum { DONE, SKIPPED, FAILED, PLANNED } outcome;
 
 int cmd_batch(int argc, char **argv)
 {
-	bool all = false, latest = false, dry = false, count = false, skip = false, quiet = false, help = false;
+	bool all = false, latest = false, dry = false, count = false, skip = false, quiet = false;
 	const char *run = NULL, *outdir = NULL, *name = NULL, *index = NULL;
 	const char *filters[64];
 	size_t nfilters = 0;
@@ -181,17 +181,12 @@ int cmd_batch(int argc, char **argv)
 	const cli_opt opts[] = {{"input-dir", NULL, &run},     {"output-dir", NULL, &outdir}, {"name", NULL, &name},
 				{"array-index", NULL, &index}, {"all-checkpoints", &all, NULL}, {"latest", &latest, NULL},
 				{"dry-run", &dry, NULL},       {"count", &count, NULL},       {"skip-existing", &skip, NULL},
-				{"quiet", &quiet, NULL},       {"help", &help, NULL},         CLI_CONVERT_OPTS(a),
-				{NULL, NULL, NULL}};
-	const char *pos[1];
-	int npos, rc = cli_parse("batch", nrest, rest, opts, pos, 0, &npos);
+				{"quiet", &quiet, NULL},       CLI_CONVERT_OPTS(a),           {NULL, NULL, NULL}};
+	const cli_command cmd = {"batch", batch_usage, opts, NULL};
+	int rc = cli_parse(&cmd, nrest, rest, NULL);
 	free(rest);
-	if (rc)
+	if (rc != CLI_PARSED)
 		return rc;
-	if (help) {
-		fputs(batch_usage, stdout);
-		return EXIT_OK;
-	}
 	if (!run || (!outdir && !(dry && count)))
 		return cli_usage_error("batch", "needs --input-dir RUN and --output-dir OUT");
 	if (all && latest)
@@ -261,7 +256,7 @@ int cmd_batch(int argc, char **argv)
 			res[k] = SKIPPED;
 			continue;
 		}
-		cli_progress ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = label, .last_print = cli_wall()};
+		cli_progress ps = cli_progress_start(label, quiet);
 		weld_convert_options co = o;
 		co.progress = cli_on_progress;
 		co.payload = &ps;
