@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,61 +90,105 @@ static void free_entries(ckpt_entry *e, size_t n)
 	free(e);
 }
 
+/* Appends a copy of DIR and BASE to *LIST; -1 when out of memory (nothing added). */
+static int add_entry(ckpt_entry **list, size_t *cnt, const char *dir, const char *base)
+{
+	ckpt_entry *grown = realloc(*list, (*cnt + 1) * sizeof(**list));
+	if (!grown)
+		return -1;
+	*list = grown;
+	ckpt_entry e = {strdup(dir), strdup(base), step_of(base)};
+	if (!e.dir || !e.base) {
+		free(e.dir);
+		free(e.base);
+		return -1;
+	}
+	grown[(*cnt)++] = e;
+	return 0;
+}
+
+/* Whether NAME passes the filters: 1 yes, 0 no, -1 fnmatch failed (out of memory). */
+static int wanted(const char *name, const char *const *filters, size_t nfilters)
+{
+	for (size_t i = 0; i < nfilters; i++) {
+		int m = fnmatch(filters[i], name, 0);
+		if (m != 0 && m != FNM_NOMATCH)
+			return -1;
+		if (m == 0)
+			return 1;
+	}
+	return nfilters == 0;
+}
+
+/* The checkpoint folders directly in RUN, filtered, unsorted: 0, or EXIT_FAILED after a message. */
+static int scan_run(DIR *d, const char *run, const char *const *filters, size_t nfilters, ckpt_entry **list,
+		    size_t *cnt)
+{
+	struct dirent *e;
+	/* readdir says "no more entries" and "failed" both with NULL; errno tells them apart. */
+	while ((errno = 0, e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[4096];
+		struct stat st;
+		/* A path longer than PATH_MAX could not be opened anyway. */
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", run, e->d_name) >= sizeof(path) || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !is_checkpoint_dir(path, e->d_name))
+			continue;
+		int keep = wanted(e->d_name, filters, nfilters);
+		if (keep < 0 || (keep && add_entry(list, cnt, path, e->d_name)))
+			return cli_oom();
+	}
+	if (errno) {
+		fprintf(stderr, "weld: error: %s: cannot read the run folder: %s\n", run, strerror(errno));
+		return EXIT_FAILED;
+	}
+	return 0;
+}
+
 /*
- * The checkpoints in RUN. A DeepSpeed save folder's tags are checkpoints of
- * their own only when no HF Trainer folder wraps them. RUN itself counts when
- * it holds weights and nothing below does.
+ * The checkpoints in RUN, sorted by step. A DeepSpeed save folder's tags are
+ * checkpoints of their own only when no HF Trainer folder wraps them. RUN
+ * itself counts when it holds weights and nothing below does. 0, or
+ * EXIT_FAILED after a message: never a partial list.
  */
 static int find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
 			    size_t *n)
 {
 	DIR *d = opendir(run);
 	if (!d) {
+		if (errno == ENOMEM)
+			return cli_oom();
 		fprintf(stderr, "weld: error: %s: cannot open the run folder\n", run);
-		return -1;
+		return EXIT_FAILED;
 	}
 	ckpt_entry *list = NULL;
 	size_t cnt = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[4096];
-		struct stat st;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", run, e->d_name) >= sizeof(path) || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !is_checkpoint_dir(path, e->d_name))
-			continue;
-		bool keep = nfilters == 0;
-		for (size_t i = 0; i < nfilters && !keep; i++)
-			keep = fnmatch(filters[i], e->d_name, 0) == 0;
-		if (!keep)
-			continue;
-		ckpt_entry *grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown)
-			break;
-		list = grown;
-		list[cnt++] = (ckpt_entry){strdup(path), strdup(e->d_name), step_of(e->d_name)};
-	}
+	int rc = scan_run(d, run, filters, nfilters, &list, &cnt);
 	closedir(d);
-	if (cnt == 0 && nfilters == 0 && has_weights(run)) {
+	if (rc == 0 && cnt == 0 && nfilters == 0 && has_weights(run)) {
 		const char *base = strrchr(run, '/');
-		list = malloc(sizeof(*list));
-		if (list)
-			list[cnt++] = (ckpt_entry){strdup(run), strdup(base && base[1] ? base + 1 : run),
-						   step_of(base && base[1] ? base + 1 : run)};
+		base = base && base[1] ? base + 1 : run;
+		if (add_entry(&list, &cnt, run, base))
+			rc = cli_oom();
 	}
-	qsort(list, cnt, sizeof(*list), cmp_entry);
+	if (rc) {
+		free_entries(list, cnt);
+		return rc;
+	}
+	if (cnt > 1)
+		qsort(list, cnt, sizeof(*list), cmp_entry);
 	*out = list;
 	*n = cnt;
 	return 0;
 }
 
-static const char *run_name(const char *run)
+/* RUN's folder name, trailing slashes dropped, in BUF (CAP bytes): the default output name. */
+static const char *run_name(const char *run, char *buf, size_t cap)
 {
 	size_t n = strlen(run);
 	while (n > 1 && run[n - 1] == '/')
 		n--;
-	static char buf[1024];
-	if ((size_t)snprintf(buf, sizeof(buf), "%.*s", (int)n, run) >= sizeof(buf))
+	if ((size_t)snprintf(buf, cap, "%.*s", (int)n, run) >= cap)
 		return "run";
 	const char *base = strrchr(buf, '/');
 	return base ? base + 1 : buf;
@@ -158,11 +203,11 @@ int cmd_batch(int argc, char **argv)
 	const char *filters[64];
 	size_t nfilters = 0;
 	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
-	/* --checkpoint-filter repeats: collect it before the table parse sees it. */
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	/*
+	 * --checkpoint-filter repeats: collect it before the table parse sees it,
+	 * moving the other arguments down in ARGV (ours to change, C11 5.1.2.2.1).
+	 */
 	int nrest = 0;
-	if (!rest)
-		return EXIT_FAILED;
 	for (int i = 0; i < argc; i++) {
 		const char *f = NULL;
 		if (strcmp(argv[i], "--checkpoint-filter") == 0 && i + 1 < argc)
@@ -170,11 +215,9 @@ int cmd_batch(int argc, char **argv)
 		else if (strncmp(argv[i], "--checkpoint-filter=", 20) == 0)
 			f = argv[i] + 20;
 		else
-			rest[nrest++] = argv[i];
-		if (f && nfilters == sizeof(filters) / sizeof(filters[0])) {
-			free(rest);
+			argv[nrest++] = argv[i];
+		if (f && nfilters == sizeof(filters) / sizeof(filters[0]))
 			return cli_usage_error("batch", "at most 64 --checkpoint-filter options");
-		}
 		if (f)
 			filters[nfilters++] = f;
 	}
@@ -183,8 +226,7 @@ int cmd_batch(int argc, char **argv)
 				{"dry-run", &dry, NULL},       {"count", &count, NULL},       {"skip-existing", &skip, NULL},
 				{"quiet", &quiet, NULL},       CLI_CONVERT_OPTS(a),           {NULL, NULL, NULL}};
 	const cli_command cmd = {"batch", batch_usage, opts, NULL};
-	int rc = cli_parse(&cmd, nrest, rest, NULL);
-	free(rest);
+	int rc = cli_parse(&cmd, nrest, argv, NULL);
 	if (rc != CLI_PARSED)
 		return rc;
 	if (!run || (!outdir && !(dry && count)))
@@ -197,10 +239,10 @@ int cmd_batch(int argc, char **argv)
 	if ((rc = cli_convert_options("batch", &a, &o)))
 		return rc;
 
-	ckpt_entry *list;
-	size_t n;
-	if (find_checkpoints(run, filters, nfilters, &list, &n))
-		return EXIT_FAILED;
+	ckpt_entry *list = NULL;
+	size_t n = 0;
+	if ((rc = find_checkpoints(run, filters, nfilters, &list, &n)))
+		return rc;
 	/* Without --all-checkpoints only the newest counts. */
 	size_t first = (!all && n) ? n - 1 : 0;
 	size_t selected = n - first;
@@ -227,14 +269,21 @@ int cmd_batch(int argc, char **argv)
 		first += (size_t)v;
 		selected = 1;
 	}
+	char namebuf[1024];
 	if (!name)
-		name = run_name(run);
+		name = run_name(run, namebuf, sizeof(namebuf));
 
 	cli_install_signals();
 	outcome *res = calloc(selected, sizeof(*res));
 	double *secs = calloc(selected, sizeof(*secs));
+	if (!res || !secs) {
+		free(res);
+		free(secs);
+		free_entries(list, n);
+		return cli_oom();
+	}
 	int failed = 0;
-	for (size_t k = 0; k < selected && res && secs; k++) {
+	for (size_t k = 0; k < selected; k++) {
 		ckpt_entry *c = &list[first + k];
 		char out[4096], label[512];
 		int len = c->step >= 0 ? snprintf(out, sizeof(out), "%s/%s_step_%ld", outdir, name, c->step)
@@ -273,19 +322,24 @@ int cmd_batch(int argc, char **argv)
 			return cli_signal_exit();
 		}
 		if (s) {
-			fprintf(stderr, "%s: error: %s\n", label, err.message);
+			fprintf(stderr, "%s: error: %s\n", label, cli_error_text(&err));
 			res[k] = FAILED;
 			failed++;
 			continue;
 		}
 		if (dry) {
+			/* The plan names the format: open it again (it just converted, so only memory can fail). */
 			weld_ckpt *ck = NULL;
-			const char *type = "unknown";
-			if (weld_ckpt_open_as(&ck, c->dir, o.type, NULL) == WELD_OK)
-				type = weld_format_name(weld_ckpt_format(ck));
+			if (weld_ckpt_open_as(&ck, c->dir, o.type, &err)) {
+				fprintf(stderr, "%s: error: %s\n", label, cli_error_text(&err));
+				res[k] = FAILED;
+				failed++;
+				continue;
+			}
 			char rd[32], wr[32];
-			printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step, type, out,
-			       r.tensors, cli_human(rd, sizeof(rd), r.bytes_read), cli_human(wr, sizeof(wr), r.bytes_written));
+			printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step,
+			       weld_format_name(weld_ckpt_format(ck)), out, r.tensors, cli_human(rd, sizeof(rd), r.bytes_read),
+			       cli_human(wr, sizeof(wr), r.bytes_written));
 			weld_ckpt_free(ck);
 			res[k] = PLANNED;
 			continue;
@@ -295,7 +349,7 @@ int cmd_batch(int argc, char **argv)
 		cli_print_summary(label, &r, secs[k]);
 		res[k] = DONE;
 	}
-	if (!dry && res && secs) {
+	if (!dry) {
 		printf("%-32s %-8s %8s\n", "CHECKPOINT", "RESULT", "SECONDS");
 		static const char *const words[] = {"done", "skipped", "FAILED", "planned"};
 		for (size_t k = 0; k < selected; k++)
