@@ -108,6 +108,23 @@ const char *cli_human(char *buf, size_t cap, uint64_t n);
 double cli_peak_rss_mb(void);
 void cli_print_summary(const char *label, const weld_convert_result *r, double secs);
 
+/* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
+
+typedef struct ckpt_entry {
+	char *dir;  /* input path */
+	char *base; /* folder name */
+	long step;  /* -1 when the name carries none */
+} ckpt_entry;
+
+/*
+ * The checkpoint folders in RUN whose names match one of the FILTERS (any
+ * when there are none), sorted by step, into *OUT (*N of them). 0, or
+ * EXIT_FAILED after a message: never a partial list.
+ */
+int cli_find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
+			 size_t *n);
+void cli_free_checkpoints(ckpt_entry *list, size_t n);
+
 /* ---- one file per command ----------------------------------------------------- */
 
 int cmd_inspect(int argc, char **argv);
