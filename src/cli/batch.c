@@ -1,18 +1,14 @@
 /*
  * weld batch: every checkpoint of a training run, as one command, a Slurm
  * array job (one checkpoint per task) or a job step. Checkpoints are found
- * in RUN (HF Trainer checkpoint-N folders, DeepSpeed global_stepN tags, plain
- * HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/.
+ * in RUN (runs.c: HF Trainer checkpoint-N folders, DeepSpeed global_stepN
+ * tags, plain HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/.
  */
 #include "cli.h"
 
-#include <dirent.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static const char batch_usage[] =
 	"usage: weld batch --input-dir RUN --output-dir OUT [options] [convert's options]\n"
@@ -37,132 +33,23 @@ static const char batch_usage[] =
 	"convert's options: --dtype, --pytorch-bin, --safetensors, --device, --type, --threads,\n"
 	"--chunk-bytes, --force (see weld convert --help)\n";
 
-typedef struct ckpt_entry {
-	char *dir;  /* input path */
-	char *base; /* folder name */
-	long step;  /* -1 when the name carries none */
-} ckpt_entry;
-
-/* Step from "checkpoint-N", "global_stepN", or a trailing number. */
-static long step_of(const char *name)
-{
-	const char *p = name + strlen(name);
-	while (p > name && p[-1] >= '0' && p[-1] <= '9')
-		p--;
-	return *p ? strtol(p, NULL, 10) : -1;
-}
-
-static bool has_weights(const char *dir)
-{
-	static const char *const names[] = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-					    "pytorch_model.bin.index.json", "latest"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		char p[4096];
-		struct stat st;
-		if ((size_t)snprintf(p, sizeof(p), "%s/%s", dir, names[i]) < sizeof(p) && stat(p, &st) == 0)
-			return true;
-	}
-	return false;
-}
-
-static bool is_checkpoint_dir(const char *dir, const char *name)
-{
-	if (strncmp(name, "checkpoint-", 11) == 0 || strncmp(name, "global_step", 11) == 0)
-		return true;
-	return has_weights(dir);
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-	const ckpt_entry *x = a, *y = b;
-	if (x->step != y->step)
-		return x->step < y->step ? -1 : 1;
-	return strcmp(x->base, y->base);
-}
-
-static void free_entries(ckpt_entry *e, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(e[i].dir);
-		free(e[i].base);
-	}
-	free(e);
-}
+/* The command line of one batch run. */
+typedef struct batch_args {
+	bool all, latest, dry, count, skip, quiet;
+	const char *run, *outdir, *name, *index;
+	const char *filters[64];
+	size_t nfilters;
+	weld_convert_options convert;
+} batch_args;
 
 /*
- * The checkpoints in RUN. A DeepSpeed save folder's tags are checkpoints of
- * their own only when no HF Trainer folder wraps them. RUN itself counts when
- * it holds weights and nothing below does.
+ * --checkpoint-filter repeats: collect it into B before the table parse sees
+ * it, moving the other arguments down in ARGV (ours to change, C11
+ * 5.1.2.2.1). The count of arguments left, or -1 after a usage error.
  */
-static int find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
-			    size_t *n)
+static int take_filters(int argc, char **argv, batch_args *b)
 {
-	DIR *d = opendir(run);
-	if (!d) {
-		fprintf(stderr, "weld: error: %s: cannot open the run folder\n", run);
-		return -1;
-	}
-	ckpt_entry *list = NULL;
-	size_t cnt = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[4096];
-		struct stat st;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", run, e->d_name) >= sizeof(path) || stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !is_checkpoint_dir(path, e->d_name))
-			continue;
-		bool keep = nfilters == 0;
-		for (size_t i = 0; i < nfilters && !keep; i++)
-			keep = fnmatch(filters[i], e->d_name, 0) == 0;
-		if (!keep)
-			continue;
-		ckpt_entry *grown = realloc(list, (cnt + 1) * sizeof(*list));
-		if (!grown)
-			break;
-		list = grown;
-		list[cnt++] = (ckpt_entry){strdup(path), strdup(e->d_name), step_of(e->d_name)};
-	}
-	closedir(d);
-	if (cnt == 0 && nfilters == 0 && has_weights(run)) {
-		const char *base = strrchr(run, '/');
-		list = malloc(sizeof(*list));
-		if (list)
-			list[cnt++] = (ckpt_entry){strdup(run), strdup(base && base[1] ? base + 1 : run),
-						   step_of(base && base[1] ? base + 1 : run)};
-	}
-	qsort(list, cnt, sizeof(*list), cmp_entry);
-	*out = list;
-	*n = cnt;
-	return 0;
-}
-
-static const char *run_name(const char *run)
-{
-	size_t n = strlen(run);
-	while (n > 1 && run[n - 1] == '/')
-		n--;
-	static char buf[1024];
-	if ((size_t)snprintf(buf, sizeof(buf), "%.*s", (int)n, run) >= sizeof(buf))
-		return "run";
-	const char *base = strrchr(buf, '/');
-	return base ? base + 1 : buf;
-}
-
-typedef enum { DONE, SKIPPED, FAILED, PLANNED } outcome;
-
-int cmd_batch(int argc, char **argv)
-{
-	bool all = false, latest = false, dry = false, count = false, skip = false, quiet = false, help = false;
-	const char *run = NULL, *outdir = NULL, *name = NULL, *index = NULL;
-	const char *filters[64];
-	size_t nfilters = 0;
-	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
-	/* --checkpoint-filter repeats: collect it before the table parse sees it. */
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
 	int nrest = 0;
-	if (!rest)
-		return EXIT_FAILED;
 	for (int i = 0; i < argc; i++) {
 		const char *f = NULL;
 		if (strcmp(argv[i], "--checkpoint-filter") == 0 && i + 1 < argc)
@@ -170,145 +57,221 @@ int cmd_batch(int argc, char **argv)
 		else if (strncmp(argv[i], "--checkpoint-filter=", 20) == 0)
 			f = argv[i] + 20;
 		else
-			rest[nrest++] = argv[i];
-		if (f && nfilters == sizeof(filters) / sizeof(filters[0])) {
-			free(rest);
-			return cli_usage_error("batch", "at most 64 --checkpoint-filter options");
+			argv[nrest++] = argv[i];
+		if (f && b->nfilters == sizeof(b->filters) / sizeof(b->filters[0])) {
+			cli_usage_error("batch", "at most 64 --checkpoint-filter options");
+			return -1;
 		}
 		if (f)
-			filters[nfilters++] = f;
+			b->filters[b->nfilters++] = f;
 	}
-	const cli_opt opts[] = {{"input-dir", NULL, &run},     {"output-dir", NULL, &outdir}, {"name", NULL, &name},
-				{"array-index", NULL, &index}, {"all-checkpoints", &all, NULL}, {"latest", &latest, NULL},
-				{"dry-run", &dry, NULL},       {"count", &count, NULL},       {"skip-existing", &skip, NULL},
-				{"quiet", &quiet, NULL},       {"help", &help, NULL},         CLI_CONVERT_OPTS(a),
-				{NULL, NULL, NULL}};
-	const char *pos[1];
-	int npos, rc = cli_parse("batch", nrest, rest, opts, pos, 0, &npos);
-	free(rest);
-	if (rc)
-		return rc;
-	if (help) {
-		fputs(batch_usage, stdout);
-		return EXIT_OK;
-	}
-	if (!run || (!outdir && !(dry && count)))
-		return cli_usage_error("batch", "needs --input-dir RUN and --output-dir OUT");
-	if (all && latest)
-		return cli_usage_error("batch", "--all-checkpoints and --latest exclude each other");
-	if (count && !dry)
-		return cli_usage_error("batch", "--count goes with --dry-run");
-	weld_convert_options o;
-	if ((rc = cli_convert_options("batch", &a, &o)))
-		return rc;
+	return nrest;
+}
 
-	ckpt_entry *list;
-	size_t n;
-	if (find_checkpoints(run, filters, nfilters, &list, &n))
-		return EXIT_FAILED;
+/* The command line into B: CLI_PARSED, or the exit code after --help or an error. */
+static int parse_args(int argc, char **argv, batch_args *b)
+{
+	int nrest = take_filters(argc, argv, b);
+	if (nrest < 0)
+		return EXIT_USAGE;
+	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
+	const cli_opt opts[] = {{"input-dir", NULL, &b->run},     {"output-dir", NULL, &b->outdir},
+				{"name", NULL, &b->name},         {"array-index", NULL, &b->index},
+				{"all-checkpoints", &b->all, NULL}, {"latest", &b->latest, NULL},
+				{"dry-run", &b->dry, NULL},       {"count", &b->count, NULL},
+				{"skip-existing", &b->skip, NULL}, {"quiet", &b->quiet, NULL},
+				CLI_CONVERT_OPTS(a),              {NULL, NULL, NULL}};
+	const cli_command cmd = {"batch", batch_usage, opts, NULL};
+	int rc = cli_parse(&cmd, nrest, argv, NULL);
+	if (rc != CLI_PARSED)
+		return rc;
+	if (!b->run || (!b->outdir && !(b->dry && b->count)))
+		return cli_usage_error("batch", "needs --input-dir RUN and --output-dir OUT");
+	if (b->all && b->latest)
+		return cli_usage_error("batch", "--all-checkpoints and --latest exclude each other");
+	if (b->count && !b->dry)
+		return cli_usage_error("batch", "--count goes with --dry-run");
+	if ((rc = cli_convert_options("batch", &a, &b->convert)))
+		return rc;
+	return CLI_PARSED;
+}
+
+/*
+ * A Slurm array task converts just its own checkpoint: narrows the *N
+ * checkpoints from *FIRST to the one the task index names. 0, or the exit
+ * code after a message.
+ */
+static int apply_array_index(const batch_args *b, size_t *first, size_t *n)
+{
+	const char *task = b->index ? b->index : getenv("SLURM_ARRAY_TASK_ID");
+	if (!task)
+		return 0;
+	long v;
+	if (cli_parse_count(task, 0, 1L << 30, &v) || (size_t)v >= *n) {
+		fprintf(stderr, "weld: error: array index %s is out of range: %zu checkpoint%s\n", task, *n,
+			*n == 1 ? "" : "s");
+		return b->index ? EXIT_USAGE : EXIT_FAILED;
+	}
+	*first += (size_t)v;
+	*n = 1;
+	return 0;
+}
+
+/* RUN's folder name, trailing slashes dropped, in BUF (CAP bytes): the default output name. */
+static const char *run_name(const char *run, char *buf, size_t cap)
+{
+	size_t n = strlen(run);
+	while (n > 1 && run[n - 1] == '/')
+		n--;
+	if ((size_t)snprintf(buf, cap, "%.*s", (int)n, run) >= cap)
+		return "run";
+	const char *base = strrchr(buf, '/');
+	return base ? base + 1 : buf;
+}
+
+/* What became of one checkpoint; INTERRUPTED (by SIGINT/SIGTERM) ends the run. */
+typedef enum { DONE, SKIPPED, FAILED, PLANNED, INTERRUPTED } outcome;
+
+/* OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in BUF; -1 when too long. */
+static int output_path(char *buf, size_t cap, const batch_args *b, const ckpt_entry *c)
+{
+	int len = c->step >= 0 ? snprintf(buf, cap, "%s/%s_step_%ld", b->outdir, b->name, c->step)
+			       : snprintf(buf, cap, "%s/%s_%s", b->outdir, b->name, c->base);
+	return len < 0 || (size_t)len >= cap ? -1 : 0;
+}
+
+static outcome fail_one(const char *label, const weld_error *err)
+{
+	fprintf(stderr, "%s: error: %s\n", label, cli_error_text(err));
+	return FAILED;
+}
+
+/* The dry run's line for C: its format, where it would go, what it would read and write. */
+static outcome print_plan(const batch_args *b, const ckpt_entry *c, const char *label, const char *out,
+			  const weld_convert_result *r)
+{
+	/* weld_convert just read it, so only running out of memory can make this fail. */
+	weld_ckpt *ck = NULL;
+	weld_error err = {0};
+	if (weld_ckpt_open_as(&ck, c->dir, b->convert.type, &err))
+		return fail_one(label, &err);
+	char rd[32], wr[32];
+	printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step,
+	       weld_format_name(weld_ckpt_format(ck)), out, r->tensors, cli_human(rd, sizeof(rd), r->bytes_read),
+	       cli_human(wr, sizeof(wr), r->bytes_written));
+	weld_ckpt_free(ck);
+	return PLANNED;
+}
+
+/*
+ * Convert (or plan) checkpoint C; *SECS gets the time it took. FIRST: the
+ * run's first checkpoint, the one whose notice (why not CUDA) is shown.
+ */
+static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first, double *secs)
+{
+	char out[4096], label[512];
+	if (output_path(out, sizeof(out), b, c) || (size_t)snprintf(label, sizeof(label), "%s", c->base) >= sizeof(label)) {
+		fprintf(stderr, "%s: error: output path too long\n", c->base);
+		return FAILED;
+	}
+	if (cli_signal())
+		return INTERRUPTED;
+	if (b->skip && !b->dry && weld_output_intact(out, NULL) == WELD_OK) {
+		printf("%s: skipped: %s verifies\n", label, out);
+		return SKIPPED;
+	}
+	cli_progress ps = cli_progress_start(label, b->quiet);
+	weld_convert_options co = b->convert;
+	co.progress = cli_on_progress;
+	co.payload = &ps;
+	co.dry_run = b->dry;
+	weld_convert_result r;
+	weld_error err = {0};
+	double t0 = cli_wall();
+	weld_status s = weld_convert(c->dir, out, &co, &r, &err);
+	*secs = cli_wall() - t0;
+	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
+		return INTERRUPTED;
+	if (s)
+		return fail_one(label, &err);
+	if (b->dry)
+		return print_plan(b, c, label, out, &r);
+	if (r.notice[0] && !b->quiet && first)
+		fprintf(stderr, "%s: %s\n", label, r.notice);
+	cli_print_summary(label, &r, *secs);
+	return DONE;
+}
+
+typedef struct batch_row {
+	outcome result;
+	double secs;
+} batch_row;
+
+static void print_table(const ckpt_entry *c, const batch_row *rows, size_t n, int failed)
+{
+	static const char *const words[] = {"done", "skipped", "FAILED", "planned"};
+	printf("%-32s %-8s %8s\n", "CHECKPOINT", "RESULT", "SECONDS");
+	for (size_t k = 0; k < n; k++)
+		printf("%-32s %-8s %8.2f\n", c[k].base, words[rows[k].result], rows[k].secs);
+	printf("weld batch: %zu checkpoint%s, %d failed\n", n, n == 1 ? "" : "s", failed);
+}
+
+/* Convert the N checkpoints from C in turn, then print the table (not for a dry run); the exit code. */
+static int convert_all(const batch_args *b, const ckpt_entry *c, size_t n)
+{
+	cli_install_signals();
+	batch_row *rows = calloc(n, sizeof(*rows));
+	if (!rows)
+		return cli_oom();
+	int failed = 0;
+	for (size_t k = 0; k < n; k++) {
+		rows[k].result = convert_one(b, &c[k], k == 0, &rows[k].secs);
+		if (rows[k].result == INTERRUPTED) {
+			free(rows);
+			return cli_signal_exit();
+		}
+		failed += rows[k].result == FAILED;
+	}
+	if (!b->dry)
+		print_table(c, rows, n, failed);
+	free(rows);
+	return failed ? EXIT_FAILED : EXIT_OK;
+}
+
+/* Of the N checkpoints found, count or convert those this run is for; the exit code. */
+static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
+{
 	/* Without --all-checkpoints only the newest counts. */
-	size_t first = (!all && n) ? n - 1 : 0;
-	size_t selected = n - first;
-	if (count) {
+	size_t first = (!b->all && n) ? n - 1 : 0, selected = n - first;
+	if (b->count) {
 		printf("%zu\n", selected);
-		free_entries(list, n);
 		return EXIT_OK;
 	}
 	if (selected == 0) {
-		fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", run, nfilters ? " matching the filters" : "");
-		free_entries(list, n);
+		fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run,
+			b->nfilters ? " matching the filters" : "");
 		return EXIT_FAILED;
 	}
-	/* A Slurm array task converts just its own checkpoint. */
-	const char *task = index ? index : getenv("SLURM_ARRAY_TASK_ID");
-	if (task) {
-		long v;
-		if (cli_parse_count(task, 0, 1L << 30, &v) || (size_t)v >= selected) {
-			fprintf(stderr, "weld: error: array index %s is out of range: %zu checkpoint%s\n", task, selected,
-				selected == 1 ? "" : "s");
-			free_entries(list, n);
-			return index ? EXIT_USAGE : EXIT_FAILED;
-		}
-		first += (size_t)v;
-		selected = 1;
-	}
-	if (!name)
-		name = run_name(run);
+	int rc = apply_array_index(b, &first, &selected);
+	if (rc)
+		return rc;
+	char name[1024];
+	if (!b->name)
+		b->name = run_name(b->run, name, sizeof(name));
+	return convert_all(b, list + first, selected);
+}
 
-	cli_install_signals();
-	outcome *res = calloc(selected, sizeof(*res));
-	double *secs = calloc(selected, sizeof(*secs));
-	int failed = 0;
-	for (size_t k = 0; k < selected && res && secs; k++) {
-		ckpt_entry *c = &list[first + k];
-		char out[4096], label[512];
-		int len = c->step >= 0 ? snprintf(out, sizeof(out), "%s/%s_step_%ld", outdir, name, c->step)
-				       : snprintf(out, sizeof(out), "%s/%s_%s", outdir, name, c->base);
-		if ((size_t)len >= sizeof(out) || (size_t)snprintf(label, sizeof(label), "%s", c->base) >= sizeof(label)) {
-			fprintf(stderr, "%s: error: output path too long\n", c->base);
-			res[k] = FAILED;
-			failed++;
-			continue;
-		}
-		if (cli_signal()) {
-			free(res);
-			free(secs);
-			free_entries(list, n);
-			return cli_signal_exit();
-		}
-		if (skip && !dry && weld_output_intact(out, NULL) == WELD_OK) {
-			printf("%s: skipped: %s verifies\n", label, out);
-			res[k] = SKIPPED;
-			continue;
-		}
-		cli_progress ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = label, .last_print = cli_wall()};
-		weld_convert_options co = o;
-		co.progress = cli_on_progress;
-		co.payload = &ps;
-		co.dry_run = dry;
-		weld_convert_result r;
-		weld_error err = {0};
-		double t0 = cli_wall();
-		weld_status s = weld_convert(c->dir, out, &co, &r, &err);
-		secs[k] = cli_wall() - t0;
-		if (s == WELD_ERR_CANCELLED || (s && cli_signal())) {
-			free(res);
-			free(secs);
-			free_entries(list, n);
-			return cli_signal_exit();
-		}
-		if (s) {
-			fprintf(stderr, "%s: error: %s\n", label, err.message);
-			res[k] = FAILED;
-			failed++;
-			continue;
-		}
-		if (dry) {
-			weld_ckpt *ck = NULL;
-			const char *type = "unknown";
-			if (weld_ckpt_open_as(&ck, c->dir, o.type, NULL) == WELD_OK)
-				type = weld_format_name(weld_ckpt_format(ck));
-			char rd[32], wr[32];
-			printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step, type, out,
-			       r.tensors, cli_human(rd, sizeof(rd), r.bytes_read), cli_human(wr, sizeof(wr), r.bytes_written));
-			weld_ckpt_free(ck);
-			res[k] = PLANNED;
-			continue;
-		}
-		if (r.notice[0] && !quiet && k == 0)
-			fprintf(stderr, "%s: %s\n", label, r.notice);
-		cli_print_summary(label, &r, secs[k]);
-		res[k] = DONE;
-	}
-	if (!dry && res && secs) {
-		printf("%-32s %-8s %8s\n", "CHECKPOINT", "RESULT", "SECONDS");
-		static const char *const words[] = {"done", "skipped", "FAILED", "planned"};
-		for (size_t k = 0; k < selected; k++)
-			printf("%-32s %-8s %8.2f\n", list[first + k].base, words[res[k]], secs[k]);
-		printf("weld batch: %zu checkpoint%s, %d failed\n", selected, selected == 1 ? "" : "s", failed);
-	}
-	free(res);
-	free(secs);
-	free_entries(list, n);
-	return failed ? EXIT_FAILED : EXIT_OK;
+int cmd_batch(int argc, char **argv)
+{
+	batch_args b = {0};
+	int rc = parse_args(argc, argv, &b);
+	if (rc != CLI_PARSED)
+		return rc;
+	ckpt_entry *list = NULL;
+	size_t n = 0;
+	if ((rc = cli_find_checkpoints(b.run, b.filters, b.nfilters, &list, &n)))
+		return rc;
+	rc = run_selected(&b, list, n);
+	cli_free_checkpoints(list, n);
+	return rc;
 }

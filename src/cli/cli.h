@@ -1,10 +1,12 @@
-/* The weld tool's shared pieces: exit codes, messages, option parsing. */
+/* The weld tool's shared pieces: exit codes, messages, option parsing, progress. */
 #ifndef WELD_CLI_H
 #define WELD_CLI_H
 
 #include "weld.h"
 
 #include <stdbool.h>
+
+struct cJSON;
 
 /* Exit codes, documented in the README and in `weld --help`. */
 enum {
@@ -16,14 +18,26 @@ enum {
 	EXIT_SIGTERM = 143
 };
 
+/* ---- output.c: messages and JSON -------------------------------------------- */
+
+/* ERR's message, or its status's name when the message is empty. */
+const char *cli_error_text(const weld_error *err);
 /* "weld: error: MESSAGE" on stderr; returns EXIT_FAILED. */
 int cli_fail(const weld_error *err);
+/* Like cli_fail, but EXIT_NO_DEVICE when S is a backend error (--device cuda without a GPU). */
+int cli_fail_status(weld_status s, const weld_error *err);
+/* "weld: error: out of memory" on stderr; returns EXIT_FAILED. */
+int cli_oom(void);
 /* "weld: CMD: FMT" + "Try 'weld CMD --help'." on stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
 	__attribute__((format(printf, 2, 3)))
 #endif
 	;
+/* Print O unformatted on one line of stdout and delete it; EXIT_OK, or cli_oom()'s code. */
+int cli_print_json(struct cJSON *o);
+
+/* ---- options.c: the command line ------------------------------------------- */
 
 /*
  * A declarative option table drives parsing. Flags set *flag = true; valued
@@ -35,12 +49,28 @@ typedef struct cli_opt {
 	const char **value; /* for options with an argument */
 } cli_opt;
 
+/* A command as the parser sees it. Every command takes --help, which prints USAGE. */
+typedef struct cli_command {
+	const char *name;    /* "convert", for messages */
+	const char *usage;   /* the --help text */
+	const cli_opt *opts; /* ends with {NULL, NULL, NULL} */
+	const char *arg;     /* its one positional argument ("PATH"), or NULL for none */
+} cli_command;
+
+/* cli_parse's "go on": any other result is the exit code to return. */
+#define CLI_PARSED (-1)
+
 /*
- * Parse ARGV[1..] against OPTS; positional arguments go to POS (up to
- * MAXPOS, count in *NPOS). Returns 0, or EXIT_USAGE after printing the error.
+ * Parse ARGV[1..] against CMD's options; the positional argument, when CMD
+ * takes one, goes to *ARG. Returns CLI_PARSED; EXIT_OK after printing the
+ * usage for --help; or EXIT_USAGE after printing the error.
  */
-int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, const char **pos, int maxpos,
-	      int *npos);
+int cli_parse(const cli_command *cmd, int argc, char **argv, const char **arg);
+
+/* A whole decimal number in [MIN, MAX] into *OUT: 0, or -1 when S is not one. */
+int cli_parse_count(const char *s, long min, long max, long *out);
+/* --device auto|cpu|cuda into *OUT: 0, or EXIT_USAGE after a message. */
+int cli_parse_device(const char *cmd, const char *s, weld_device *out);
 
 /* The conversion flags convert and batch share, as given on the command line. */
 typedef struct cli_convert_args {
@@ -58,7 +88,8 @@ typedef struct cli_convert_args {
 
 /* Fill O from A (threads default to $SLURM_CPUS_PER_TASK); 0 or EXIT_USAGE after a message. */
 int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o);
-int cli_parse_count(const char *s, long min, long max, long *out);
+
+/* ---- progress.c: what a running conversion shows ----------------------------- */
 
 /* Progress on stderr: a redrawn bar on a terminal, plain lines every 10 s otherwise. */
 typedef struct cli_progress {
@@ -66,6 +97,8 @@ typedef struct cli_progress {
 	double last_print;
 	const char *label;
 } cli_progress;
+/* A progress state for LABEL on stderr, its clock started now. */
+cli_progress cli_progress_start(const char *label, bool quiet);
 int cli_on_progress(const weld_progress *p, void *payload); /* nonzero after SIGINT/SIGTERM */
 void cli_install_signals(void);
 int cli_signal(void);      /* the signal received, or 0 */
@@ -74,6 +107,25 @@ double cli_wall(void);
 const char *cli_human(char *buf, size_t cap, uint64_t n);
 double cli_peak_rss_mb(void);
 void cli_print_summary(const char *label, const weld_convert_result *r, double secs);
+
+/* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
+
+typedef struct ckpt_entry {
+	char *dir;  /* input path */
+	char *base; /* folder name */
+	long step;  /* -1 when the name carries none */
+} ckpt_entry;
+
+/*
+ * The checkpoint folders in RUN whose names match one of the FILTERS (any
+ * when there are none), sorted by step, into *OUT (*N of them). 0, or
+ * EXIT_FAILED after a message: never a partial list.
+ */
+int cli_find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
+			 size_t *n);
+void cli_free_checkpoints(ckpt_entry *list, size_t n);
+
+/* ---- one file per command ----------------------------------------------------- */
 
 int cmd_inspect(int argc, char **argv);
 int cmd_batch(int argc, char **argv);

@@ -6,9 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 static const char convert_usage[] =
 	"usage: weld convert --input PATH --output DIR [options]\n"
@@ -31,7 +28,7 @@ static const char convert_usage[] =
 	"  --json              print the summary as one JSON object on stdout\n"
 	"  --help              this help\n";
 
-static void print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
+static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "input", input);
@@ -48,35 +45,26 @@ static void print_json(const weld_convert_result *r, const char *input, const ch
 	cJSON_AddNumberToObject(o, "threads", r->threads);
 	cJSON_AddStringToObject(o, "backend", r->backend);
 	cJSON_AddStringToObject(o, "stripped_prefix", r->stripped_prefix);
-	char *text = cJSON_PrintUnformatted(o);
-	if (text)
-		puts(text);
-	free(text);
-	cJSON_Delete(o);
+	return cli_print_json(o);
 }
 
 int cmd_convert(int argc, char **argv)
 {
-	bool quiet = false, json = false, help = false;
+	bool quiet = false, json = false;
 	const char *input = NULL, *output = NULL;
 	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
 	const cli_opt opts[] = {{"input", NULL, &input}, {"output", NULL, &output}, CLI_CONVERT_OPTS(a),
-				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {"help", &help, NULL},
-				{NULL, NULL, NULL}};
-	const char *pos[1];
-	int npos, rc = cli_parse("convert", argc, argv, opts, pos, 0, &npos);
-	if (rc)
+				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {NULL, NULL, NULL}};
+	const cli_command cmd = {"convert", convert_usage, opts, NULL};
+	int rc = cli_parse(&cmd, argc, argv, NULL);
+	if (rc != CLI_PARSED)
 		return rc;
-	if (help) {
-		fputs(convert_usage, stdout);
-		return EXIT_OK;
-	}
 	if (!input || !output)
 		return cli_usage_error("convert", "needs --input PATH and --output DIR");
 	weld_convert_options o;
 	if ((rc = cli_convert_options("convert", &a, &o)))
 		return rc;
-	cli_progress ps = {.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = "weld", .last_print = cli_wall()};
+	cli_progress ps = cli_progress_start("weld", quiet);
 	o.progress = cli_on_progress;
 	o.payload = &ps;
 	cli_install_signals();
@@ -89,15 +77,13 @@ int cmd_convert(int argc, char **argv)
 	/* A signal after the rename is too late to undo anything: the output is complete. */
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return cli_signal_exit();
-	if (s) {
-		cli_fail(&err);
-		return s == WELD_ERR_BACKEND ? EXIT_NO_DEVICE : EXIT_FAILED;
-	}
+	if (s)
+		return cli_fail_status(s, &err);
 	if (r.notice[0] && !quiet)
 		fprintf(stderr, "weld: %s\n", r.notice);
 	if (json)
-		print_json(&r, input, output, secs);
-	else if (!quiet)
+		return print_json(&r, input, output, secs);
+	if (!quiet)
 		cli_print_summary("weld", &r, secs);
 	return EXIT_OK;
 }

@@ -4,7 +4,6 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const char inspect_usage[] =
@@ -64,6 +63,38 @@ static totals sum(const weld_ckpt *c)
 	return t;
 }
 
+static cJSON *tensor_json(const weld_tensor_info *ti, const char *path)
+{
+	cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+	cJSON_AddStringToObject(t, "name", ti->name);
+	cJSON_AddStringToObject(t, "dtype", weld_dtype_name(ti->dtype));
+	for (size_t d = 0; d < ti->ndim; d++)
+		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->shape[d]));
+	cJSON_AddItemToObject(t, "shape", shape);
+	cJSON_AddStringToObject(t, "file", short_path(ti->file, path));
+	cJSON_AddNumberToObject(t, "bytes", (double)ti->nbytes);
+	if (ti->alias_of)
+		cJSON_AddStringToObject(t, "tied_to", ti->alias_of);
+	return t;
+}
+
+static cJSON *deepspeed_json(const weld_deepspeed_info *ds, const char *path)
+{
+	cJSON *d = cJSON_CreateObject(), *files = cJSON_CreateArray();
+	cJSON_AddStringToObject(d, "tag", ds->tag);
+	cJSON_AddStringToObject(d, "tag_dir", short_path(ds->tag_dir, path));
+	cJSON_AddNumberToObject(d, "zero_stage", ds->zero_stage);
+	cJSON_AddNumberToObject(d, "world_size", ds->world_size);
+	cJSON_AddBoolToObject(d, "bf16_files", ds->bf16_files);
+	cJSON_AddBoolToObject(d, "bf16_optimizer", ds->bf16_optimizer);
+	if (ds->ds_version)
+		cJSON_AddStringToObject(d, "ds_version", ds->ds_version);
+	for (size_t i = 0; i < ds->nfiles; i++)
+		cJSON_AddItemToArray(files, cJSON_CreateString(short_path(ds->files[i], path)));
+	cJSON_AddItemToObject(d, "files", files);
+	return d;
+}
+
 static int print_json(const weld_ckpt *c, const char *path)
 {
 	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *tensors = cJSON_CreateArray();
@@ -75,17 +106,7 @@ static int print_json(const weld_ckpt *c, const char *path)
 	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
 		weld_tensor_info ti;
 		weld_ckpt_tensor(c, i, &ti);
-		cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
-		cJSON_AddStringToObject(t, "name", ti.name);
-		cJSON_AddStringToObject(t, "dtype", weld_dtype_name(ti.dtype));
-		for (size_t d = 0; d < ti.ndim; d++)
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti.shape[d]));
-		cJSON_AddItemToObject(t, "shape", shape);
-		cJSON_AddStringToObject(t, "file", short_path(ti.file, path));
-		cJSON_AddNumberToObject(t, "bytes", (double)ti.nbytes);
-		if (ti.alias_of)
-			cJSON_AddStringToObject(t, "tied_to", ti.alias_of);
-		cJSON_AddItemToArray(tensors, t);
+		cJSON_AddItemToArray(tensors, tensor_json(&ti, path));
 	}
 	cJSON_AddItemToObject(o, "tensors", tensors);
 	totals tot = sum(c);
@@ -94,30 +115,9 @@ static int print_json(const weld_ckpt *c, const char *path)
 	cJSON_AddNumberToObject(o, "parameters", (double)tot.params);
 	cJSON_AddNumberToObject(o, "bytes", (double)tot.bytes);
 	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
-	if (ds) {
-		cJSON *d = cJSON_CreateObject(), *dfiles = cJSON_CreateArray();
-		cJSON_AddStringToObject(d, "tag", ds->tag);
-		cJSON_AddStringToObject(d, "tag_dir", short_path(ds->tag_dir, path));
-		cJSON_AddNumberToObject(d, "zero_stage", ds->zero_stage);
-		cJSON_AddNumberToObject(d, "world_size", ds->world_size);
-		cJSON_AddBoolToObject(d, "bf16_files", ds->bf16_files);
-		cJSON_AddBoolToObject(d, "bf16_optimizer", ds->bf16_optimizer);
-		if (ds->ds_version)
-			cJSON_AddStringToObject(d, "ds_version", ds->ds_version);
-		for (size_t i = 0; i < ds->nfiles; i++)
-			cJSON_AddItemToArray(dfiles, cJSON_CreateString(short_path(ds->files[i], path)));
-		cJSON_AddItemToObject(d, "files", dfiles);
-		cJSON_AddItemToObject(o, "deepspeed", d);
-	}
-	char *text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!text) {
-		fprintf(stderr, "weld: error: out of memory\n");
-		return EXIT_FAILED;
-	}
-	puts(text);
-	free(text);
-	return EXIT_OK;
+	if (ds)
+		cJSON_AddItemToObject(o, "deepspeed", deepspeed_json(ds, path));
+	return cli_print_json(o);
 }
 
 static int print_table(const weld_ckpt *c, const char *path)
@@ -162,23 +162,18 @@ static int print_table(const weld_ckpt *c, const char *path)
 
 int cmd_inspect(int argc, char **argv)
 {
-	bool json = false, help = false;
-	const cli_opt opts[] = {{"json", &json, NULL}, {"help", &help, NULL}, {NULL, NULL, NULL}};
-	const char *pos[1];
-	int npos, rc = cli_parse("inspect", argc, argv, opts, pos, 1, &npos);
-	if (rc)
+	bool json = false;
+	const cli_opt opts[] = {{"json", &json, NULL}, {NULL, NULL, NULL}};
+	const cli_command cmd = {"inspect", inspect_usage, opts, "PATH"};
+	const char *path = NULL;
+	int rc = cli_parse(&cmd, argc, argv, &path);
+	if (rc != CLI_PARSED)
 		return rc;
-	if (help) {
-		fputs(inspect_usage, stdout);
-		return EXIT_OK;
-	}
-	if (npos != 1)
-		return cli_usage_error("inspect", "expects one PATH");
 	weld_error err = {0};
 	weld_ckpt *c;
-	if (weld_ckpt_open(&c, pos[0], &err))
+	if (weld_ckpt_open(&c, path, &err))
 		return cli_fail(&err);
-	rc = json ? print_json(c, pos[0]) : print_table(c, pos[0]);
+	rc = json ? print_json(c, path) : print_table(c, path);
 	weld_ckpt_free(c);
 	return rc;
 }

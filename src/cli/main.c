@@ -1,10 +1,9 @@
 /*
- * weld: the command-line tool. Dispatches to one function per command; only
- * this layer prints and maps library statuses to exit codes.
+ * weld: the command-line tool. Dispatches to one function per command (one
+ * file each); only this layer prints and maps library statuses to exit codes.
  */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,65 +27,6 @@ static const char usage[] =
 	"\n"
 	"exit codes: 0 success, 1 failure (bad input, I/O, checksum), 2 usage error,\n"
 	"            3 --device cuda without a usable GPU, 130 SIGINT, 143 SIGTERM\n";
-
-int cli_fail(const weld_error *err)
-{
-	fprintf(stderr, "weld: error: %s\n", err->message[0] ? err->message : weld_status_str(err->status));
-	return EXIT_FAILED;
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "weld: %s%s", cmd ? cmd : "", cmd ? ": " : "");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'weld %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
-	return EXIT_USAGE;
-}
-
-int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *opts, const char **pos, int maxpos,
-	      int *npos)
-{
-	*npos = 0;
-	bool only_positional = false;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (only_positional || a[0] != '-' || a[1] == '\0') {
-			if (*npos == maxpos)
-				return cli_usage_error(cmd, "unexpected argument '%s'", a);
-			pos[(*npos)++] = a;
-			continue;
-		}
-		if (strcmp(a, "--") == 0) {
-			only_positional = true;
-			continue;
-		}
-		if (a[1] != '-')
-			return cli_usage_error(cmd, "unknown option '%s'", a);
-		const char *name = a + 2, *eq = strchr(name, '=');
-		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-		const cli_opt *o = NULL;
-		for (const cli_opt *p = opts; p->name && !o; p++)
-			if (strlen(p->name) == nlen && strncmp(p->name, name, nlen) == 0)
-				o = p;
-		if (!o)
-			return cli_usage_error(cmd, "unknown option '--%.*s'", (int)nlen, name);
-		if (o->flag) {
-			if (eq)
-				return cli_usage_error(cmd, "option '--%s' takes no value", o->name);
-			*o->flag = true;
-		} else if (eq) {
-			*o->value = eq + 1;
-		} else if (i + 1 < argc) {
-			*o->value = argv[++i];
-		} else {
-			return cli_usage_error(cmd, "option '--%s' needs a value", o->name);
-		}
-	}
-	return 0;
-}
 
 static int print_version(void)
 {

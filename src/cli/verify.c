@@ -7,7 +7,6 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const char verify_usage[] = "usage: weld verify DIR [--against SOURCE] [--device auto|cpu|cuda] [--json]\n"
@@ -54,9 +53,43 @@ static void print_text(const weld_verify_report *r)
 		       r->checks[i].detail);
 }
 
+static cJSON *checks_json(const weld_verify_report *r)
+{
+	cJSON *checks = cJSON_CreateArray();
+	for (size_t i = 0; i < r->nchecks; i++) {
+		cJSON *c = cJSON_CreateObject();
+		cJSON_AddStringToObject(c, "name", r->checks[i].name);
+		cJSON_AddStringToObject(c, "level", weld_check_level_name(r->checks[i].level));
+		cJSON_AddStringToObject(c, "detail", r->checks[i].detail);
+		cJSON_AddItemToArray(checks, c);
+	}
+	return checks;
+}
+
+static cJSON *diffs_json(const weld_verify_report *r)
+{
+	cJSON *diffs = cJSON_CreateArray();
+	for (size_t i = 0; i < r->ndiffs; i++) {
+		const weld_tensor_diff *d = &r->diffs[i];
+		cJSON *t = cJSON_CreateObject();
+		cJSON_AddStringToObject(t, "name", d->name);
+		cJSON_AddStringToObject(t, "dtype", weld_dtype_name(d->dtype));
+		cJSON_AddStringToObject(t, "source_dtype", weld_dtype_name(d->source_dtype));
+		cJSON_AddNumberToObject(t, "numel", (double)d->numel);
+		cJSON_AddBoolToObject(t, "exact", d->exact);
+		/* cJSON writes NaN and Inf as null. */
+		cJSON_AddNumberToObject(t, "max_abs_diff", d->max_abs_diff);
+		cJSON_AddNumberToObject(t, "rel_l2", d->rel_l2);
+		cJSON_AddNumberToObject(t, "nan", (double)d->nan_count);
+		cJSON_AddNumberToObject(t, "inf", (double)d->inf_count);
+		cJSON_AddItemToArray(diffs, t);
+	}
+	return diffs;
+}
+
 static int print_json(const weld_verify_report *r, const char *dir, const char *against)
 {
-	cJSON *o = cJSON_CreateObject(), *checks = cJSON_CreateArray();
+	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "dir", dir);
 	if (against)
 		cJSON_AddStringToObject(o, "against", against);
@@ -70,86 +103,38 @@ static int print_json(const weld_verify_report *r, const char *dir, const char *
 	cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
 	cJSON_AddStringToObject(o, "device", r->device);
 	cJSON_AddStringToObject(o, "notice", r->notice);
-	for (size_t i = 0; i < r->nchecks; i++) {
-		cJSON *c = cJSON_CreateObject();
-		cJSON_AddStringToObject(c, "name", r->checks[i].name);
-		cJSON_AddStringToObject(c, "level", weld_check_level_name(r->checks[i].level));
-		cJSON_AddStringToObject(c, "detail", r->checks[i].detail);
-		cJSON_AddItemToArray(checks, c);
-	}
-	cJSON_AddItemToObject(o, "checks", checks);
-	if (against) {
-		cJSON *diffs = cJSON_CreateArray();
-		for (size_t i = 0; i < r->ndiffs; i++) {
-			const weld_tensor_diff *d = &r->diffs[i];
-			cJSON *t = cJSON_CreateObject();
-			cJSON_AddStringToObject(t, "name", d->name);
-			cJSON_AddStringToObject(t, "dtype", weld_dtype_name(d->dtype));
-			cJSON_AddStringToObject(t, "source_dtype", weld_dtype_name(d->source_dtype));
-			cJSON_AddNumberToObject(t, "numel", (double)d->numel);
-			cJSON_AddBoolToObject(t, "exact", d->exact);
-			/* cJSON writes NaN and Inf as null. */
-			cJSON_AddNumberToObject(t, "max_abs_diff", d->max_abs_diff);
-			cJSON_AddNumberToObject(t, "rel_l2", d->rel_l2);
-			cJSON_AddNumberToObject(t, "nan", (double)d->nan_count);
-			cJSON_AddNumberToObject(t, "inf", (double)d->inf_count);
-			cJSON_AddItemToArray(diffs, t);
-		}
-		cJSON_AddItemToObject(o, "tensor_diffs", diffs);
-	}
+	cJSON_AddItemToObject(o, "checks", checks_json(r));
+	if (against)
+		cJSON_AddItemToObject(o, "tensor_diffs", diffs_json(r));
 	cJSON_AddNumberToObject(o, "passed", (double)r->passed);
 	cJSON_AddNumberToObject(o, "warnings", (double)r->warnings);
 	cJSON_AddNumberToObject(o, "failed", (double)r->failed);
 	cJSON_AddBoolToObject(o, "ok", r->failed == 0);
-	char *text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!text) {
-		fprintf(stderr, "weld: error: out of memory\n");
-		return EXIT_FAILED;
-	}
-	puts(text);
-	free(text);
-	return EXIT_OK;
+	return cli_print_json(o);
 }
 
 int cmd_verify(int argc, char **argv)
 {
-	bool json = false, help = false;
+	bool json = false;
 	const char *against = NULL, *device = "auto";
-	const cli_opt opts[] = {{"against", NULL, &against},
-				{"device", NULL, &device},
-				{"json", &json, NULL},
-				{"help", &help, NULL},
+	const cli_opt opts[] = {{"against", NULL, &against}, {"device", NULL, &device}, {"json", &json, NULL},
 				{NULL, NULL, NULL}};
-	const char *pos[1];
-	int npos, rc = cli_parse("verify", argc, argv, opts, pos, 1, &npos);
-	if (rc)
+	const cli_command cmd = {"verify", verify_usage, opts, "DIR"};
+	const char *dir = NULL;
+	int rc = cli_parse(&cmd, argc, argv, &dir);
+	if (rc != CLI_PARSED)
 		return rc;
-	if (help) {
-		fputs(verify_usage, stdout);
-		return EXIT_OK;
-	}
-	if (npos != 1)
-		return cli_usage_error("verify", "expects one DIR");
 	weld_device dev;
-	if (strcmp(device, "auto") == 0)
-		dev = WELD_DEVICE_AUTO;
-	else if (strcmp(device, "cpu") == 0)
-		dev = WELD_DEVICE_CPU;
-	else if (strcmp(device, "cuda") == 0)
-		dev = WELD_DEVICE_CUDA;
-	else
-		return cli_usage_error("verify", "--device must be auto, cpu or cuda, not '%s'", device);
+	if ((rc = cli_parse_device("verify", device, &dev)))
+		return rc;
 
 	weld_verify_report *r = NULL;
 	weld_error err = {0};
-	weld_status s = weld_verify(pos[0], against, dev, &r, &err);
-	if (s) {
-		cli_fail(&err);
-		return s == WELD_ERR_BACKEND ? EXIT_NO_DEVICE : EXIT_FAILED;
-	}
+	weld_status s = weld_verify(dir, against, dev, &r, &err);
+	if (s)
+		return cli_fail_status(s, &err);
 	if (json) {
-		rc = print_json(r, pos[0], against);
+		rc = print_json(r, dir, against);
 	} else {
 		print_text(r);
 		printf("weld verify: %zu checks: %zu passed, %zu warnings, %zu failed\n", r->nchecks, r->passed,

@@ -1,0 +1,155 @@
+/*
+ * The command line: the option-table parser, numbers, --device, and the
+ * conversion flags convert and batch share, turned into weld_convert_options.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The entry for "--NAME" (NLEN bytes long), HELP for --help, or NULL. */
+static const cli_opt *find_opt(const cli_opt *opts, const char *name, size_t nlen, const cli_opt *help)
+{
+	for (const cli_opt *p = opts; p->name; p++)
+		if (strlen(p->name) == nlen && strncmp(p->name, name, nlen) == 0)
+			return p;
+	if (strlen(help->name) == nlen && strncmp(help->name, name, nlen) == 0)
+		return help;
+	return NULL;
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, const char **arg)
+{
+	bool help = false, only_positional = false;
+	const cli_opt help_opt = {"help", &help, NULL};
+	int npos = 0, maxpos = cmd->arg ? 1 : 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (only_positional || a[0] != '-' || a[1] == '\0') {
+			if (npos == maxpos)
+				return cli_usage_error(cmd->name, "unexpected argument '%s'", a);
+			*arg = a;
+			npos++;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			only_positional = true;
+			continue;
+		}
+		if (a[1] != '-')
+			return cli_usage_error(cmd->name, "unknown option '%s'", a);
+		const char *name = a + 2, *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		const cli_opt *o = find_opt(cmd->opts, name, nlen, &help_opt);
+		if (!o)
+			return cli_usage_error(cmd->name, "unknown option '--%.*s'", (int)nlen, name);
+		if (o->flag) {
+			if (eq)
+				return cli_usage_error(cmd->name, "option '--%s' takes no value", o->name);
+			*o->flag = true;
+		} else if (eq) {
+			*o->value = eq + 1;
+		} else if (i + 1 < argc) {
+			*o->value = argv[++i];
+		} else {
+			return cli_usage_error(cmd->name, "option '--%s' needs a value", o->name);
+		}
+	}
+	/* After the whole line: a bad option next to --help is still an error. */
+	if (help) {
+		fputs(cmd->usage, stdout);
+		return EXIT_OK;
+	}
+	if (npos < maxpos)
+		return cli_usage_error(cmd->name, "expects one %s", cmd->arg);
+	return CLI_PARSED;
+}
+
+int cli_parse_count(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (!*s || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_device(const char *cmd, const char *s, weld_device *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = WELD_DEVICE_AUTO;
+	else if (strcmp(s, "cpu") == 0)
+		*out = WELD_DEVICE_CPU;
+	else if (strcmp(s, "cuda") == 0)
+		*out = WELD_DEVICE_CUDA;
+	else
+		return cli_usage_error(cmd, "--device must be auto, cpu or cuda, not '%s'", s);
+	return 0;
+}
+
+static int parse_dtype(const char *cmd, const char *s, weld_out_dtype *out)
+{
+	static const struct {
+		const char *name;
+		weld_out_dtype v;
+	} dtypes[] = {{"bfloat16", WELD_OUT_BF16}, {"bf16", WELD_OUT_BF16}, {"float16", WELD_OUT_F16},
+		      {"fp16", WELD_OUT_F16},      {"float32", WELD_OUT_F32}, {"fp32", WELD_OUT_F32},
+		      {"keep", WELD_OUT_KEEP}};
+	for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++) {
+		if (strcmp(s, dtypes[i].name) == 0) {
+			*out = dtypes[i].v;
+			return 0;
+		}
+	}
+	return cli_usage_error(cmd, "--dtype must be bfloat16, float16, float32 or keep, not '%s'", s);
+}
+
+static int parse_type(const char *cmd, const char *s, weld_input_type *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = WELD_INPUT_AUTO;
+	else if (strcmp(s, "hf") == 0 || strcmp(s, "hf_sharded") == 0)
+		*out = WELD_INPUT_HF;
+	else if (strcmp(s, "zero") == 0 || strcmp(s, "deepspeed") == 0)
+		*out = WELD_INPUT_ZERO;
+	else
+		return cli_usage_error(cmd, "--type must be auto, hf or zero, not '%s'", s);
+	return 0;
+}
+
+/* --threads N, else $SLURM_CPUS_PER_TASK when it is a valid count, else 0 (all cores). */
+static int parse_threads(const char *cmd, const char *s, int *out)
+{
+	long v;
+	const char *slurm = getenv("SLURM_CPUS_PER_TASK");
+	if (s) {
+		if (cli_parse_count(s, 1, 4096, &v))
+			return cli_usage_error(cmd, "--threads must be a number from 1 to 4096");
+		*out = (int)v;
+	} else if (slurm && cli_parse_count(slurm, 1, 4096, &v) == 0) {
+		*out = (int)v;
+	}
+	return 0;
+}
+
+int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o)
+{
+	*o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
+	if (a->pytorch_bin && a->safetensors)
+		return cli_usage_error(cmd, "--pytorch-bin and --safetensors exclude each other");
+	int rc;
+	if ((rc = parse_dtype(cmd, a->dtype, &o->dtype)) || (rc = cli_parse_device(cmd, a->device, &o->device)) ||
+	    (rc = parse_type(cmd, a->type, &o->type)) || (rc = parse_threads(cmd, a->threads, &o->threads)))
+		return rc;
+	if (a->chunk) {
+		long v;
+		if (cli_parse_count(a->chunk, 4096, 1L << 30, &v))
+			return cli_usage_error(cmd, "--chunk-bytes must be from 4096 to 1073741824");
+		o->chunk_bytes = (size_t)v;
+	}
+	o->pytorch_bin = a->pytorch_bin;
+	o->force = a->force;
+	return 0;
+}
