@@ -49,8 +49,6 @@ typedef enum weld_status {
 	WELD_ERR_CANCELLED = -11,
 	WELD_ERR_DEVICE = -12      /* the GPU failed during the run */
 } weld_status;
-/* Until the CLI moves to the new names. */
-#define WELD_ERR_BACKEND WELD_ERR_NO_DEVICE
 
 #define WELD_ERROR_MESSAGE_MAX 1024
 

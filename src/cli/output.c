@@ -23,7 +23,7 @@ int cli_fail(const weld_error *err)
 int cli_fail_status(weld_status s, const weld_error *err)
 {
 	cli_fail(err);
-	return s == WELD_ERR_BACKEND ? EXIT_NO_DEVICE : EXIT_FAILED;
+	return s == WELD_ERR_NO_DEVICE ? EXIT_NO_DEVICE : EXIT_FAILED;
 }
 
 int cli_oom(void)

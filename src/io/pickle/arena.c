@@ -8,6 +8,9 @@
  */
 #include "io/pickle/internal.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +60,18 @@ void weld_pickle_free(weld_pickle *p)
 	free(p->marks);
 	free(p->memo);
 	free(p);
+}
+
+weld_status weld__pk_fail(weld_pickle *p, weld_status s, const char *fmt, ...)
+{
+	if (p->err) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
+		va_end(ap);
+		p->err->status = s;
+	}
+	return p->st = s;
 }
 
 weld_status weld__pk_fail_memory(weld_pickle *p)

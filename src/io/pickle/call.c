@@ -28,12 +28,6 @@ static weld_status opaque(weld_pickle *p, const weld_py *cls, weld_py *args, wel
 	return WELD_OK;
 }
 
-weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *expect, size_t got)
-{
-	return weld__pk_fail(p, WELD_ERR_FORMAT, "%s.%s at offset %zu takes %s arguments, got %zu", fn->obj.module,
-			     fn->obj.name, p->off, expect, got);
-}
-
 /* Enum members as Python 3.11.2 pickles them: getattr(Cls, "NAME"). */
 static weld_status getattr_member(weld_pickle *p, const weld_py *args, weld_py **out)
 {

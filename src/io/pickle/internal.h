@@ -106,11 +106,9 @@ static inline bool is_seq(const weld_py *o)
 			return p->st;            \
 	} while (0)
 
-/* vm.c */
+/* arena.c */
 /* Sets p->err (when there is one) and p->st to S with a formatted message. */
 weld_status weld__pk_fail(weld_pickle *p, weld_status s, const char *fmt, ...) WELD_PRINTF(3, 4);
-
-/* arena.c */
 /* WELD_ERR_LIMIT: the load would need more than lim.max_bytes. */
 weld_status weld__pk_fail_memory(weld_pickle *p);
 /* N zeroed bytes from the arena. */
@@ -159,21 +157,22 @@ weld_status weld__pk_dict_add(weld_pickle *p, weld_py *d, weld_py *k, weld_py *v
 weld_py *weld__pk_share_seq(weld_pickle *p, weld_py_kind kind, const weld_py *src);
 /* APPEND(S)/SETITEM(S)/ADDITEMS: ITEMS[0..N) (key, value, key... for a dict) into TARGET. */
 weld_status weld__pk_add_items(weld_pickle *p, weld_py *target, weld_py_kind want, weld_py *const *items, size_t n);
+/* Whether O is builtins.getattr (only ever interpreted, never a value). */
+bool weld__pk_is_getattr(const weld_py *o);
+/* FN was called with GOT arguments where it takes EXPECT ("4", "6 or 7"). */
+weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *expect, size_t got);
 
 /* policy.c */
 /* A GLOBAL for module MOD and name NAME, or WELD_ERR_UNSAFE when it could run code. */
 weld_status weld__pk_global(weld_pickle *p, const uint8_t *mod, size_t nmod, const uint8_t *name, size_t nname,
 			    weld_py **out);
 weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const char *name);
-bool weld__pk_is_getattr(const weld_py *o);
 
 /* call.c */
 /* REDUCE/NEWOBJ: FN applied to the tuple ARGS. */
 weld_status weld__pk_call(weld_pickle *p, weld_py *fn, weld_py *args, bool has_kwargs, weld_py **out);
 /* BUILD: STATE applied to INST (which stays on the stack). */
 weld_status weld__pk_build(weld_pickle *p, weld_py *inst, weld_py *state);
-/* FN was called with GOT arguments where it takes EXPECT ("4", "6 or 7"). */
-weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *expect, size_t got);
 
 /* tensor.c */
 /* A call on a torch symbol: the rebuild functions, Parameter, torch.Tensor. */

@@ -202,8 +202,3 @@ weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const cha
 			     "pickle calls %s.%s at offset %zu, which could run code; refusing to load", module, name,
 			     p->off);
 }
-
-bool weld__pk_is_getattr(const weld_py *o)
-{
-	return o->kind == WELD_PY_GLOBAL && hdr(o)->gkind == G_GETATTR;
-}

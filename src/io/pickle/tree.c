@@ -325,3 +325,14 @@ bool weld_py_is_str(const weld_py *o, const char *s)
 	size_t n = strlen(s);
 	return o->str.len == n && memcmp(o->str.s, s, n) == 0;
 }
+
+bool weld__pk_is_getattr(const weld_py *o)
+{
+	return o->kind == WELD_PY_GLOBAL && hdr(o)->gkind == G_GETATTR;
+}
+
+weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *expect, size_t got)
+{
+	return weld__pk_fail(p, WELD_ERR_FORMAT, "%s.%s at offset %zu takes %s arguments, got %zu", fn->obj.module,
+			     fn->obj.name, p->off, expect, got);
+}

@@ -17,18 +17,6 @@
 /* LONG1/LONG4 payloads longer than this are refused (2**8192 is plenty). */
 #define MAX_LONG_BYTES 1024u
 
-weld_status weld__pk_fail(weld_pickle *p, weld_status s, const char *fmt, ...)
-{
-	if (p->err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(p->err->message, sizeof(p->err->message), fmt, ap);
-		va_end(ap);
-		p->err->status = s;
-	}
-	return p->st = s;
-}
-
 /* ------------------------------------------------------------------------- */
 /* Operands */
 
