@@ -277,13 +277,11 @@ static weld_status parse_uint_list(parser *p, const char *name, const char *fiel
 	if (p->pos >= p->len || p->s[p->pos] != '[')
 		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': %s is not an array",
 				  weld__st_show(nb, name), field);
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == ']') {
-		p->pos++;
-		return WELD_OK;
-	}
-	for (;;) {
+	weld_status st;
+	bool empty;
+	if ((st = open_container(p, '[', ']', &empty)) != WELD_OK || empty)
+		return st;
+	for (bool more = true; more;) {
 		skip_ws(p);
 		if (*n == max) {
 			if (offsets)
@@ -301,13 +299,10 @@ static weld_status parse_uint_list(parser *p, const char *name, const char *fiel
 						 : "tensor '%s': %s[%zu] does not fit in 64 bits",
 					  weld__st_show(nb, name), field, *n);
 		(*n)++;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		return expect(p, ']');
+		if ((st = next_member(p, ']', &more)) != WELD_OK)
+			return st;
 	}
+	return WELD_OK;
 }
 
 /* The "dtype" value of tensor T (a string naming a known dtype). */
@@ -452,13 +447,10 @@ static weld_status parse_metadata(parser *p, weld_st_header *h, size_t *cap)
 	}
 	if (p->pos >= p->len || p->s[p->pos] != '{')
 		return weld__fail(p->err, WELD_ERR_FORMAT, "__metadata__ is not a JSON object");
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == '}') {
-		p->pos++;
-		return WELD_OK;
-	}
-	for (;;) {
+	bool empty;
+	if ((st = open_container(p, '{', '}', &empty)) != WELD_OK || empty)
+		return st;
+	for (bool more = true; more;) {
 		skip_ws(p);
 		size_t at = p->pos, klen, vlen;
 		char *key, *val;
@@ -502,13 +494,10 @@ static weld_status parse_metadata(parser *p, weld_st_header *h, size_t *cap)
 		h->meta_keys[h->nmeta] = key;
 		h->meta_vals[h->nmeta] = val;
 		h->nmeta++;
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		return expect(p, '}');
+		if ((st = next_member(p, '}', &more)) != WELD_OK)
+			return st;
 	}
+	return WELD_OK;
 }
 
 /* The top-level object, filling H's tensors and metadata. */
@@ -525,13 +514,10 @@ static weld_status parse_object(parser *p, weld_st_header *h)
 			return weld__fail(p->err, WELD_ERR_FORMAT, "header is not a JSON object");
 		return expect(p, '{');
 	}
-	p->pos++;
-	skip_ws(p);
-	if (p->pos < p->len && p->s[p->pos] == '}') {
-		p->pos++;
-		return WELD_OK;
-	}
-	for (;;) {
+	bool empty;
+	if ((st = open_container(p, '{', '}', &empty)) != WELD_OK || empty)
+		return st;
+	for (bool more = true; more;) {
 		skip_ws(p);
 		size_t at = p->pos, klen;
 		char *key;
@@ -566,13 +552,10 @@ static weld_status parse_object(parser *p, weld_st_header *h)
 			if ((st = parse_tensor(p, t)) != WELD_OK)
 				return st;
 		}
-		skip_ws(p);
-		if (p->pos < p->len && p->s[p->pos] == ',') {
-			p->pos++;
-			continue;
-		}
-		return expect(p, '}');
+		if ((st = next_member(p, '}', &more)) != WELD_OK)
+			return st;
 	}
+	return WELD_OK;
 }
 
 /*

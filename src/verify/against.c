@@ -18,6 +18,14 @@
 /* Squares are summed on the backend this many values at a time. */
 #define NORM_BATCH 65536
 
+/* The value of type T at P, as a double. */
+#define LOAD(T)                            \
+	do {                               \
+		T v_;                      \
+		memcpy(&v_, p, sizeof(v_)); \
+		return (double)v_;         \
+	} while (0)
+
 /* One element as a double; NAN for types without a value (f8, complex). */
 static double widen(const uint8_t *p, weld_dtype d)
 {
@@ -36,44 +44,16 @@ static double widen(const uint8_t *p, weld_dtype d)
 		memcpy(&f, &x, 4);
 		return f;
 	case WELD_DTYPE_F32: memcpy(&f, p, 4); return f;
-	case WELD_DTYPE_F64: {
-		double g;
-		memcpy(&g, p, 8);
-		return g;
-	}
+	case WELD_DTYPE_F64: LOAD(double);
 	case WELD_DTYPE_BOOL:
 	case WELD_DTYPE_U8: return *p;
 	case WELD_DTYPE_I8: return (int8_t)*p;
-	case WELD_DTYPE_I16: {
-		int16_t i;
-		memcpy(&i, p, 2);
-		return i;
-	}
-	case WELD_DTYPE_U16: {
-		uint16_t i;
-		memcpy(&i, p, 2);
-		return i;
-	}
-	case WELD_DTYPE_I32: {
-		int32_t i;
-		memcpy(&i, p, 4);
-		return i;
-	}
-	case WELD_DTYPE_U32: {
-		uint32_t i;
-		memcpy(&i, p, 4);
-		return i;
-	}
-	case WELD_DTYPE_I64: {
-		int64_t i;
-		memcpy(&i, p, 8);
-		return (double)i;
-	}
-	case WELD_DTYPE_U64: {
-		uint64_t i;
-		memcpy(&i, p, 8);
-		return (double)i;
-	}
+	case WELD_DTYPE_I16: LOAD(int16_t);
+	case WELD_DTYPE_U16: LOAD(uint16_t);
+	case WELD_DTYPE_I32: LOAD(int32_t);
+	case WELD_DTYPE_U32: LOAD(uint32_t);
+	case WELD_DTYPE_I64: LOAD(int64_t);
+	case WELD_DTYPE_U64: LOAD(uint64_t);
 	default: return NAN;
 	}
 }
