@@ -208,7 +208,8 @@ static weld_status check_zero_16bit(weld_verifier *v, weld_ckpt *src, const char
 		if (o->dtype != WELD_DTYPE_BF16 && o->dtype != WELD_DTYPE_F16)
 			continue;
 		char name[4096];
-		snprintf(name, sizeof(name), "module.%s%s", prefix, o->name);
+		if ((size_t)snprintf(name, sizeof(name), "module.%s%s", prefix, o->name) >= sizeof(name))
+			continue; /* longer than any name a state dict holds */
 		for (size_t k = 0; k < m->nt; k++) {
 			const ckpt_tensor *t = &m->t[k];
 			if (strcmp(t->name, name) != 0 || t->dtype != o->dtype || t->numel != o->numel)
