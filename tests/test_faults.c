@@ -18,12 +18,13 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static int fail_fsync;         /* 1: the next fsync fails with EIO */
-static long fail_pwrite_at;    /* > 0: the Nth write to the weights file (and later ones) fail with ENOSPC */
-static long pwrites;           /* writes to the weights file since the counter was armed */
+static long fail_pwrite_at;          /* > 0: the Nth write to the weights file (and later ones) fail with ENOSPC */
+static _Atomic long pwrites;         /* writes to the weights file since the counter was armed (worker threads) */
 static long fail_alloc_at = -1; /* >= 0: cJSON allocations after this many fail */
 static long allocs;
 
@@ -50,7 +51,7 @@ static bool is_weights(int fd)
 /* weld is built with _FILE_OFFSET_BITS=64, where glibc's pwrite is pwrite64. */
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	if (fail_pwrite_at > 0 && is_weights(fd) && ++pwrites >= fail_pwrite_at) {
+	if (fail_pwrite_at > 0 && is_weights(fd) && atomic_fetch_add(&pwrites, 1) + 1 >= fail_pwrite_at) {
 		errno = ENOSPC;
 		return -1;
 	}

@@ -12,6 +12,7 @@
 #include "test_util.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -466,6 +467,64 @@ static void check_fixture(const char *rel, const char *prefix, size_t count)
 		uint8_t *buf = malloc(e->size ? e->size : 1);
 		CHECK_OK(weld_zip_read(z, e, buf, &err), &err);
 		free(buf);
+	}
+	close_zip(f, z);
+}
+
+/* Threads that find and read every record of one freshly opened archive at once. */
+typedef struct reader_arg {
+	weld_zip *z;
+	const uint32_t *crcs; /* each record's CRC-32, read alone beforehand */
+	int failures;
+} reader_arg;
+
+static void *read_all(void *p)
+{
+	reader_arg *a = p;
+	weld_error err = {0};
+	for (size_t i = weld_zip_count(a->z); i-- > 0;) {
+		const weld_zip_entry *e = weld_zip_entry_at(a->z, i), *found = NULL;
+		uint8_t *buf = malloc(e->size ? e->size : 1);
+		if (!buf || weld_zip_find(a->z, e->record, &found, &err) || found != e || weld_zip_read(a->z, e, buf, &err) ||
+		    weld__crc32(0, buf, e->size) != a->crcs[i])
+			a->failures++;
+		free(buf);
+	}
+	return NULL;
+}
+
+/*
+ * Lookups resolve each record's data offset on first use; several threads
+ * doing that at once must agree (ThreadSanitizer, in run-tests, watches
+ * for the race).
+ */
+static void test_concurrent_readers(void)
+{
+	weld_error err = {0};
+	weld_file *f;
+	weld_zip *z;
+	const char *path = fixture("torch_edge/edge_zip.pt");
+	uint32_t crcs[64];
+	CHECK_OK(open_zip(path, &f, &z, &err), &err);
+	for (size_t i = 0; i < weld_zip_count(z) && i < 64; i++) {
+		const weld_zip_entry *e = weld_zip_entry_at(z, i);
+		uint8_t *buf = malloc(e->size ? e->size : 1);
+		CHECK_OK(weld_zip_read(z, e, buf, &err), &err);
+		crcs[i] = weld__crc32(0, buf, e->size);
+		free(buf);
+	}
+	close_zip(f, z);
+	CHECK_OK(open_zip(path, &f, &z, &err), &err);
+	CHECK(weld_zip_count(z) <= 64);
+	pthread_t tid[4];
+	reader_arg args[4];
+	for (int t = 0; t < 4; t++) {
+		args[t] = (reader_arg){z, crcs, 0};
+		CHECK(pthread_create(&tid[t], NULL, read_all, &args[t]) == 0);
+	}
+	for (int t = 0; t < 4; t++) {
+		pthread_join(tid[t], NULL);
+		CHECK(args[t].failures == 0);
 	}
 	close_zip(f, z);
 }
@@ -1133,6 +1192,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	test_fixtures();
+	test_concurrent_readers();
 	test_truncated();
 	test_crc_mismatch();
 	test_small_valid();
