@@ -463,6 +463,24 @@ static void combine_spans(const uint32_t *crcs, weld__cuda_span *spans, size_t n
 	}
 }
 
+// A failed job may leave copies and kernels queued on the slot's stream: wait
+// for them before the slot's buffers go to another job, and drop a slot whose
+// stream cannot even be waited for.
+static void finish(weld__cuda_ctx *ctx, Slot *s, bool failed)
+{
+	if (!failed || ctx->emulate || !s->stream || cudaStreamSynchronize(s->stream) == cudaSuccess) {
+		release(ctx, s);
+		return;
+	}
+	cudaGetLastError();
+	pthread_mutex_lock(&ctx->mu);
+	slot_remove(ctx, s);
+	ctx->used -= slot_bytes(s);
+	pthread_cond_broadcast(&ctx->cv);
+	pthread_mutex_unlock(&ctx->mu);
+	slot_destroy(ctx, s);
+}
+
 extern "C" int weld__cuda_convert(weld__cuda_ctx *ctx, const uint8_t *staging, uint8_t *out, const weld__cuda_seg *segs,
 				  size_t nsegs, weld__cuda_span *spans, size_t nspans, uint64_t *fp16_overflows,
 				  char *msg, size_t msg_len)
@@ -514,7 +532,7 @@ extern "C" int weld__cuda_convert(weld__cuda_ctx *ctx, const uint8_t *staging, u
 	}
 done:
 	if (s)
-		release(ctx, s);
+		finish(ctx, s, rc != 0);
 	return rc;
 }
 

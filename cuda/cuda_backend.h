@@ -1,6 +1,7 @@
 /*
  * C entry points into the CUDA code; no CUDA types cross this line. Only
- * src/backend.c (and the CUDA block's own programs) include this header.
+ * src/backend/ (backend.c for the probe, cuda.c for the rest) and the device
+ * benchmark (bench/cuda_bench.cu) include this header.
  *
  * Every function that can fail returns 0 on success, or nonzero after
  * writing one line into MESSAGE: the CUDA call that failed, cudaGetErrorString,

@@ -5,7 +5,7 @@
 // One chunk is two launches on the caller's stream:
 //  - gather_cast: block b converts up to kPartElems elements of one segment
 //    (the segment table carries each segment's first block); casts come from
-//    src/cast.h, so the bits are the CPU backend's by construction.
+//    src/backend/cast.h, so the bits are the CPU backend's by construction.
 //  - crc: block b computes the zlib CRC-32 of up to kCrcBlock bytes of one
 //    span. Each thread CRCs a kCrcSlice-byte slice (a byte table in shared
 //    memory, one copy per lane so that lookups never collide); the slices

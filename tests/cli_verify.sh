@@ -57,9 +57,21 @@ has stderr "weld: verify: --device must be auto, cpu or cuda, not 'gpu'"
 expect 2 "$weld" verify "$good" --bogus
 has stderr "weld: verify: unknown option '--bogus'"
 
-# --device cuda on a machine or build without a usable GPU: exit 3, like convert.
+# --device cuda: with a GPU the CRC-32s (and, with cuBLAS, the L2 norms) are
+# computed there and the report is the CPU's to the printed digit; without one,
+# exit 3 like convert.
+src=$fx/qwen2_tied/st_single_fp32
 if "$weld" verify "$good" --device cuda >/dev/null 2>&1; then
-	:
+	expect 0 "$weld" verify "$good" --against "$src" --device cuda
+	has stdout "match weld.json (computed on cuda)"
+	sed -e 's/ (computed on [a-z]*)//' -e 's/, norms by cuBLAS//' "$out/stdout" >"$out/report.cuda"
+	expect 0 "$weld" verify "$good" --against "$src" --device cpu
+	sed -e 's/ (computed on [a-z]*)//' "$out/stdout" >"$out/report.cpu"
+	if ! cmp -s "$out/report.cuda" "$out/report.cpu"; then
+		echo "FAIL: the --device cuda report differs from the cpu one:"
+		diff "$out/report.cpu" "$out/report.cuda" | head -10
+		fails=$((fails + 1))
+	fi
 else
 	expect 3 "$weld" verify "$good" --device cuda
 	has stderr "--device cuda: no usable CUDA device"

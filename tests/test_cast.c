@@ -1,5 +1,5 @@
 /*
- * Tests for the element conversions in src/cast.h:
+ * Tests for the element conversions in src/backend/cast.h:
  *
  * 1. torch's own results (tests/fixtures/torch_edge/cast_oracle.json): every
  *    non-NaN fp32 pattern must give torch's bf16 and fp16 bits exactly; NaN

@@ -5,7 +5,7 @@
  * kernels' own code run in loops) on random jobs, odd CRC spans and a sample
  * of casts. With a usable device: random jobs from several threads at once,
  * a tight memory budget, odd CRC spans, all 2^32 fp32 patterns through the
- * cast kernel against src/cast.h compiled for the host, cuBLAS L2 norms, and
+ * cast kernel against backend/cast.h compiled for the host, cuBLAS sums of squares, and
  * every fixture converted on both devices to byte-identical model.safetensors
  * and weld.json (bf16 and fp16, small and default chunks, HF and ZeRO).
  *

@@ -1,6 +1,6 @@
 /*
  * The CPU backend: the reference every other backend must match byte for
- * byte. Casts through src/cast.h; CRCs are zlib-compatible.
+ * byte. Casts through backend/cast.h; CRCs are zlib-compatible.
  */
 #include "backend/backend.h"
 #include "backend/cast.h"

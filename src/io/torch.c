@@ -38,7 +38,7 @@ bool weld_torch_sniff(const uint8_t *head, size_t n)
 {
 	if (n >= 4 && memcmp(head, "PK\3\4", 4) == 0)
 		return true;
-	/* Any legacy file starts with a PROTO opcode and the magic long. */
+	/* A legacy file starts with a PROTO opcode; the magic number it pickles is checked on open. */
 	return n >= 2 && head[0] == 0x80;
 }
 

@@ -44,7 +44,7 @@ weld_status weld_torch_storage_range(weld_torch *t, const weld_py *storage, weld
 weld_status weld_torch_read_storage(weld_torch *t, const weld_torch_storage *s, void *buf,
 				    weld_error *err);
 
-/* true when the first bytes of F say torch zip or legacy torch. */
+/* true when the first bytes HEAD[0..N) may be torch zip or legacy torch (a cheap guess; open decides). */
 bool weld_torch_sniff(const uint8_t *head, size_t n);
 
 #endif /* WELD_TORCH_H */

@@ -1,5 +1,5 @@
 /*
- * pytorch_model.bin writer (see torch_writer.h and shared docs, sections A
+ * pytorch_model.bin writer (see torch_bin.h and shared docs, sections A
  * and B): the archive torch.save (>= 2.7, miniz underneath) produces for a
  * plain dict of contiguous CPU tensors, laid out up front so that tensor
  * bytes can be pwritten straight to their final offsets.
