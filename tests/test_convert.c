@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -253,9 +254,34 @@ static void check_failures(void)
 	CHECK_ERR(s, WELD_ERR_INVALID_ARG, &err, msg);
 }
 
+/*
+ * An older caller's options struct ends before fields added since: those
+ * take their defaults. A size that no weld_convert_options ever had is refused.
+ */
+static void check_options_size(void)
+{
+	weld_error err = {0};
+	weld_convert_result r;
+	weld_convert_options o;
+	weld_convert_options_init(&o);
+	CHECK(o.struct_size == sizeof(o) && o.dtype == WELD_OUT_BF16 && o.device == WELD_DEVICE_AUTO);
+	o.device = WELD_DEVICE_CPU;
+	o.dry_run = 1;
+	/* Compiled before dry_run existed: it is not read, so this run writes its output. */
+	o.struct_size = offsetof(weld_convert_options, dry_run);
+	CHECK_OK(weld_convert(fixture("hf_edge/wrapped"), scratch("old-caller"), &o, &r, &err), &err);
+	CHECK(count_files(scratch("old-caller"), "model.safetensors") == 1);
+	o.struct_size = 0;
+	CHECK(weld_convert(fixture("hf_edge/wrapped"), scratch("bad-size"), &o, &r, &err) == WELD_ERR_INVALID_ARG);
+	CHECK(strstr(err.message, "options.struct_size is 0") != NULL);
+	o.struct_size = sizeof(o) + 8;
+	CHECK(weld_convert(fixture("hf_edge/wrapped"), scratch("bad-size"), &o, &r, &err) == WELD_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
 	CHECK(scratch_init("convert") == 0);
+	check_options_size();
 	check_qwen();
 	check_edge();
 	check_pytorch_bin();
