@@ -189,9 +189,10 @@ const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *ckpt);
 
 /*
  * Read tensor I as contiguous little-endian bytes (C order) into DST, which
- * must hold exactly info.nbytes. Strided views are gathered; a zip record is
- * CRC-checked when the tensor covers it (small padding included).
- * Thread-safe for one checkpoint.
+ * must hold exactly info.nbytes. Strided views are gathered from their whole
+ * zip record, whose CRC-32 is checked; the record of another view is checked
+ * when the rest of it is no larger than the tensor. Thread-safe for one
+ * checkpoint.
  */
 weld_status weld_ckpt_read_tensor(weld_ckpt *ckpt, size_t i, void *dst, size_t dst_nbytes,
 				  weld_error *err);

@@ -285,7 +285,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof(*res));
-	conversion cv = {.input = input, .output_dir = output_dir, .res = res, .weights = {.fd = -1}};
+	conversion cv = {.input = input, .output_dir = output_dir, .res = res, .weights = WELD_ATOMIC_INIT};
 	weld_status s = take_options(&cv.opts, options, err);
 	if (!s)
 		s = prepare(&cv, err);

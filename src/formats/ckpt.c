@@ -93,15 +93,89 @@ weld_status weld__ckpt_add_frag(weld_ckpt *c, weld_frag f, weld_error *err)
 	return WELD_OK;
 }
 
+static size_t rec_hash(const weld_file *f, uint64_t offset, size_t nslots)
+{
+	uint64_t h = ((uint64_t)(uintptr_t)f ^ offset * 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
+	return (size_t)(h >> 17) & (nslots - 1);
+}
+
+/* The slot of the record for F at OFFSET in the index, or the empty slot it would take. */
+static size_t rec_slot(const weld_ckpt *c, const weld_file *f, uint64_t offset)
+{
+	size_t h = rec_hash(f, offset, c->rec_nslots);
+	while (c->rec_slots[h]) {
+		const weld_record *r = &c->rec[c->rec_slots[h] - 1];
+		if (r->file == f && r->offset == offset)
+			break;
+		h = (h + 1) & (c->rec_nslots - 1);
+	}
+	return h;
+}
+
+/* The index at twice the records' count, rebuilt when it grows. */
+static bool rec_index_room(weld_ckpt *c)
+{
+	if ((c->nrec + 1) * 2 <= c->rec_nslots)
+		return true;
+	size_t n = c->rec_nslots ? c->rec_nslots * 2 : 64;
+	uint32_t *slots = weld__calloc(n, sizeof(*slots));
+	if (!slots)
+		return false;
+	free(c->rec_slots);
+	c->rec_slots = slots;
+	c->rec_nslots = n;
+	for (size_t i = 0; i < c->nrec; i++)
+		c->rec_slots[rec_slot(c, c->rec[i].file, c->rec[i].offset)] = (uint32_t)i + 1;
+	return true;
+}
+
 weld_status weld__ckpt_add_record(weld_ckpt *c, weld_record r, uint32_t *index, weld_error *err)
 {
-	if (c->nrec >= WELD_NO_RECORD)
+	if (c->nrec >= WELD_NO_RECORD - 1)
 		return weld__fail(err, WELD_ERR_LIMIT, "%s: too many records", r.file->path);
-	if (!reserve((void **)&c->rec, &c->rcap, c->nrec, sizeof(*c->rec), 64))
+	if (!rec_index_room(c) || !reserve((void **)&c->rec, &c->rcap, c->nrec, sizeof(*c->rec), 64))
 		return weld__nomem(err);
-	c->rec[c->nrec] = r;
-	*index = (uint32_t)c->nrec++;
+	size_t h = rec_slot(c, r.file, r.offset);
+	if (!c->rec_slots[h]) {
+		c->rec[c->nrec] = r;
+		c->rec_slots[h] = (uint32_t)++c->nrec;
+	}
+	*index = c->rec_slots[h] - 1;
 	return WELD_OK;
+}
+
+weld_status weld__ckpt_add_pattern(weld_ckpt *c, const weld_pattern *p, uint32_t *index, weld_error *err)
+{
+	if (c->npat >= WELD_NO_PATTERN)
+		return weld__fail(err, WELD_ERR_LIMIT, "too many strided views");
+	weld_pattern *grown = weld__reallocarray(c->pat, c->npat + 1, sizeof(*grown));
+	if (!grown)
+		return weld__nomem(err);
+	c->pat = grown;
+	c->pat[c->npat] = *p;
+	*index = (uint32_t)c->npat++;
+	return WELD_OK;
+}
+
+uint64_t weld__frag_runs(const weld_pattern *pats, const weld_frag *f)
+{
+	if (f->pattern == WELD_NO_PATTERN)
+		return 1;
+	uint64_t n = 1;
+	const weld_pattern *p = &pats[f->pattern];
+	for (size_t d = 0; d < p->ndim; d++)
+		n *= p->shape[d]; /* bounded by the tensor's element count, checked on open */
+	return n;
+}
+
+uint64_t weld__pattern_run_start(const weld_pattern *p, uint64_t k)
+{
+	uint64_t at = 0;
+	for (size_t d = p->ndim; d-- > 0;) {
+		at += (k % p->shape[d]) * p->stride[d];
+		k /= p->shape[d];
+	}
+	return at;
 }
 
 void *weld__ckpt_own(weld_ckpt *c, void *p)
@@ -119,7 +193,7 @@ void *weld__ckpt_own(weld_ckpt *c, void *p)
 bool weld__ckpt_one_run(const weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset)
 {
 	const ckpt_tensor *t = &c->t[i];
-	if (t->frag_count != 1)
+	if (t->frag_count != 1 || c->frag[t->frag_first].pattern != WELD_NO_PATTERN)
 		return false;
 	const weld_frag *fr = &c->frag[t->frag_first];
 	*f = c->src[fr->src].file;
@@ -142,6 +216,8 @@ void weld_ckpt_free(weld_ckpt *c)
 	free(c->src);
 	free(c->frag);
 	free(c->rec);
+	free(c->rec_slots);
+	free(c->pat);
 	for (size_t i = 0; i < c->nowned; i++)
 		free(c->owned[i]);
 	free(c->owned);
@@ -171,7 +247,7 @@ weld_status weld_ckpt_tensor(const weld_ckpt *c, size_t i, weld_tensor_info *out
 		.numel = t->numel,
 		.nbytes = t->nbytes,
 		.file = c->src[t->src].file->path,
-		.contiguous = t->frag_count <= 1,
+		.contiguous = t->frag_count == 0 || (t->frag_count == 1 && c->frag[t->frag_first].pattern == WELD_NO_PATTERN),
 		.alias_of = t->alias_of,
 	};
 	return WELD_OK;
@@ -190,6 +266,42 @@ const char *weld_ckpt_file(const weld_ckpt *c, size_t i)
 const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *c)
 {
 	return c->deepspeed;
+}
+
+/*
+ * Strided fragment F: the window of the file its runs lie in, read once and
+ * gathered into DST. A view of a zip record is read as the whole record, so
+ * its CRC-32 is checked, as torch.load would; legacy files read just the
+ * window.
+ */
+static weld_status read_strided(const weld_ckpt *c, const weld_frag *f, size_t esz, uint8_t *dst, weld_error *err)
+{
+	const weld_pattern *p = &c->pat[f->pattern];
+	uint64_t runs = weld__frag_runs(c->pat, f), last = 0, lo = f->src_offset, hi;
+	for (size_t d = 0; d < p->ndim; d++)
+		last += (p->shape[d] - 1) * p->stride[d];
+	hi = f->src_offset + (last + f->count) * esz; /* extents were checked against the storage on open */
+	const weld_record *r = f->record != WELD_NO_RECORD ? &c->rec[f->record] : NULL;
+	if (r) {
+		lo = r->offset;
+		hi = r->offset + r->nbytes;
+	}
+	if (hi - lo > SIZE_MAX)
+		return weld__fail(err, WELD_ERR_LIMIT, "%s: a view of %llu bytes is too large to read", c->src[f->src].file->path,
+				  (unsigned long long)(hi - lo));
+	uint8_t *win = malloc(hi - lo ? (size_t)(hi - lo) : 1);
+	if (!win)
+		return weld__nomem(err);
+	weld_status s = weld_file_pread(c->src[f->src].file, win, (size_t)(hi - lo), lo, err);
+	uint32_t crc = !s && r ? weld__crc32(0, win, (size_t)(hi - lo)) : 0;
+	if (!s && r && crc != r->crc)
+		s = weld__crc_mismatch(err, r->file->path, r->name, r->crc, crc);
+	const uint8_t *base = win + (f->src_offset - lo);
+	for (uint64_t k = 0; !s && k < runs; k++)
+		memcpy(dst + (f->dst_elem + k * f->count) * esz, base + weld__pattern_run_start(p, k) * esz,
+		       (size_t)(f->count * esz));
+	free(win);
+	return s;
 }
 
 /* Fragment F of a tensor of ESZ-byte elements, read into DST; *PIECE notes it for its record's CRC check. */
@@ -224,11 +336,16 @@ weld_status weld_ckpt_read_tensor(weld_ckpt *c, size_t i, void *dst, size_t dst_
 	weld_status s = WELD_OK;
 	for (size_t k = 0; k < t->frag_count && !s; k++) {
 		const weld_frag *f = &c->frag[t->frag_first + k];
+		if (f->pattern != WELD_NO_PATTERN) {
+			s = read_strided(c, f, esz, dst, err);
+			continue;
+		}
 		s = read_frag(c, f, esz, dst, &pieces[npieces], err);
 		npieces += !s && f->record != WELD_NO_RECORD;
 	}
+	/* The rest of a record is read to check it while it is no bigger than the tensor itself. */
 	if (!s)
-		s = weld_records_check(c->rec, pieces, npieces, err);
+		s = weld_records_check(c->rec, pieces, npieces, t->nbytes, err);
 	free(pieces);
 	return s;
 }

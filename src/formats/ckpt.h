@@ -14,14 +14,30 @@
 #include "io/record.h"
 #include "util/util.h"
 
-/* COUNT elements read contiguously from source SRC at SRC_OFFSET, landing at element DST_ELEM. */
+#define WELD_NO_PATTERN UINT32_MAX
+
+/*
+ * COUNT elements read contiguously from source SRC at SRC_OFFSET, landing at
+ * element DST_ELEM. With a pattern (a strided view) that run is repeated
+ * over the pattern's outer dimensions: run k, in C order over its shape,
+ * starts at SRC_OFFSET + sum(index_d x stride_d) elements and lands at
+ * DST_ELEM + k x COUNT, so one fragment stands for a whole transposed matrix.
+ */
 typedef struct weld_frag {
 	uint64_t src_offset;
 	uint64_t count;
 	uint64_t dst_elem;
 	uint32_t src;
-	uint32_t record; /* index into the checkpoint's records, or WELD_NO_RECORD */
+	uint32_t record;  /* index into the checkpoint's records, or WELD_NO_RECORD */
+	uint32_t pattern; /* index into the checkpoint's patterns, or WELD_NO_PATTERN */
 } weld_frag;
+
+/* The outer dimensions of a strided fragment: sizes and strides in elements. */
+typedef struct weld_pattern {
+	size_t ndim;
+	uint64_t shape[WELD_MAX_DIMS];
+	uint64_t stride[WELD_MAX_DIMS];
+} weld_pattern;
 
 /* An input file, and whatever its reader parsed from it (a torch object tree, a header...). */
 typedef struct ckpt_source {
@@ -56,6 +72,10 @@ struct weld_ckpt {
 	size_t nfrag, fcap;
 	weld_record *rec;
 	size_t nrec, rcap;
+	uint32_t *rec_slots; /* hash index of rec by file and offset: record + 1, 0 for empty */
+	size_t rec_nslots;
+	weld_pattern *pat;
+	size_t npat;
 	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */
 	void **owned;                   /* freed with the checkpoint (weld__ckpt_own) */
 	size_t nowned;
@@ -72,15 +92,22 @@ weld_status weld__ckpt_new_tensor(weld_ckpt *c, const char *name, ckpt_tensor **
 weld_status weld__ckpt_set_sizes(ckpt_tensor *t, const char *path, weld_error *err);
 /* Appends fragment F to the last tensor. */
 weld_status weld__ckpt_add_frag(weld_ckpt *c, weld_frag f, weld_error *err);
-/* Adds record R; *INDEX is its index. */
+/* Adds record R once (the same range of the same file again gives the same index); *INDEX is its index. */
 weld_status weld__ckpt_add_record(weld_ckpt *c, weld_record r, uint32_t *index, weld_error *err);
+/* Adds pattern P; *INDEX is its index. */
+weld_status weld__ckpt_add_pattern(weld_ckpt *c, const weld_pattern *p, uint32_t *index, weld_error *err);
+
+/* How many contiguous runs fragment F is (1 without a pattern); PATS: its checkpoint's patterns. */
+uint64_t weld__frag_runs(const weld_pattern *pats, const weld_frag *f);
+/* Source element offset, from its fragment's start, of run K of a fragment with pattern P. */
+uint64_t weld__pattern_run_start(const weld_pattern *p, uint64_t k);
 /*
  * C takes P (malloc'd) and frees it with itself; returns P, or NULL when P
  * is NULL or there is no memory to note it (P is then freed).
  */
 void *weld__ckpt_own(weld_ckpt *c, void *p);
 
-/* true when tensor I is one run of bytes in a file: *F at *OFFSET. */
+/* true when tensor I is one run of bytes in a file (one fragment, no pattern): *F at *OFFSET. */
 bool weld__ckpt_one_run(const weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset);
 
 #endif /* WELD_FORMATS_CKPT_H */

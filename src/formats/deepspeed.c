@@ -280,20 +280,21 @@ static weld_status find_stage(weld_ckpt *c, weld_deepspeed_info *ds, const ds_fi
 	bool optim = f->noptim + f->nbf16 > 0;
 	ds->zero_stage = f->nzero3 ? 3 : -1;
 	if (optim && ds->zero_stage < 0) {
+		/* Looked at, not listed: a stage-0 run does not read its optimizer files. */
 		char *path = weld__path_join(ds->tag_dir, f->nbf16 ? "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"
 								   : "zero_pp_rank_0_mp_rank_00_optim_states.pt");
-		uint32_t src;
-		const weld_py *root;
-		if (!path)
-			return weld__nomem(err);
-		weld_status s = weld__torch_source(c, path, &src, &root, err);
+		weld_file *file = NULL;
+		weld_torch *t = NULL;
+		weld_status s = path ? weld__torch_peek(path, &file, &t, err) : weld__nomem(err);
 		free(path);
 		if (s)
 			return s;
-		const weld_py *osd = weld_py_dict_get(root, "optimizer_state_dict");
+		const weld_py *osd = weld_py_dict_get(weld_torch_root(t), "optimizer_state_dict");
 		const weld_py *zs = weld_py_dict_get(osd, "zero_stage");
 		ds->bf16_optimizer = osd && !zs;
 		ds->zero_stage = stage_of(zs);
+		weld_torch_close(t);
+		weld_file_close(file);
 	}
 	if (ds->zero_stage < 0 && !optim)
 		ds->zero_stage = 0;

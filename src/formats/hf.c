@@ -49,7 +49,7 @@ static weld_status add_st_file(weld_ckpt *c, const char *path, weld_error *err)
 		t->ndim = ht->ndim;
 		memcpy(t->shape, ht->shape, sizeof(uint64_t) * ht->ndim);
 		if (!(s = weld__ckpt_set_sizes(t, path, err)))
-			s = weld__ckpt_add_frag(c, (weld_frag){h->data_start + ht->begin, t->numel, 0, src, WELD_NO_RECORD},
+			s = weld__ckpt_add_frag(c, (weld_frag){h->data_start + ht->begin, t->numel, 0, src, WELD_NO_RECORD, WELD_NO_PATTERN},
 						err);
 	}
 	return s;

@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A view with more runs than this is a pathological layout, not a checkpoint. */
-#define MAX_FRAGS_PER_TENSOR (1u << 22)
-
 /* A view already listed from this file, to recognise a second name for it. */
 typedef struct seen_view {
 	const weld_py *view;
@@ -55,6 +52,17 @@ weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, co
 	return WELD_OK;
 }
 
+weld_status weld__torch_peek(const char *path, weld_file **f, weld_torch **t, weld_error *err)
+{
+	*t = NULL;
+	weld_status s = weld_file_open(f, path, err);
+	if (!s && (s = weld_torch_open(t, *f, err))) {
+		weld_file_close(*f);
+		*f = NULL;
+	}
+	return s;
+}
+
 weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src)
 {
 	return ((const torch_source *)c->src[src].parsed)->torch;
@@ -96,47 +104,39 @@ static weld_status listed_as(torch_source *ts, const weld_py *v, size_t tensor, 
 }
 
 /*
- * The fragments of view V (tensor T, the last one of C): the innermost
- * dimensions laid out contiguously form one run, the outer ones are walked.
- * A view that covers its zip record whole in one run names the record, so
- * whoever streams it checks the record's CRC-32.
+ * The fragment of view V (tensor T, the last one of C): the innermost
+ * dimensions laid out contiguously form one run, and the outer ones, when
+ * there are any, become the fragment's pattern. A view of a zip record
+ * names it (torch computed its CRC-32), so whoever streams the record's
+ * bytes can check it.
  */
-static weld_status view_frags(weld_ckpt *c, uint32_t src, const ckpt_tensor *t, const weld_py *v, weld_error *err)
+static weld_status view_frag(weld_ckpt *c, uint32_t src, const ckpt_tensor *t, const weld_py *v, weld_error *err)
 {
-	const char *path = c->src[src].file->path;
 	weld_torch_storage st;
 	weld_status s = weld_torch_storage_range(weld__torch_of(c, src), v->tensor.storage, &st, err);
 	if (s)
 		return s;
-	size_t esz = weld_dtype_size(t->dtype), nd = v->tensor.ndim, inner = nd;
+	size_t esz = weld_dtype_size(t->dtype), inner = v->tensor.ndim;
 	uint64_t run = 1;
 	while (inner > 0 && (v->tensor.shape[inner - 1] == 1 || (uint64_t)v->tensor.stride[inner - 1] == run))
 		run *= v->tensor.shape[--inner];
-	uint64_t runs = run ? t->numel / run : 0;
-	if (runs > MAX_FRAGS_PER_TENSOR)
-		return weld__fail(err, WELD_ERR_UNSUPPORTED,
-				  "%s: tensor '%s' is a strided view made of %llu separate runs; save it contiguous",
-				  path, t->name, (unsigned long long)runs);
 	/* Extents were checked against the storage when the pickle was read. */
-	uint64_t elem = v->tensor.storage_offset, idx[WELD_MAX_DIMS] = {0};
+	weld_frag f = {st.offset + v->tensor.storage_offset * esz, run, 0, src, WELD_NO_RECORD, WELD_NO_PATTERN};
 	if (t->numel == 0) /* nothing to read, but a place in the file all the same */
-		return weld__ckpt_add_frag(c, (weld_frag){st.offset + elem * esz, 0, 0, src, WELD_NO_RECORD}, err);
-	uint32_t record = WELD_NO_RECORD;
-	if (runs == 1 && st.entry && t->nbytes == st.nbytes && weld_zip_crc_known(st.entry))
-		s = weld__ckpt_add_record(c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, st.entry->record},
-					  &record, err);
-	for (uint64_t r = 0; r < runs && !s; r++) {
-		s = weld__ckpt_add_frag(c, (weld_frag){st.offset + elem * esz, run, r * run, src, record}, err);
-		for (size_t d = inner; d-- > 0;) {
-			if (++idx[d] < v->tensor.shape[d]) {
-				elem += (uint64_t)v->tensor.stride[d];
-				break;
-			}
-			elem -= (uint64_t)v->tensor.stride[d] * (idx[d] - 1);
-			idx[d] = 0;
+		return weld__ckpt_add_frag(c, (weld_frag){f.src_offset, 0, 0, src, WELD_NO_RECORD, WELD_NO_PATTERN}, err);
+	if (inner > 0) {
+		weld_pattern p = {.ndim = inner};
+		for (size_t d = 0; d < inner; d++) {
+			p.shape[d] = v->tensor.shape[d];
+			p.stride[d] = (uint64_t)v->tensor.stride[d];
 		}
+		if ((s = weld__ckpt_add_pattern(c, &p, &f.pattern, err)))
+			return s;
 	}
-	return s;
+	if (st.entry && weld_zip_crc_known(st.entry))
+		s = weld__ckpt_add_record(c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, st.entry->record},
+					  &f.record, err);
+	return s ? s : weld__ckpt_add_frag(c, f, err);
 }
 
 weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name, const weld_py *v, weld_error *err)
@@ -155,7 +155,7 @@ weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name,
 	if ((s = listed_as(c->src[src].parsed, v, c->nt - 1, &owner, err)))
 		return s;
 	if (owner == SIZE_MAX)
-		return view_frags(c, src, t, v, err);
+		return view_frag(c, src, t, v, err);
 	/* The same view under a second name: the owner's fragments, once. */
 	const ckpt_tensor *o = &c->t[owner];
 	t->alias_of = o->alias_of ? o->alias_of : o->name;

@@ -84,7 +84,7 @@ static weld_status concat_frags(weld_ckpt *c, const part *parts, size_t nparts, 
 		}
 		uint64_t take = parts[i].numel - off < n ? parts[i].numel - off : n;
 		weld_status s = weld__ckpt_add_frag(
-			c, (weld_frag){parts[i].offset + off * esz, take, dst_elem, parts[i].src, parts[i].record}, err);
+			c, (weld_frag){parts[i].offset + off * esz, take, dst_elem, parts[i].src, parts[i].record, WELD_NO_PATTERN}, err);
 		if (s)
 			return s;
 		dst_elem += take;

@@ -3,8 +3,8 @@
 
 #include <stdlib.h>
 
-/* Padding between a record's pieces is read only while it stays this small. */
-#define MAX_GAP_BYTES (1u << 20)
+/* Gaps are read through a buffer of this size. */
+#define GAP_BUFFER (1u << 20)
 
 weld_status weld__crc_mismatch(weld_error *err, const char *path, const char *record, uint32_t stored,
 			       uint32_t computed)
@@ -13,64 +13,92 @@ weld_status weld__crc_mismatch(weld_error *err, const char *path, const char *re
 			  path, record, (unsigned)stored, (unsigned)computed);
 }
 
+/* By record, then offset, the longest first: the piece kept where views overlap covers most. */
 static int cmp_piece(const void *a, const void *b)
 {
 	const weld_record_piece *x = a, *y = b;
 	if (x->record != y->record)
 		return x->record < y->record ? -1 : 1;
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->len > y->len ? -1 : x->len < y->len;
 }
 
-/* CRC-32 of LEN bytes at AT of F, appended to *CRC, through BUF (MAX_GAP_BYTES). */
-static weld_status add_gap(weld_file *f, uint64_t at, uint64_t len, uint8_t *buf, uint32_t *crc, weld_error *err)
+/* *CRC extended by the LEN bytes at AT of F, read through *BUF (allocated on first use). */
+static weld_status add_gap(weld_file *f, uint64_t at, uint64_t len, uint8_t **buf, uint32_t *crc, weld_error *err)
 {
-	weld_status s = weld_file_pread(f, buf, (size_t)len, at, err);
-	if (!s)
-		*crc = weld__crc32_combine(*crc, weld__crc32(0, buf, (size_t)len), len);
-	return s;
+	if (!*buf && !(*buf = malloc(GAP_BUFFER)))
+		return weld__nomem(err);
+	while (len) {
+		size_t k = len < GAP_BUFFER ? (size_t)len : GAP_BUFFER;
+		weld_status s = weld_file_pread(f, *buf, k, at, err);
+		if (s)
+			return s;
+		*crc = weld__crc32_combine(*crc, weld__crc32(0, *buf, k), k);
+		at += k;
+		len -= k;
+	}
+	return WELD_OK;
 }
 
-/* One record, P[0..N) its pieces in file order; left unchecked when they do not tile it. */
-static weld_status check_one(const weld_record *rec, const weld_record_piece *p, size_t n, uint8_t *gap,
+/*
+ * Of P[0..N) (REC's pieces in file order), keep in place those that do not
+ * overlap one kept before (another view of the same bytes adds nothing);
+ * *N becomes their count. false when a piece lies outside REC or the kept
+ * ones leave more than MAX_GAP bytes of it to read.
+ */
+static bool checkable(const weld_record *rec, weld_record_piece *p, size_t *n, uint64_t max_gap)
+{
+	uint64_t at = rec->offset, covered = 0;
+	size_t kept = 0;
+	for (size_t j = 0; j < *n; j++) {
+		if (p[j].offset < rec->offset || p[j].len > rec->offset + rec->nbytes - p[j].offset)
+			return false;
+		if (p[j].offset < at)
+			continue;
+		at = p[j].offset + p[j].len;
+		covered += p[j].len;
+		p[kept++] = p[j];
+	}
+	*n = kept;
+	return rec->nbytes - covered <= max_gap;
+}
+
+/* One record, P[0..N) its pieces in file order: they and the gaps between them must give its CRC. */
+static weld_status check_one(const weld_record *rec, const weld_record_piece *p, size_t n, uint8_t **gap,
 			     weld_error *err)
 {
-	uint64_t at = rec->offset, end = rec->offset + rec->nbytes, gaps = 0;
+	uint64_t at = rec->offset, end = rec->offset + rec->nbytes;
 	uint32_t crc = 0;
 	for (size_t j = 0; j <= n; j++) {
 		uint64_t next = j == n ? end : p[j].offset;
-		if (next < at)
-			return WELD_OK; /* overlapping views: nothing to check */
 		if (next > at) {
-			gaps += next - at;
-			if (gaps > MAX_GAP_BYTES)
-				return WELD_OK;
 			weld_status s = add_gap(rec->file, at, next - at, gap, &crc, err);
 			if (s)
 				return s;
-			at = next;
 		}
 		if (j == n)
 			break;
 		crc = weld__crc32_combine(crc, p[j].crc, p[j].len);
-		at += p[j].len;
+		at = next + p[j].len;
 	}
 	return crc == rec->crc ? WELD_OK : weld__crc_mismatch(err, rec->file->path, rec->name, rec->crc, crc);
 }
 
-weld_status weld_records_check(const weld_record *recs, weld_record_piece *pieces, size_t n, weld_error *err)
+weld_status weld_records_check(const weld_record *recs, weld_record_piece *pieces, size_t n, uint64_t max_gap,
+			       weld_error *err)
 {
-	if (n == 0)
-		return WELD_OK;
-	uint8_t *gap = malloc(MAX_GAP_BYTES);
-	if (!gap)
-		return weld__nomem(err);
+	uint8_t *gap = NULL;
 	qsort(pieces, n, sizeof(*pieces), cmp_piece);
 	weld_status s = WELD_OK;
 	for (size_t i = 0; !s && i < n;) {
 		size_t j = i;
 		while (j < n && pieces[j].record == pieces[i].record)
 			j++;
-		s = check_one(&recs[pieces[i].record], pieces + i, j - i, gap, err);
+		const weld_record *rec = &recs[pieces[i].record];
+		size_t kept = j - i;
+		if (checkable(rec, pieces + i, &kept, max_gap))
+			s = check_one(rec, pieces + i, kept, &gap, err);
 		i = j;
 	}
 	free(gap);

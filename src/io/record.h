@@ -29,11 +29,12 @@ typedef struct weld_record_piece {
 /*
  * Check every record of RECS that PIECES touch: the pieces' CRCs, in file
  * order, joined with those of the gaps between them (read here while they
- * total at most 1 MiB a record) must give the stored CRC-32. A record whose
- * pieces overlap or leave larger gaps is not checked. Sorts PIECES.
- * A mismatch is WELD_ERR_CHECKSUM naming the file and the record.
+ * total at most MAX_GAP bytes a record) must give the stored CRC-32. A
+ * record whose pieces overlap or leave more of it unread is not checked.
+ * Sorts PIECES. A mismatch is WELD_ERR_CHECKSUM naming the file and record.
  */
-weld_status weld_records_check(const weld_record *recs, weld_record_piece *pieces, size_t n, weld_error *err);
+weld_status weld_records_check(const weld_record *recs, weld_record_piece *pieces, size_t n, uint64_t max_gap,
+			       weld_error *err);
 
 /* The WELD_ERR_CHECKSUM message every CRC-32 mismatch of a record gets. */
 weld_status weld__crc_mismatch(weld_error *err, const char *path, const char *record, uint32_t stored,

@@ -146,7 +146,15 @@ static weld_status parse_string(parser *p, char **out, size_t *out_len)
 		return json_fail(p, p->pos, "unexpected end of header");
 	if (p->s[p->pos] != '"')
 		return json_fail(p, p->pos, "expected a string");
-	size_t start = p->pos, at, n;
+	/* The closing quote and raw control characters are looked for before escapes are read. */
+	size_t start = p->pos, at, n, end = start + 1;
+	while (end < p->len && p->s[end] != '"') {
+		if ((unsigned char)p->s[end] < 0x20)
+			return json_fail(p, end, "control character in a string");
+		end += p->s[end] == '\\' ? 2 : 1;
+	}
+	if (end >= p->len)
+		return json_fail(p, start, "unterminated string");
 	weld_json_error e = weld__json_string(p->s, p->len, &p->pos, true, NULL, &n, &at);
 	if (e)
 		return lex_fail(p, e, at);

@@ -397,11 +397,3 @@ weld_status weld_torch_storage_range(weld_torch *t, const weld_py *storage, weld
 	*out = (weld_torch_storage){.offset = e->data_offset, .nbytes = e->size, .entry = e};
 	return WELD_OK;
 }
-
-weld_status weld_torch_read_storage(weld_torch *t, const weld_torch_storage *s, void *buf,
-				    weld_error *err)
-{
-	if (s->entry)
-		return weld_zip_read(t->zip, s->entry, buf, err);
-	return weld_file_pread(t->file, buf, (size_t)s->nbytes, s->offset, err);
-}

@@ -40,10 +40,6 @@ uint64_t weld_torch_pickle_bytes(const weld_torch *t);
 weld_status weld_torch_storage_range(weld_torch *t, const weld_py *storage, weld_torch_storage *out,
 				     weld_error *err);
 
-/* Reads the whole storage with its CRC check (zip) into BUF (out->nbytes). */
-weld_status weld_torch_read_storage(weld_torch *t, const weld_torch_storage *s, void *buf,
-				    weld_error *err);
-
 /* true when the first bytes HEAD[0..N) may be torch zip or legacy torch (a cheap guess; open decides). */
 bool weld_torch_sniff(const uint8_t *head, size_t n);
 

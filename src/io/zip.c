@@ -579,24 +579,3 @@ weld_status weld_zip_read(weld_zip *z, const weld_zip_entry *entry, void *buf, w
 		return weld__crc_mismatch(err, z->f->path, e->record, e->crc32, crc);
 	return WELD_OK;
 }
-
-weld_status weld_zip_read_range(weld_zip *z, const weld_zip_entry *entry, uint64_t offset,
-				void *buf, size_t n, weld_error *err)
-{
-	weld_zip_entry *e = own_entry(z, entry);
-	if (!e)
-		return weld__fail(err, WELD_ERR_INVALID_ARG,
-				  "%s: weld_zip_read_range: entry does not belong to this archive",
-				  z->f->path);
-	weld_status s = prepare(z, e, err);
-	if (s)
-		return s;
-	uint64_t end;
-	if (!weld__add_u64(&end, offset, n) || end > e->size)
-		return weld__fail(err, WELD_ERR_FORMAT,
-				  "%s: read of %zu bytes at offset %llu is past the end of record '%s' "
-				  "(%llu bytes)",
-				  z->f->path, n, (unsigned long long)offset, e->record,
-				  (unsigned long long)e->size);
-	return weld_file_pread(z->f, buf, n, e->data_offset + offset, err);
-}

@@ -60,8 +60,4 @@ weld_status weld_zip_find(weld_zip *z, const char *record, const weld_zip_entry 
  */
 weld_status weld_zip_read(weld_zip *z, const weld_zip_entry *e, void *buf, weld_error *err);
 
-/* Read N bytes at OFFSET within record E, without a CRC check. */
-weld_status weld_zip_read_range(weld_zip *z, const weld_zip_entry *e, uint64_t offset, void *buf,
-				size_t n, weld_error *err);
-
 #endif /* WELD_ZIP_H */

@@ -15,6 +15,9 @@ typedef struct weld_atomic {
 	uint64_t written; /* bytes appended */
 } weld_atomic;
 
+/* A weld_atomic that holds nothing yet (weld__atomic_abort may be called on it). */
+#define WELD_ATOMIC_INIT {.fd = -1}
+
 /* Create DIR/NAME's temporary file, empty, open for reading and writing. */
 weld_status weld__atomic_create(weld_atomic *a, const char *dir, const char *name, weld_error *err);
 /* Append N bytes. */
@@ -25,7 +28,7 @@ weld_status weld__atomic_append(weld_atomic *a, const void *data, size_t n, weld
  * A's names are freed either way.
  */
 weld_status weld__atomic_commit(weld_atomic *a, weld_error *err);
-/* Give up: close, remove the temporary file, free the names. Safe on a zeroed or finished A. */
+/* Give up: close, remove the temporary file, free the names. Safe on WELD_ATOMIC_INIT and on a finished A. */
 void weld__atomic_abort(weld_atomic *a);
 
 /* DIR/NAME holding DATA[0..LEN), atomically. */

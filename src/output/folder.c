@@ -9,12 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static bool has_suffix(const char *name, const char *suffix)
-{
-	size_t n = strlen(name), k = strlen(suffix);
-	return n >= k && memcmp(name + n - k, suffix, k) == 0;
-}
-
 bool weld_is_weight_file(const char *name)
 {
 	/*
@@ -26,7 +20,7 @@ bool weld_is_weight_file(const char *name)
 	static const char *const suffixes[] = {".safetensors", ".bin", ".pt", ".pth", ".ckpt",
 					       ".h5", ".msgpack", ".gguf", ".index.json"};
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++)
-		if (has_suffix(name, suffixes[i]))
+		if (weld__has_suffix(name, suffixes[i]))
 			return true;
 	return false;
 }

@@ -17,12 +17,6 @@
 /* Buffer of the copy loop. */
 #define COPY_CHUNK ((size_t)1 << 20)
 
-static bool has_suffix(const char *name, const char *suffix)
-{
-	size_t n = strlen(name), k = strlen(suffix);
-	return n >= k && memcmp(name + n - k, suffix, k) == 0;
-}
-
 /* Training state and tooling that is not a weight file by name but must not be served. */
 static bool is_training_file(const char *name)
 {
@@ -30,7 +24,7 @@ static bool is_training_file(const char *name)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(name, names[i]) == 0)
 			return true;
-	return has_suffix(name, ".py");
+	return weld__has_suffix(name, ".py");
 }
 
 /* config.json at SRC (read whole, bounded in case it grew since it was listed), DTYPE set, into OUT. */

@@ -17,6 +17,9 @@
 #include <string.h>
 #include <time.h>
 
+/* A record's bytes the fragments skip (padding) are read to check its CRC while they stay this few. */
+#define RECORD_GAP_MAX (1u << 20)
+
 /* How often the calling thread reports progress. */
 #define PROGRESS_NS (100 * 1000 * 1000L)
 
@@ -95,14 +98,33 @@ static weld_status new_seg(exec_state *st, weld_seg seg, seg_source from, weld_e
 	return WELD_OK;
 }
 
+/* The segments of elements [B, E) of piece PC, inside fragment F: one per run of F they touch. */
+static weld_status add_segments(exec_state *st, const piece *pc, const weld_plan_tensor *t, const weld_frag *f,
+				uint64_t b, uint64_t e, weld_error *err)
+{
+	size_t esz = weld_dtype_size(t->dtype), ssz = weld_dtype_size(t->src_dtype);
+	const weld_pattern *pat = f->pattern == WELD_NO_PATTERN ? NULL : &st->p->patterns[f->pattern];
+	while (b < e) {
+		uint64_t rel = b - f->dst_elem, k = rel / f->count, in = rel % f->count;
+		uint64_t n = f->count - in < e - b ? f->count - in : e - b;
+		uint64_t from = (pat ? weld__pattern_run_start(pat, k) : 0) + in;
+		weld_seg seg = {.out_off = (size_t)((b - pc->elem_begin) * esz), .count = n, .src_dtype = t->src_dtype,
+				.dst_dtype = t->dtype};
+		weld_status s = new_seg(st, seg, (seg_source){f->src_offset + from * ssz, f->src, f->record, 0}, err);
+		if (s)
+			return s;
+		b += n;
+	}
+	return WELD_OK;
+}
+
 /* The segments of piece PC: where its fragments (from *FI on, in destination order) overlap it. */
 static weld_status cut_segments(exec_state *st, piece *pc, const weld_plan_tensor *t, size_t *fi, weld_error *err)
 {
-	size_t esz = weld_dtype_size(t->dtype), ssz = weld_dtype_size(t->src_dtype);
 	pc->seg_first = st->nsegs;
 	while (*fi < t->frag_first + t->frag_count) {
 		const weld_frag *f = &st->p->frags[*fi];
-		uint64_t fb = f->dst_elem, fe = f->dst_elem + f->count;
+		uint64_t fb = f->dst_elem, fe = f->dst_elem + f->count * weld__frag_runs(st->p->patterns, f);
 		if (fe <= pc->elem_begin) {
 			++*fi;
 			continue;
@@ -111,9 +133,7 @@ static weld_status cut_segments(exec_state *st, piece *pc, const weld_plan_tenso
 		uint64_t e = fe < pc->elem_end ? fe : pc->elem_end;
 		if (b >= e)
 			break;
-		weld_seg seg = {.out_off = (size_t)((b - pc->elem_begin) * esz), .count = e - b, .src_dtype = t->src_dtype,
-				.dst_dtype = t->dtype};
-		weld_status s = new_seg(st, seg, (seg_source){f->src_offset + (b - fb) * ssz, f->src, f->record, 0}, err);
+		weld_status s = add_segments(st, pc, t, f, b, e, err);
 		if (s)
 			return s;
 		if (e < fe)
@@ -313,7 +333,7 @@ static weld_status check_records(exec_state *st, weld_error *err)
 			pc[n++] = (weld_record_piece){f->record, f->offset,
 						      st->segs[k].count * weld_dtype_size(st->segs[k].src_dtype), f->crc};
 	}
-	weld_status s = weld_records_check(st->p->records, pc, n, err);
+	weld_status s = weld_records_check(st->p->records, pc, n, RECORD_GAP_MAX, err);
 	free(pc);
 	return s;
 }
@@ -343,7 +363,7 @@ static void wait_workers(exec_state *st, const weld_exec_options *opts, double t
 	pthread_mutex_lock(&st->lock);
 	while (st->running > 0) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
+		clock_gettime(CLOCK_MONOTONIC, &until);
 		until.tv_nsec += PROGRESS_NS;
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
@@ -421,8 +441,13 @@ weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char
 	st->b = b;
 	st->fd = fd;
 	st->path = path;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	/* Progress (and so a cancel) keeps its pace even when the wall clock jumps. */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&st->lock, NULL);
-	pthread_cond_init(&st->changed, NULL);
+	pthread_cond_init(&st->changed, &ca);
+	pthread_condattr_destroy(&ca);
 	weld_status s = cut(st, opts->chunk_bytes, err);
 	uint64_t read_before = bytes_read(p);
 	double t0 = now();

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A view with more runs than this is a pathological layout, not a checkpoint. */
+#define MAX_RUNS_PER_TENSOR (1u << 22)
+
 weld_dtype weld_plan_out_dtype(weld_dtype src, weld_out_dtype want)
 {
 	if (!weld__dtype_is_float(src))
@@ -54,10 +57,25 @@ static weld_status add_alias(weld_plan *p, const char *name, const char *owner, 
 	return WELD_OK;
 }
 
+/* The executor streams a view run by run: one with millions of runs is refused. */
+static weld_status check_runs(const weld_ckpt *c, const ckpt_tensor *t, weld_error *err)
+{
+	uint64_t runs = 0;
+	for (size_t k = 0; k < t->frag_count; k++)
+		runs += weld__frag_runs(c->pat, &c->frag[t->frag_first + k]);
+	if (runs <= MAX_RUNS_PER_TENSOR)
+		return WELD_OK;
+	return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s: tensor '%s' is a strided view made of %llu separate runs; save it contiguous",
+			  c->src[c->frag[t->frag_first].src].file->path, t->name, (unsigned long long)runs);
+}
+
 /* Output tensor for checkpoint tensor T, its name without the first STRIP bytes. */
-static weld_status add_tensor(weld_plan *p, const ckpt_tensor *t, size_t strip, weld_out_dtype want,
+static weld_status add_tensor(weld_plan *p, const weld_ckpt *c, const ckpt_tensor *t, size_t strip, weld_out_dtype want,
 			      weld_error *err)
 {
+	weld_status s = check_runs(c, t, err);
+	if (s)
+		return s;
 	weld_plan_tensor *o = &p->t[p->nt];
 	if (!(o->name = weld__strdup(t->name + strip)))
 		return weld__nomem(err);
@@ -120,6 +138,7 @@ weld_status weld_plan_build(weld_plan **out, const weld_ckpt *c, const weld_plan
 	p->nsrc = c->nsrc;
 	p->frags = c->frag;
 	p->records = c->rec;
+	p->patterns = c->pat;
 	size_t strip = weld__wrapper_prefix(c, p->stripped_prefix, sizeof(p->stripped_prefix));
 	size_t embed = SIZE_MAX, head = opts->tie_word_embeddings ? tied_head(c, strip, &embed) : SIZE_MAX;
 	weld_status s = WELD_OK;
@@ -128,7 +147,7 @@ weld_status weld_plan_build(weld_plan **out, const weld_ckpt *c, const weld_plan
 		if (t->alias_of || i == head)
 			s = add_alias(p, t->name + strip, (t->alias_of ? t->alias_of : c->t[embed].name) + strip, err);
 		else
-			s = add_tensor(p, t, strip, opts->dtype, err);
+			s = add_tensor(p, c, t, strip, opts->dtype, err);
 	}
 	if (!s)
 		s = check_unique(p, err);

@@ -31,6 +31,7 @@ typedef struct weld_plan {
 	size_t nsrc;
 	const weld_frag *frags;
 	const weld_record *records;
+	const weld_pattern *patterns;
 	weld_plan_tensor *t;
 	size_t nt;
 	weld_plan_alias *alias;

@@ -9,12 +9,16 @@ void weld__json_skip_ws(const char *s, size_t n, size_t *pos)
 		++*pos;
 }
 
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 static int hex4(const char *s)
 {
 	int v = 0;
 	for (int i = 0; i < 4; i++) {
-		char c = s[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		int d = hex_digit(s[i]);
 		if (d < 0)
 			return -1;
 		v = v * 16 + d;
@@ -49,11 +53,13 @@ static void put_utf8(char *out, size_t *o, uint32_t cp)
 /* The \u escape at S[i] (inside a string ending somewhere before N): its code point and length. */
 static weld_json_error u_escape(const char *s, size_t n, size_t i, bool strict, uint32_t *cp, size_t *len)
 {
+	/* A character that is not a hex digit says more than the text running out before four. */
+	for (size_t k = i + 2; k < n && k < i + 6; k++)
+		if (hex_digit(s[k]) < 0)
+			return WELD_JSON_U_ESCAPE;
 	if (n - i < 6)
 		return WELD_JSON_UNTERMINATED;
 	int v = hex4(s + i + 2);
-	if (v < 0)
-		return WELD_JSON_U_ESCAPE;
 	*cp = (uint32_t)v;
 	*len = 6;
 	if (v >= 0xD800 && v <= 0xDBFF) {

@@ -34,3 +34,9 @@ void weld__free_strings(char **list, size_t n)
 		free(list[i]);
 	free(list);
 }
+
+bool weld__has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}

@@ -62,6 +62,8 @@ char *weld__strndup(const char *s, size_t n);
  * none), in O(n log n). false only when out of memory.
  */
 bool weld__find_duplicate(const char *const *names, size_t n, const char **dup);
+/* Whether S ends with SUFFIX. */
+bool weld__has_suffix(const char *s, const char *suffix);
 /* Frees the N strings of LIST and LIST (either may be NULL). */
 void weld__free_strings(char **list, size_t n);
 

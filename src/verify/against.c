@@ -257,7 +257,7 @@ static bool is_tied(const weld_verifier *v, const char *name, size_t oi)
 	for (size_t k = 0; m && k < m->nties; k++)
 		if (strcmp(m->ties[k].name, name) == 0)
 			return true;
-	return !m && v->tie == 1 && oi == SIZE_MAX && weld__vf_has_suffix(name, "lm_head.weight");
+	return !m && v->tie == 1 && oi == SIZE_MAX && weld__has_suffix(name, "lm_head.weight");
 }
 
 /* Output tensors to source tensors by name, the source's wrapper prefix stripped as the planner strips it. */

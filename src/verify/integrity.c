@@ -144,8 +144,8 @@ weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err)
 	char first_bad[WELD_CHECK_DETAIL_MAX] = "";
 	for (size_t i = 0; i < v->nfiles; i++) {
 		const char *name = v->files[i];
-		bool st = weld__vf_has_suffix(name, ".safetensors");
-		if (!st && !weld__vf_has_suffix(name, ".bin"))
+		bool st = weld__has_suffix(name, ".safetensors");
+		if (!st && !weld__has_suffix(name, ".bin"))
 			continue;
 		total++;
 		char *path = weld__path_join(v->dir, name);

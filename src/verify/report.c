@@ -62,12 +62,6 @@ const char *weld__vf_base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-bool weld__vf_has_suffix(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 int weld__vf_cmp_name(const void *a, const void *b)
 {
 	return strcmp(((const weld_vf_name *)a)->name, ((const weld_vf_name *)b)->name);

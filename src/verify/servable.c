@@ -150,7 +150,7 @@ weld_status weld__vf_check_one_format(weld_verifier *v, weld_error *err)
 			expected = strcmp(weld__vf_base_name(weld_ckpt_file(v->out, k)), name) == 0;
 		if (expected)
 			continue;
-		if (strncmp(name, "consolidated", 12) == 0 && weld__vf_has_suffix(name, ".safetensors"))
+		if (strncmp(name, "consolidated", 12) == 0 && weld__has_suffix(name, ".safetensors"))
 			consolidated[ncons++] = name;
 		else
 			stale[nstale++] = name;
@@ -204,7 +204,7 @@ weld_status weld__vf_check_tied(weld_verifier *v, weld_error *err)
 	const weld_manifest_tie *first = v->manifest && v->manifest->nties ? &v->manifest->ties[0] : NULL;
 	size_t head = SIZE_MAX;
 	for (size_t i = 0; i < v->out->nt && head == SIZE_MAX; i++)
-		if (weld__vf_has_suffix(v->out->t[i].name, "lm_head.weight") && !v->out->t[i].alias_of)
+		if (weld__has_suffix(v->out->t[i].name, "lm_head.weight") && !v->out->t[i].alias_of)
 			head = i;
 	size_t embed = head == SIZE_MAX ? SIZE_MAX : weld__tied_embedding(v->out, head);
 	const char *arch0 = cJSON_GetStringValue(
@@ -246,7 +246,7 @@ weld_status weld__vf_check_tied(weld_verifier *v, weld_error *err)
 				  v->out->t[head].name, v->out->t[embed].name);
 		return WELD_OK;
 	}
-	if (v->tie == 0 && head == SIZE_MAX && arch0 && weld__vf_has_suffix(arch0, "ForCausalLM")) {
+	if (v->tie == 0 && head == SIZE_MAX && arch0 && weld__has_suffix(arch0, "ForCausalLM")) {
 		weld__vf_check(v->r, "tied", WELD_CHECK_FAIL,
 			  "no lm_head.weight, and config.json has tie_word_embeddings false: the head would be left "
 			  "untrained");
@@ -275,7 +275,7 @@ void weld__vf_check_tokenizer(weld_verifier *v)
 			have_vocab = true;
 		}
 	for (size_t i = 0; i < v->nfiles && !have_vocab; i++)
-		if (weld__vf_has_suffix(v->files[i], ".tiktoken")) {
+		if (weld__has_suffix(v->files[i], ".tiktoken")) {
 			found[n++] = v->files[i];
 			have_vocab = true;
 		}

@@ -52,7 +52,6 @@ void weld__vf_append_names(char *buf, size_t cap, const char *const *names, size
 /* MESSAGE without V's folder in front of the file names it starts with. */
 const char *weld__vf_in_dir(const weld_verifier *v, const char *message);
 const char *weld__vf_base_name(const char *path);
-bool weld__vf_has_suffix(const char *s, const char *suffix);
 /* Orders weld_vf_name by name. */
 int weld__vf_cmp_name(const void *a, const void *b);
 /* Index of NAME among V's output tensors, or SIZE_MAX. */
