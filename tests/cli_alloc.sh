@@ -13,16 +13,9 @@ shim=$3
 fails=0
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
+. "$(dirname "$0")/lib.sh"
 run=$t/myrun
-mkdir -p "$run"
-cp -r "$fx/qwen2_tied/st_sharded" "$run/checkpoint-2"
-cp -r "$fx/zero/s2_w2_bf16" "$run/checkpoint-5"
-cp -r "$fx/hf_edge/wrapped" "$run/checkpoint-7"
-chmod -R u+w "$run"
+make_run "$run" qwen2_tied/st_sharded:checkpoint-2 zero/s2_w2_bf16:checkpoint-5 hf_edge/wrapped:checkpoint-7
 
 # Only the allocations made from main on are swept. Those before it (the
 # static CUDA runtime registering its kernels, libstdc++'s exception pool)

@@ -10,16 +10,9 @@ fx=$2/tests/fixtures
 fails=0
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-fail() {
-	echo "FAIL: $*"
-	fails=$((fails + 1))
-}
+. "$(dirname "$0")/lib.sh"
 run=$t/myrun
-mkdir -p "$run"
-cp -r "$fx/qwen2_tied/st_sharded" "$run/checkpoint-2"
-cp -r "$fx/zero/s2_w2_bf16" "$run/checkpoint-5"
-cp -r "$fx/zero/s3_w2_bf16_all" "$run/checkpoint-10"
-chmod -R u+w "$run"
+make_run "$run" qwen2_tied/st_sharded:checkpoint-2 zero/s2_w2_bf16:checkpoint-5 zero/s3_w2_bf16_all:checkpoint-10
 b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
 
 # Counting and planning write nothing.

@@ -39,3 +39,19 @@ last() {
 		fails=$((fails + 1))
 	fi
 }
+# fail TEXT: count a failure and say what it was.
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+# make_run DIR FIXTURE:NAME...: a training run folder of copies of fixture
+# checkpoints ($fx/FIXTURE as DIR/NAME), writable.
+make_run() {
+	local run=$1 spec
+	shift
+	mkdir -p "$run"
+	for spec in "$@"; do
+		cp -r "$fx/${spec%%:*}" "$run/${spec##*:}"
+	done
+	chmod -R u+w "$run"
+}
