@@ -1,26 +1,28 @@
 /*
  * weld_convert: the one function that strings the layers together.
  * checkpoint (formats) -> plan -> writer layout -> executor through a
- * backend -> weights renamed into place -> side files and manifest.
- * The weights go to a temporary file in the output folder, are fsynced and
- * renamed; any failure or a cancel removes the temporary file, so no
- * half-written weights file ever exists under the final name.
+ * backend -> weights, side files and manifest in a staging folder -> the
+ * folder published whole. The output folder's lock is held from before the
+ * checkpoint is read until the publish; any failure or a cancel removes the
+ * staging folder, leaving the target exactly as it was (output/publish.h).
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "backend/backend.h"
 #include "output/atomic.h"
-#include "output/folder.h"
+#include "output/lock.h"
 #include "output/manifest.h"
+#include "output/publish.h"
 #include "output/side_files.h"
 #include "output/writer.h"
 #include "pipeline/execute.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_CHUNK_BYTES (8u << 20)
@@ -36,6 +38,9 @@ typedef struct conversion {
 	weld_convert_options opts;
 	weld_convert_result *res;
 	char *side_dir;
+	weld_target target;
+	weld_lock lock;
+	char *stage; /* the staging folder everything is written into */
 	weld_ckpt *c;
 	weld_plan *p;
 	weld_backend *b;
@@ -110,13 +115,22 @@ static int default_threads(void)
 	return n > 0 ? (int)n : 1;
 }
 
-/* Writing into the input folder would treat the input's shards as stale outputs. */
-static weld_status refuse_same_folder(const char *input_dir, const char *output_dir, weld_error *err)
+/*
+ * The output folder is replaced whole, so it must not hold the input: not be
+ * the input's folder (INPUT_DIR) nor any folder above it.
+ */
+static weld_status refuse_input_inside(const char *input_dir, const char *output_dir, weld_error *err)
 {
-	struct stat a, b;
-	if (stat(input_dir, &a) == 0 && stat(output_dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+	char in[PATH_MAX], out[PATH_MAX];
+	if (!realpath(input_dir, in) || !realpath(output_dir, out))
+		return WELD_OK; /* no output folder yet: nothing to lose */
+	size_t n = strlen(out);
+	if (strcmp(in, out) == 0)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
 				  "%s: the output folder is the input's folder; choose another --output", output_dir);
+	if (strncmp(in, out, n) == 0 && (in[n] == '/' || n == 1))
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "%s: the output folder holds the input (%s); choose another --output", output_dir, input_dir);
 	return WELD_OK;
 }
 
@@ -135,17 +149,46 @@ static weld_status take_options(weld_convert_options *opts, const weld_convert_o
 	return WELD_OK;
 }
 
+/* NOTE appended to the result's notice, after "; " when it holds one already. */
+static void add_notice(weld_convert_result *res, const char *note)
+{
+	size_t used = strlen(res->notice);
+	if (note[0])
+		snprintf(res->notice + used, sizeof(res->notice) - used, "%s%s", used ? "; " : "", note);
+}
+
 /* The backend for DEVICE; when CUDA is not used after all, the result's notice says why. */
 static weld_status open_backend(conversion *cv, weld_error *err)
 {
-	char why[sizeof(cv->res->notice)];
+	char why[sizeof(cv->res->notice)], note[sizeof(why) + 64];
 	weld_status s = weld_backend_open(&cv->b, cv->opts.device, why, sizeof(why), err);
-	if (!s && why[0])
-		snprintf(cv->res->notice, sizeof(cv->res->notice), "CUDA not used (%s); converting on the CPU", why);
+	if (!s && why[0]) {
+		snprintf(note, sizeof(note), "CUDA not used (%s); converting on the CPU", why);
+		add_notice(cv->res, note);
+	}
 	return s;
 }
 
-/* Everything known before any data moves: the plan, its layout, the backend, a ready folder. */
+/*
+ * The output folder, ours alone: its lock taken and what an interrupted run
+ * left there repaired (a set-aside output put back, staging removed).
+ */
+static weld_status claim_target(conversion *cv, weld_error *err)
+{
+	char note[sizeof(cv->res->notice)];
+	weld_status s = weld__target_open(&cv->target, cv->output_dir, err);
+	if (!s)
+		s = weld__lock_take(&cv->lock, cv->target.parent, cv->target.name, cv->opts.force, note, sizeof(note), err);
+	if (!s) {
+		add_notice(cv->res, note);
+		s = weld__target_repair(&cv->target, note, sizeof(note), err);
+	}
+	if (!s)
+		add_notice(cv->res, note);
+	return s;
+}
+
+/* Everything known before any data moves: the plan, its layout, the backend, a staging folder. */
 static weld_status prepare(conversion *cv, weld_error *err)
 {
 	cv->w = NULL;
@@ -157,7 +200,9 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	if (!s && !(cv->side_dir = side_dir_of(cv->input)))
 		s = weld__nomem(err);
 	if (!s)
-		s = refuse_same_folder(cv->side_dir, cv->output_dir, err);
+		s = refuse_input_inside(cv->side_dir, cv->output_dir, err);
+	if (!s && !cv->opts.dry_run)
+		s = claim_target(cv, err);
 	if (!s)
 		s = weld_ckpt_open_as(&cv->c, cv->input, cv->opts.type, err);
 	if (!s) {
@@ -165,7 +210,9 @@ static weld_status prepare(conversion *cv, weld_error *err)
 		s = weld_plan_build(&cv->p, cv->c, &po, err);
 	}
 	if (!s && !cv->opts.dry_run)
-		s = weld_output_dir_prepare(cv->output_dir, weights, cv->opts.force, err);
+		s = weld__target_check(&cv->target, cv->opts.force, err);
+	if (!s && !cv->opts.dry_run)
+		s = weld__stage_create(&cv->target, &cv->stage, err);
 	if (!s)
 		s = open_backend(cv, err);
 	if (!s)
@@ -173,11 +220,11 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	return s;
 }
 
-/* The weights file: laid out, filled by the executor, finished, flushed and renamed into place. */
+/* The weights file in the staging folder: laid out, filled by the executor, finished and flushed. */
 static weld_status write_weights(conversion *cv, weld_error *err)
 {
 	weld_writer *w = cv->w;
-	weld_status s = weld__atomic_create(&cv->weights, cv->output_dir, w->iface->file_name, err);
+	weld_status s = weld__atomic_create(&cv->weights, cv->stage, w->iface->file_name, err);
 	if (s)
 		return s;
 	const char *tmp = cv->weights.tmp;
@@ -200,27 +247,13 @@ static weld_status write_weights(conversion *cv, weld_error *err)
 		weld__atomic_abort(&cv->weights);
 		return s;
 	}
-	/* A manifest from an earlier run must never describe these new weights. */
-	char *old = weld__path_join(cv->output_dir, WELD_MANIFEST_NAME);
-	if (!old)
-		s = weld__nomem(err);
-	else if (unlink(old) != 0 && errno != ENOENT)
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot remove: %s", old, strerror(errno));
-	free(old);
-	if (s) {
-		weld__atomic_abort(&cv->weights);
-		return s;
-	}
-	s = weld__atomic_commit(&cv->weights, err);
-	if (!s)
-		(void)weld__fsync_dir(cv->output_dir, NULL); /* best effort: the rename is visible already */
-	return s;
+	return weld__atomic_commit(&cv->weights, err);
 }
 
-/* config.json (dtype set), tokenizer and other side files, then weld.json. */
+/* config.json (dtype set), tokenizer and other side files, then weld.json, all in the staging folder. */
 static weld_status write_side_files(conversion *cv, weld_error *err)
 {
-	weld_status s = weld_copy_side_files(cv->side_dir, cv->output_dir, config_dtype(cv->p, cv->opts.dtype), &cv->side,
+	weld_status s = weld_copy_side_files(cv->side_dir, cv->stage, config_dtype(cv->p, cv->opts.dtype), &cv->side,
 					     &cv->nside, err);
 	if (s)
 		return s;
@@ -234,9 +267,19 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 				 .fp16_overflows = cv->ex.fp16_overflows,
 				 .side_files = cv->side,
 				 .nside = cv->nside};
-	s = weld_manifest_write(cv->output_dir, cv->p, &mi, err);
-	if (!s)
-		(void)weld__fsync_dir(cv->output_dir, NULL);
+	return weld_manifest_write(cv->stage, cv->p, &mi, err);
+}
+
+/* The staging folder becomes the output folder, in one step. */
+static weld_status publish(conversion *cv, weld_error *err)
+{
+	char note[sizeof(cv->res->notice)];
+	weld_status s = weld__stage_publish(&cv->target, cv->stage, note, sizeof(note), err);
+	if (!s) {
+		add_notice(cv->res, note);
+		free(cv->stage); /* it is the output now: release must not remove it */
+		cv->stage = NULL;
+	}
 	return s;
 }
 
@@ -266,6 +309,10 @@ static uint64_t total_bytes_read(const weld_ckpt *c)
 static void release(conversion *cv)
 {
 	weld__atomic_abort(&cv->weights);
+	weld__stage_discard(cv->stage);
+	free(cv->stage);
+	weld__lock_release(&cv->lock); /* after the staging folder is gone: the next holder finds none */
+	weld__target_free(&cv->target);
 	weld__free_strings(cv->side, cv->nside);
 	free(cv->ex.tensor_crcs);
 	weld_writer_free(cv->w);
@@ -285,7 +332,8 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof(*res));
-	conversion cv = {.input = input, .output_dir = output_dir, .res = res, .weights = WELD_ATOMIC_INIT};
+	conversion cv = {
+		.input = input, .output_dir = output_dir, .res = res, .weights = WELD_ATOMIC_INIT, .lock = WELD_LOCK_INIT};
 	weld_status s = take_options(&cv.opts, options, err);
 	if (!s)
 		s = prepare(&cv, err);
@@ -299,6 +347,8 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		s = write_weights(&cv, err);
 	if (!s)
 		s = write_side_files(&cv, err);
+	if (!s)
+		s = publish(&cv, err);
 	if (!s)
 		fill_result(&cv);
 	if (cv.c)

@@ -93,9 +93,9 @@ printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8))
 truncate -s $((8 + ${#json} + 1073741824)) "$out/big/model.safetensors"
 "$weld" convert --input "$out/big" --output "$out/sig" --threads 1 --chunk-bytes 4096 --device cpu >"$out/stdout" 2>"$out/stderr" &
 pid=$!
-# Signal only once the temporary weights file exists: the conversion is under way.
+# Signal only once the weights are being written in the staging folder.
 for _ in $(seq 1 200); do
-	ls -A "$out/sig" 2>/dev/null | grep -q weld-tmp && break
+	ls -A "$out"/.sig.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
 	sleep 0.05
 done
 kill -TERM $pid
@@ -106,8 +106,8 @@ if [ $rc -ne 143 ]; then
 	fails=$((fails + 1))
 fi
 has stderr "weld: interrupted by SIGTERM; no output file was left behind"
-if ls -A "$out/sig" 2>/dev/null | grep -q .; then
-	echo "FAIL: the interrupted run left files: $(ls -A "$out/sig")"
+if [ -e "$out/sig" ] || ls -A "$out" | grep -q '^\.sig\.'; then
+	echo "FAIL: the interrupted run left files: $(ls -A "$out" | grep sig)"
 	fails=$((fails + 1))
 fi
 

@@ -74,17 +74,17 @@ printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8))
 truncate -s $((8 + ${#json} + 1073741824)) "$big/model.safetensors"
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >"$t/log" 2>"$t/err" &
 pid=$!
-# Signal only once the temporary weights file exists: the conversion is under way.
+# Signal only once the weights are being written in the staging folder.
 for _ in $(seq 1 200); do
-	ls -A "$t/sig/bigrun_step_1" 2>/dev/null | grep -q weld-tmp && break
+	ls -A "$t"/sig/.bigrun_step_1.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
 	sleep 0.05
 done
 kill -TERM $pid
 wait $pid
 rc=$?
 [ $rc -eq 143 ] || fail "SIGTERM gave exit $rc"
-[ ! -e "$t/sig/bigrun_step_1/model.safetensors" ] || fail "interrupted run left model.safetensors"
-ls -A "$t/sig/bigrun_step_1" 2>/dev/null | grep -q weld-tmp && fail "interrupted run left a temporary file"
+[ ! -e "$t/sig/bigrun_step_1" ] || fail "interrupted run left an output folder"
+[ -z "$(ls -A "$t/sig")" ] || fail "interrupted run left $(ls -A "$t/sig")"
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --skip-existing --quiet >/dev/null || fail "rerun failed"
 "$weld" convert --input "$big" --output "$t/ref" --device cpu --quiet || fail "reference conversion failed"
 cmp -s "$t/sig/bigrun_step_1/model.safetensors" "$t/ref/model.safetensors" || fail "resumed output differs from an uninterrupted one"

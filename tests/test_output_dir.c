@@ -1,13 +1,13 @@
 /*
  * The output folder: config.json's dtype rewritten byte for byte as
  * transformers writes it, the weight-file name rules, side files copied
- * (and training state left behind), stale weights cleared, and each refusal
- * with its exact message.
+ * (and training state left behind), and each refusal with its exact
+ * message.
  */
 #include "output/config_json.h"
 #include "output/folder.h"
 #include "output/side_files.h"
-#include "test_util.h"
+#include "test_fs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -237,96 +237,6 @@ static void test_weight_names(void)
 		}
 }
 
-/* ------------------------------------------------------------------------- */
-/* Folders                                                                    */
-
-static char *join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-	snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
-static void put(const char *dir, const char *name, const char *text)
-{
-	char *p = join(dir, name);
-	CHECK(write_file(p, text, strlen(text)) == 0);
-	free(p);
-}
-
-static bool exists(const char *dir, const char *name)
-{
-	char *p = join(dir, name);
-	struct stat sb;
-	bool r = lstat(p, &sb) == 0;
-	free(p);
-	return r;
-}
-
-/* Whether DIR/NAME holds exactly TEXT. */
-static bool holds(const char *dir, const char *name, const char *text)
-{
-	char *p = join(dir, name);
-	size_t len = 0;
-	uint8_t *b = read_file(p, &len);
-	bool r = b && len == strlen(text) && memcmp(b, text, len) == 0;
-	free(b);
-	free(p);
-	return r;
-}
-
-/* Names in DIR, sorted and joined with ' ' (static buffer). */
-static const char *listing(const char *dir)
-{
-	static char buf[4096];
-	char *names[64];
-	size_t n = 0;
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	while (d && (e = readdir(d)) && n < 64)
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			names[n++] = strdup(e->d_name);
-	if (d)
-		closedir(d);
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-			char *t = names[j];
-			names[j] = names[j - 1];
-			names[j - 1] = t;
-		}
-	buf[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			strcat(buf, " ");
-		strncat(buf, names[i], sizeof(buf) - strlen(buf) - 2);
-		free(names[i]);
-	}
-	return buf;
-}
-
-static void remove_tree(const char *path)
-{
-	struct stat sb;
-	if (lstat(path, &sb) != 0)
-		return;
-	if (S_ISDIR(sb.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *e;
-		while (d && (e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-				char *p = join(path, e->d_name);
-				remove_tree(p);
-				free(p);
-			}
-		if (d)
-			closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 static const char *const fp32_config = "{\n  \"dtype\": \"float32\",\n  \"model_type\": \"qwen2\"\n}\n";
 static const char *const bf16_config = "{\n  \"dtype\": \"bfloat16\",\n  \"model_type\": \"qwen2\"\n}\n";
 
@@ -440,70 +350,6 @@ static void test_copy_side_files(const char *root)
 	free(dst);
 }
 
-static void test_prepare(const char *root)
-{
-	weld_error err = {0};
-	char msg[1024];
-
-	/* Missing folders are created, parents included. */
-	char *out = join(root, "deep/er/out");
-	CHECK_OK(weld_output_dir_prepare(out, "model.safetensors", false, &err), &err);
-	struct stat sb;
-	mode_t mask = umask(0);
-	umask(mask);
-	CHECK(stat(out, &sb) == 0 && S_ISDIR(sb.st_mode) && (sb.st_mode & 0777) == (0755 & ~mask));
-	CHECK_OK(weld_output_dir_prepare(out, "model.safetensors", false, &err), &err);
-
-	/* Side files and leftovers of a killed run are no reason to refuse. */
-	put(out, "config.json", "{}");
-	put(out, "weld.json", "{}");
-	put(out, ".tokenizer.json.weld-tmp", "x");
-	put(out, ".model.safetensors.weld-tmp123", "x");
-	CHECK_OK(weld_output_dir_prepare(out, "model.safetensors", false, &err), &err);
-	CHECK(strcmp(listing(out), "config.json weld.json") == 0);
-
-	/* Without force, KEEP or any weight file is refused, and nothing changes. */
-	put(out, "model.safetensors", "old");
-	put(out, ".x.weld-tmp", "x");
-	snprintf(msg, sizeof(msg), "%s: already holds model.safetensors; use --force to replace it", out);
-	CHECK_ERR(weld_output_dir_prepare(out, "model.safetensors", false, &err), WELD_ERR_INVALID_ARG, &err, msg);
-	put(out, "model-00001-of-00002.safetensors", "old");
-	put(out, "model.safetensors.index.json", "{}");
-	put(out, "pytorch_model.bin", "old");
-	put(out, "consolidated.safetensors", "old");
-	snprintf(msg, sizeof(msg), "%s: already holds consolidated.safetensors; use --force to replace it", out);
-	CHECK_ERR(weld_output_dir_prepare(out, "model.safetensors", false, &err), WELD_ERR_INVALID_ARG, &err, msg);
-	CHECK(strcmp(listing(out), ".x.weld-tmp config.json consolidated.safetensors model-00001-of-00002.safetensors "
-				   "model.safetensors model.safetensors.index.json pytorch_model.bin weld.json") == 0);
-
-	/* With force, the stale ones go and KEEP stays for the rename to replace. */
-	CHECK_OK(weld_output_dir_prepare(out, "model.safetensors", true, &err), &err);
-	CHECK(strcmp(listing(out), "config.json model.safetensors weld.json") == 0);
-	CHECK(holds(out, "model.safetensors", "old"));
-
-	/* Paths that cannot be folders. */
-	char *file = join(out, "config.json/sub");
-	char *file_parent = join(out, "config.json");
-	snprintf(msg, sizeof(msg), "%s: cannot create folder: Not a directory", file_parent);
-	CHECK_ERR(weld_output_dir_prepare(file, "model.safetensors", false, &err), WELD_ERR_IO, &err, msg);
-	snprintf(msg, sizeof(msg), "%s: cannot create folder: Not a directory", file_parent);
-	CHECK_ERR(weld_output_dir_prepare(file_parent, "model.safetensors", true, &err), WELD_ERR_IO, &err, msg);
-	CHECK_ERR(weld_output_dir_prepare("", "model.safetensors", true, &err), WELD_ERR_INVALID_ARG, &err,
-		  "empty output folder name");
-
-	/* A stale weight that is a folder cannot be removed: named, with errno's text. */
-	char *dir_weight = join(out, "old.safetensors");
-	CHECK(mkdir(dir_weight, 0755) == 0);
-	CHECK(weld_output_dir_prepare(out, "model.safetensors", true, &err) == WELD_ERR_IO);
-	CHECK(strncmp(err.message, dir_weight, strlen(dir_weight)) == 0 &&
-	      strstr(err.message, ": cannot remove: ") != NULL);
-
-	free(dir_weight);
-	free(file_parent);
-	free(file);
-	free(out);
-}
-
 int main(void)
 {
 	test_transformers_config();
@@ -514,7 +360,6 @@ int main(void)
 	char root[] = "/tmp/weld_test_output_dir_XXXXXX";
 	CHECK(mkdtemp(root) != NULL);
 	test_copy_side_files(root);
-	test_prepare(root);
 	remove_tree(root);
 	TEST_DONE();
 }

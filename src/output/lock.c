@@ -1,0 +1,199 @@
+/* The output folder's lock (lock.h). */
+#define _DEFAULT_SOURCE /* flock */
+#include "output/lock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Who holds a lock: what its file says. */
+typedef struct holder {
+	char host[256];
+	long pid;
+	unsigned long long start; /* the process's start, in clock ticks since boot (PID reuse tells) */
+	long long since;          /* when it took the lock, seconds since the epoch */
+} holder;
+
+/* Start time of process PID from /proc (0 when it cannot be read). */
+static unsigned long long process_start(long pid)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(line, 1, sizeof(line) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	line[n] = '\0';
+	/* Field 22; the command name (field 2) may hold spaces, so count after its ')'. */
+	const char *p = strrchr(line, ')');
+	unsigned long long start = 0;
+	for (int field = 2; p && *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (p && sscanf(p, "%llu", &start) != 1)
+		start = 0;
+	return start;
+}
+
+static void this_host(char *host, size_t cap)
+{
+	if (gethostname(host, cap) != 0)
+		snprintf(host, cap, "unknown");
+	host[cap - 1] = '\0';
+}
+
+/* Whether H, of this host, names a process that still runs (the very one: same start). */
+static bool alive(const holder *h)
+{
+	if (h->pid <= 0 || (kill((pid_t)h->pid, 0) != 0 && errno == ESRCH))
+		return false;
+	unsigned long long start = process_start(h->pid);
+	return !start || !h->start || start == h->start;
+}
+
+static void describe(const holder *h, char *buf, size_t cap)
+{
+	char when[32] = "an unknown time";
+	time_t t = (time_t)h->since;
+	struct tm tm;
+	if (h->since > 0 && localtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, cap, "process %ld on host %s since %s", h->pid, h->host, when);
+}
+
+static bool read_holder(int fd, holder *h)
+{
+	char text[512];
+	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	*h = (holder){0};
+	return sscanf(text, "weld-lock host=%255s pid=%ld start=%llu since=%lld", h->host, &h->pid, &h->start,
+		      &h->since) == 4;
+}
+
+/* Our own line into the lock file FD (from its start), flushed. */
+static weld_status write_holder(int fd, const char *path, weld_error *err)
+{
+	char host[256], line[512];
+	this_host(host, sizeof(host));
+	int n = snprintf(line, sizeof(line), "weld-lock host=%s pid=%ld start=%llu since=%lld\n", host, (long)getpid(),
+			 process_start((long)getpid()), (long long)time(NULL));
+	weld_status s = ftruncate(fd, 0) == 0 ? weld_pwrite_all(fd, path, line, (size_t)n, 0, err)
+					      : weld__fail(err, WELD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+	if (!s && fsync(fd) != 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
+	return s;
+}
+
+/* Whether FD is still the file at PATH (its holder may have removed it since we opened it). */
+static bool still_there(int fd, const char *path)
+{
+	struct stat a, b;
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/*
+ * The lock file exists: its holder still runs (refused), or it is stale
+ * and becomes ours, with a notice. FD is open on it.
+ */
+static weld_status take_over(weld_lock *l, int fd, bool force, char *notice, size_t notice_len, weld_error *err)
+{
+	char host[256], who[512];
+	holder h;
+	this_host(host, sizeof(host));
+	/* Another weld of this host holding it right now keeps its flock. */
+	bool busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	if (!busy && !still_there(fd, l->path))
+		return WELD_OK; /* released while we looked: the caller tries again */
+	bool known = read_holder(fd, &h), local = known && strcmp(h.host, host) == 0;
+	describe(&h, who, sizeof(who));
+	if (busy || (local && alive(&h)))
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: another conversion into this folder is running (%s)",
+				  l->path, who);
+	if (!known && !force)
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "%s: a lock weld cannot read; if no conversion into this folder runs, run again with --force",
+				  l->path);
+	if (!local && !force)
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "%s: locked by %s; if that conversion is gone, run again with --force", l->path, who);
+	snprintf(notice, notice_len, "took over the lock of a conversion that no longer runs (%s)",
+		 known ? who : "unreadable lock");
+	l->fd = fd;
+	return write_holder(fd, l->path, err);
+}
+
+/* "PARENT/.NAME.weld-lock", malloc'd. */
+static char *lock_path(const char *parent, const char *name)
+{
+	char *file = malloc(strlen(name) + 12), *path = NULL;
+	if (file) {
+		sprintf(file, ".%s.weld-lock", name);
+		path = weld__path_join(parent, file);
+	}
+	free(file);
+	return path;
+}
+
+weld_status weld__lock_take(weld_lock *l, const char *parent, const char *name, bool force, char *notice,
+			    size_t notice_len, weld_error *err)
+{
+	*l = (weld_lock)WELD_LOCK_INIT;
+	if (notice_len)
+		notice[0] = '\0';
+	if (!(l->path = lock_path(parent, name)))
+		return weld__nomem(err);
+	weld_status s = WELD_OK;
+	for (int tries = 0; tries < 3 && l->fd < 0 && !s; tries++) {
+		int fd = open(l->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd >= 0) {
+			flock(fd, LOCK_EX | LOCK_NB); /* where flock works it is ours: nobody else has the file yet */
+			l->fd = fd;
+			s = write_holder(fd, l->path, err);
+		} else if (errno != EEXIST) {
+			s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", l->path, strerror(errno));
+		} else if ((fd = open(l->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+			s = take_over(l, fd, force, notice, notice_len, err);
+			if (l->fd != fd)
+				close(fd);
+		} /* else: released meanwhile; try again */
+	}
+	if (!s && l->fd < 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot take the lock: it keeps changing hands", l->path);
+	if (s)
+		weld__lock_release(l);
+	return s;
+}
+
+void weld__lock_release(weld_lock *l)
+{
+	if (l->fd >= 0) {
+		unlink(l->path); /* still holding the flock, so no one takes a lock that is going */
+		close(l->fd);
+	}
+	free(l->path);
+	*l = (weld_lock)WELD_LOCK_INIT;
+}
+
+bool weld__lock_busy(const char *parent, const char *name)
+{
+	char *path = lock_path(parent, name);
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+	bool busy = false;
+	if (fd >= 0) {
+		char host[256];
+		holder h;
+		this_host(host, sizeof(host));
+		busy = !read_holder(fd, &h) || strcmp(h.host, host) != 0 || alive(&h);
+		close(fd);
+	}
+	free(path);
+	return busy;
+}

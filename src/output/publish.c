@@ -1,0 +1,310 @@
+/* Staging an output folder and publishing it whole (publish.h). */
+#define _GNU_SOURCE /* renameat2 */
+#include "output/publish.h"
+
+#include "output/atomic.h"
+#include "output/folder.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STAGE_MARK ".weld-stage-"
+#define OLD_MARK ".weld-old-"
+
+/* "PARENT/.NAME<MARK><PID>", malloc'd. */
+static char *beside(const weld_target *t, const char *mark)
+{
+	int n = snprintf(NULL, 0, "%s/.%s%s%ld", t->parent, t->name, mark, (long)getpid());
+	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
+	if (p)
+		snprintf(p, (size_t)n + 1, "%s/.%s%s%ld", t->parent, t->name, mark, (long)getpid());
+	return p;
+}
+
+/* Whether ENTRY (a name in T's parent) is ".NAME<MARK>..." for T. */
+static bool is_beside(const char *entry, const char *name, const char *mark)
+{
+	size_t n = strlen(name), m = strlen(mark);
+	return entry[0] == '.' && strncmp(entry + 1, name, n) == 0 && strncmp(entry + 1 + n, mark, m) == 0;
+}
+
+/* mkdir -p DIR (mode 0755); each folder made is fsynced into its parent. */
+static weld_status make_dirs(const char *dir, weld_error *err)
+{
+	char *p = weld__strdup(dir);
+	if (!p)
+		return weld__nomem(err);
+	weld_status st = WELD_OK;
+	for (char *c = p + 1; !st; c++) {
+		if (*c != '/' && *c != '\0')
+			continue;
+		char saved = *c;
+		*c = '\0';
+		struct stat sb;
+		if (mkdir(p, 0755) == 0) {
+			char *slash = strrchr(p, '/');
+			char *up = slash ? weld__strndup(p, slash == p ? 1 : (size_t)(slash - p)) : weld__strdup(".");
+			st = up ? weld__fsync_dir(up, err) : weld__nomem(err);
+			free(up);
+		} else if (errno != EEXIST || stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+			int e = errno == EEXIST ? ENOTDIR : errno;
+			st = weld__fail(err, WELD_ERR_IO, "%s: cannot create folder: %s", p, strerror(e));
+		}
+		*c = saved;
+		if (saved == '\0')
+			break;
+	}
+	free(p);
+	return st;
+}
+
+/* PATH split at its last '/' into T's parent and name. */
+static weld_status split(weld_target *t, const char *path, weld_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	t->name = weld__strdup(slash ? slash + 1 : path);
+	t->parent = slash ? weld__strndup(path, slash == path ? 1 : (size_t)(slash - path)) : weld__strdup(".");
+	return t->name && t->parent ? WELD_OK : weld__nomem(err);
+}
+
+weld_status weld__target_open(weld_target *t, const char *dir, weld_error *err)
+{
+	*t = (weld_target)WELD_TARGET_INIT;
+	size_t n = dir ? strlen(dir) : 0;
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (n == 0)
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "empty output folder name");
+	if (!(t->path = weld__strndup(dir, n)))
+		return weld__nomem(err);
+	weld_status s = split(t, t->path, err);
+	if (!s && (strcmp(t->name, ".") == 0 || strcmp(t->name, "..") == 0 || strcmp(t->path, "/") == 0)) {
+		/* Name the folder itself, so that its staging can sit beside it. */
+		char real[PATH_MAX];
+		if (!realpath(t->path, real))
+			s = weld__fail(err, WELD_ERR_IO, "%s: %s", t->path, strerror(errno));
+		else if (strcmp(real, "/") == 0)
+			s = weld__fail(err, WELD_ERR_INVALID_ARG, "/: cannot be an output folder");
+		free(t->name);
+		free(t->parent);
+		t->name = t->parent = NULL;
+		if (!s)
+			s = split(t, real, err);
+	}
+	if (!s)
+		s = make_dirs(t->parent, err);
+	if (s)
+		weld__target_free(t);
+	return s;
+}
+
+void weld__target_free(weld_target *t)
+{
+	free(t->path);
+	free(t->parent);
+	free(t->name);
+	*t = (weld_target)WELD_TARGET_INIT;
+}
+
+/* Remove PATH, and what is in it when it is a folder; symlinks are removed, never followed. */
+static void remove_tree(const char *path)
+{
+	struct stat sb;
+	if (lstat(path, &sb) != 0)
+		return;
+	if (S_ISDIR(sb.st_mode)) {
+		char **names;
+		size_t n;
+		if (weld__list_dir(path, &names, &n, NULL) == WELD_OK) {
+			for (size_t i = 0; i < n; i++) {
+				char *child = weld__path_join(path, names[i]);
+				if (child)
+					remove_tree(child);
+				free(child);
+			}
+			weld__free_strings(names, n);
+		}
+		rmdir(path);
+		return;
+	}
+	unlink(path);
+}
+
+void weld__stage_discard(const char *stage)
+{
+	if (stage)
+		remove_tree(stage);
+}
+
+/* Temporary files a killed run of an older weld left inside the target. */
+static void remove_temp_files(const weld_target *t)
+{
+	char **names;
+	size_t n;
+	if (weld__list_dir(t->path, &names, &n, NULL) != WELD_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char *p = weld__is_temp_name(names[i]) ? weld__path_join(t->path, names[i]) : NULL;
+		if (p)
+			unlink(p);
+		free(p);
+	}
+	weld__free_strings(names, n);
+}
+
+/* The output a two-step publish moved aside to OLD (NAME in T's parent) goes back: the new one never arrived. */
+static weld_status put_back(const weld_target *t, const char *old, const char *name, char *notice, size_t notice_len,
+			    weld_error *err)
+{
+	if (rename(old, t->path) != 0)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot put back the output in %s: %s", t->path, name, strerror(errno));
+	snprintf(notice, notice_len, "put back the output an interrupted conversion had moved aside (%s)", name);
+	return weld__fsync_dir(t->parent, err);
+}
+
+weld_status weld__target_repair(const weld_target *t, char *notice, size_t notice_len, weld_error *err)
+{
+	char **names;
+	size_t n;
+	if (notice_len)
+		notice[0] = '\0';
+	weld_status s = weld__list_dir(t->parent, &names, &n, err);
+	for (size_t i = 0; !s && i < n; i++) {
+		bool stage = is_beside(names[i], t->name, STAGE_MARK), old = is_beside(names[i], t->name, OLD_MARK);
+		char *p = stage || old ? weld__path_join(t->parent, names[i]) : NULL;
+		if ((stage || old) && !p)
+			s = weld__nomem(err);
+		else if (old && !weld__is_dir(t->path))
+			s = put_back(t, p, names[i], notice, notice_len, err);
+		else if (stage || old)
+			remove_tree(p);
+		free(p);
+	}
+	weld__free_strings(names, n);
+	if (!s && weld__is_dir(t->path))
+		remove_temp_files(t);
+	return s;
+}
+
+weld_status weld__target_check(const weld_target *t, bool force, weld_error *err)
+{
+	struct stat sb;
+	if (lstat(t->path, &sb) != 0)
+		return errno == ENOENT ? WELD_OK : weld__fail(err, WELD_ERR_IO, "%s: %s", t->path, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: exists and is not a folder", t->path);
+	if (force)
+		return WELD_OK;
+	char **names;
+	size_t n;
+	weld_status s = weld__list_dir(t->path, &names, &n, err);
+	const char *shown = n ? names[0] : NULL;
+	for (size_t i = 0; !s && i < n; i++)
+		if (weld_is_weight_file(names[i])) {
+			shown = names[i];
+			break;
+		}
+	if (!s && shown)
+		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: already holds %s; use --force to replace it", t->path, shown);
+	weld__free_strings(names, n);
+	return s;
+}
+
+weld_status weld__stage_create(const weld_target *t, char **stage, weld_error *err)
+{
+	*stage = beside(t, STAGE_MARK);
+	if (!*stage)
+		return weld__nomem(err);
+	if (mkdir(*stage, 0755) == 0)
+		return WELD_OK;
+	weld_status s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the staging folder: %s", *stage, strerror(errno));
+	free(*stage);
+	*stage = NULL;
+	return s;
+}
+
+/* The two-step publish: T aside, STAGE in; a failure in between puts T back. */
+static weld_status publish_two_step(const weld_target *t, const char *stage, weld_error *err)
+{
+	char *old = beside(t, OLD_MARK);
+	if (!old)
+		return weld__nomem(err);
+	weld_status s = WELD_OK;
+	if (rename(t->path, old) != 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot move aside: %s", t->path, strerror(errno));
+	else if (rename(stage, t->path) != 0) {
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", t->path, strerror(errno));
+		rename(old, t->path);
+	} else {
+		remove_tree(old);
+	}
+	free(old);
+	return s;
+}
+
+static bool exchange_allowed(void)
+{
+	const char *v = getenv("WELD_PUBLISH_NO_EXCHANGE");
+	return !v || strcmp(v, "1") != 0;
+}
+
+weld_status weld__stage_publish(const weld_target *t, const char *stage, char *notice, size_t notice_len,
+				weld_error *err)
+{
+	weld_status s = weld__fsync_dir(stage, err);
+	if (s)
+		return s;
+	if (notice_len)
+		notice[0] = '\0';
+	if (!weld__is_dir(t->path)) {
+		if (rename(stage, t->path) != 0)
+			return weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", t->path, strerror(errno));
+	} else if (exchange_allowed() && renameat2(AT_FDCWD, stage, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+		remove_tree(stage); /* which now holds the old output */
+	} else if (exchange_allowed() && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot swap in the new output: %s", t->path, strerror(errno));
+	} else {
+		snprintf(notice, notice_len, "%s: the filesystem cannot swap folders; replaced the output in two steps",
+			 t->path);
+		if ((s = publish_two_step(t, stage, err)))
+			return s;
+	}
+	return weld__fsync_dir(t->parent, err);
+}
+
+bool weld__target_leftover(const char *dir, char *what, size_t what_len)
+{
+	weld_target t = WELD_TARGET_INIT;
+	char **names;
+	size_t n;
+	bool found = false;
+	size_t len = strlen(dir);
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	char *path = weld__strndup(dir, len);
+	weld_status s = path ? split(&t, path, NULL) : WELD_ERR_NOMEM;
+	free(path);
+	if (s || weld__list_dir(t.parent, &names, &n, NULL) != WELD_OK) {
+		weld__target_free(&t);
+		return false;
+	}
+	for (size_t i = 0; i < n && !found; i++)
+		if ((found = is_beside(names[i], t.name, STAGE_MARK) || is_beside(names[i], t.name, OLD_MARK)))
+			snprintf(what, what_len, "%s", names[i]);
+	weld__free_strings(names, n);
+	if (!found && weld__list_dir(dir, &names, &n, NULL) == WELD_OK) {
+		for (size_t i = 0; i < n && !found; i++)
+			if ((found = weld__is_temp_name(names[i])))
+				snprintf(what, what_len, "%s", names[i]);
+		weld__free_strings(names, n);
+	}
+	weld__target_free(&t);
+	return found;
+}
