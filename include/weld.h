@@ -236,15 +236,16 @@ typedef struct weld_convert_options {
 	weld_device device;
 	weld_input_type type;
 	int threads;           /* CPU worker threads; 0 = all cores */
-	int force;             /* replace existing outputs and stale weight files */
+	int force;             /* replace an existing output folder whole; take over a lock another host left */
 	size_t chunk_bytes;    /* output bytes per work unit; 0 = 8 MiB */
 	weld_progress_fn progress; /* may be NULL */
 	void *payload;
 	int dry_run;           /* plan only: fill the result's byte counts, write nothing */
+	int replace;           /* replace an existing output folder, but never take over another's lock */
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
-	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0}
+	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0}
 
 /* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
 void weld_convert_options_init(weld_convert_options *options);
@@ -278,8 +279,9 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 
 /*
  * WELD_OK when DIR holds a weld.json whose weights file exists with the
- * recorded size and CRC-32 (recomputed); otherwise why not, in ERR. Reads the
- * whole weights file.
+ * recorded size and CRC-32 (recomputed), and nothing of an unfinished
+ * conversion (a temporary file in DIR, a staging folder beside it); otherwise
+ * why not, in ERR. Reads the whole weights file.
  */
 weld_status weld_output_intact(const char *dir, weld_error *err);
 

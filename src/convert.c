@@ -210,7 +210,7 @@ static weld_status prepare(conversion *cv, weld_error *err)
 		s = weld_plan_build(&cv->p, cv->c, &po, err);
 	}
 	if (!s && !cv->opts.dry_run)
-		s = weld__target_check(&cv->target, cv->opts.force, err);
+		s = weld__target_check(&cv->target, cv->opts.force || cv->opts.replace, err);
 	if (!s && !cv->opts.dry_run)
 		s = weld__stage_create(&cv->target, &cv->stage, err);
 	if (!s)

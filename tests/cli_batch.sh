@@ -41,8 +41,24 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 	fail "checkpoint-2's output is not transformers' bf16 file"
 # A corrupted output no longer verifies: --skip-existing converts it again.
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
-b --output-dir "$t/out" --all-checkpoints --skip-existing --force >"$t/log" || fail "reconvert failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "reconvert failed"
 grep -q "^checkpoint-5: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
+# So is one an older weld left when killed between its weights and its manifest:
+# new weights, no weld.json. No --force needed, and nothing of it survives.
+rm "$t/out/myrun_step_2/weld.json"
+echo stale >"$t/out/myrun_step_2/old-notes.txt"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "redo without a manifest failed"
+grep -q "^checkpoint-2: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
+[ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
+# An output locked by a conversion on another node is not taken over, however broken it looks.
+rm "$t/out/myrun_step_5/weld.json"
+echo "weld-lock host=other-node-3 pid=4242 start=1 since=0" >"$t/out/.myrun_step_5.weld-lock"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>"$t/err" && fail "another node's lock was taken over"
+grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process 4242 on host other-node-3 since " "$t/err" ||
+	fail "foreign lock message: $(cat "$t/err")"
+rm "$t/out/.myrun_step_5.weld-lock"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "redo after the lock went failed"
+grep -q "^checkpoint-5: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
 
 # Slurm array tasks: one checkpoint each, by index.
 SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null || fail "array task 1 failed"
@@ -85,7 +101,20 @@ rc=$?
 [ $rc -eq 143 ] || fail "SIGTERM gave exit $rc"
 [ ! -e "$t/sig/bigrun_step_1" ] || fail "interrupted run left an output folder"
 [ -z "$(ls -A "$t/sig")" ] || fail "interrupted run left $(ls -A "$t/sig")"
-"$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --skip-existing --quiet >/dev/null || fail "rerun failed"
+# kill -9 leaves its staging folder and lock; the rerun clears both and completes.
+"$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do
+	ls -A "$t"/sig/.bigrun_step_1.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
+	sleep 0.05
+done
+kill -KILL $pid
+wait $pid 2>/dev/null
+[ -n "$(ls -A "$t/sig" | grep -F .bigrun_step_1.weld-stage-)" ] && [ -e "$t/sig/.bigrun_step_1.weld-lock" ] ||
+	fail "kill -9 left: $(ls -A "$t/sig")"
+"$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --skip-existing >/dev/null 2>"$t/err" || fail "rerun failed"
+grep -q "took over the lock of a conversion that no longer runs (process $pid on host " "$t/err" || fail "no takeover notice: $(cat "$t/err")"
+[ "$(ls -A "$t/sig")" = bigrun_step_1 ] || fail "the rerun left: $(ls -A "$t/sig")"
 "$weld" convert --input "$big" --output "$t/ref" --device cpu --quiet || fail "reference conversion failed"
 cmp -s "$t/sig/bigrun_step_1/model.safetensors" "$t/ref/model.safetensors" || fail "resumed output differs from an uninterrupted one"
 

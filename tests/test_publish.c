@@ -128,8 +128,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	snprintf(expect, sizeof(expect), "%s: the filesystem cannot swap folders; replaced the output in two steps", out);
 	CHECK(exchange ? note[0] == '\0' : strcmp(note, expect) == 0);
 	CHECK(strcmp(listing(t.parent), dir_name) == 0);
-	char what[256];
-	CHECK(!weld__target_leftover(out, what, sizeof(what)));
+	CHECK_OK(weld__target_unfinished(out, &err), &err);
 	free(stage);
 
 	/* A failed run's staging folder goes; the target stays. */
@@ -157,7 +156,7 @@ static void test_publish(const char *root)
 static void test_repair(const char *root)
 {
 	weld_error err = {0};
-	char note[256], what[256], expect[512];
+	char note[256], expect[512];
 	weld_target t;
 	char *parent = join(root, "repair");
 	char *out = join(parent, "out");
@@ -167,7 +166,15 @@ static void test_repair(const char *root)
 	CHECK(mkdir(out, 0755) == 0);
 	put(out, "model.safetensors", "old");
 	char *stage = staged(&t, "model.safetensors", "half");
-	CHECK(weld__target_leftover(out, what, sizeof(what)) && strncmp(what, ".out.weld-stage-", 16) == 0);
+	snprintf(expect, sizeof(expect), "%s/.out.weld-stage-", parent);
+	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH && strncmp(err.message, expect, strlen(expect)) == 0 &&
+	      weld__has_suffix(err.message, ": left by an interrupted conversion; the next one into this folder removes it"));
+	/* While a conversion holds the lock, its staging folder is no leftover but work in progress. */
+	weld_lock held = WELD_LOCK_INIT;
+	CHECK_OK(weld__lock_take(&held, parent, "out", false, note, sizeof(note), &err), &err);
+	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH &&
+	      weld__has_suffix(err.message, ": a conversion into this folder is running"));
+	weld__lock_release(&held);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	CHECK(note[0] == '\0');
 	CHECK(strcmp(listing(parent), "out") == 0 && holds(out, "model.safetensors", "old"));
@@ -177,7 +184,7 @@ static void test_repair(const char *root)
 	char *aside = join(parent, ".out.weld-old-4242");
 	CHECK(rename(out, aside) == 0);
 	stage = staged(&t, "model.safetensors", "new");
-	CHECK(weld__target_leftover(out, what, sizeof(what)));
+	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	snprintf(expect, sizeof(expect), "put back the output an interrupted conversion had moved aside (.out.weld-old-4242)");
 	CHECK(strcmp(note, expect) == 0);
@@ -193,10 +200,12 @@ static void test_repair(const char *root)
 	/* Temporary files of an older weld inside the target go; a name that only looks alike stays. */
 	put(out, ".config.json.weld-tmp-77", "x");
 	put(out, "weld-tmp-notes", "x");
-	CHECK(weld__target_leftover(out, what, sizeof(what)) && strcmp(what, ".config.json.weld-tmp-77") == 0);
+	snprintf(expect, sizeof(expect),
+		 "%s/.config.json.weld-tmp-77: left by an interrupted conversion; the next one into this folder removes it", out);
+	CHECK_ERR(weld__target_unfinished(out, &err), WELD_ERR_MISMATCH, &err, expect);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	CHECK(strcmp(listing(out), "model.safetensors weld-tmp-notes") == 0);
-	CHECK(!weld__target_leftover(out, what, sizeof(what)));
+	CHECK_OK(weld__target_unfinished(out, &err), &err);
 
 	/* Another target's staging in the same parent is not this one's to remove. */
 	CHECK(mkdir(aside, 0755) == 0);

@@ -26,7 +26,8 @@ static const char batch_usage[] =
 	"  --name NAME                output name prefix (default: RUN's folder name)\n"
 	"  --dry-run                  print the plan (type, output, bytes to read and write), write nothing\n"
 	"  --count                    with --dry-run: print only how many checkpoints there are\n"
-	"  --skip-existing            skip checkpoints whose output manifest verifies\n"
+	"  --skip-existing            skip checkpoints whose output verifies against its weld.json;\n"
+	"                             redo (replace) any other output of theirs\n"
 	"  --array-index I            convert only checkpoint I (0-based; default $SLURM_ARRAY_TASK_ID)\n"
 	"  --quiet                    no progress lines\n"
 	"  --help                     this help\n"
@@ -182,6 +183,8 @@ static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first,
 	}
 	cli_progress ps = cli_progress_start(label, b->quiet);
 	weld_convert_options co = b->convert;
+	/* An output of this batch that does not verify (a killed run's, a damaged one) is redone whole. */
+	co.replace = b->skip;
 	co.progress = cli_on_progress;
 	co.payload = &ps;
 	co.dry_run = b->dry;

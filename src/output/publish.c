@@ -4,6 +4,7 @@
 
 #include "output/atomic.h"
 #include "output/folder.h"
+#include "output/lock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -279,32 +280,49 @@ weld_status weld__stage_publish(const weld_target *t, const char *stage, char *n
 	return weld__fsync_dir(t->parent, err);
 }
 
-bool weld__target_leftover(const char *dir, char *what, size_t what_len)
+/* The first of NAMES in DIR that IS_LEFTOVER(name, T) accepts, joined to DIR; NULL when none (or no memory). */
+static char *first_leftover(const char *dir, const weld_target *t, bool (*is_leftover)(const char *, const weld_target *))
+{
+	char **names, *found = NULL;
+	size_t n;
+	if (weld__list_dir(dir, &names, &n, NULL) != WELD_OK)
+		return NULL;
+	for (size_t i = 0; i < n && !found; i++)
+		if (is_leftover(names[i], t))
+			found = weld__path_join(dir, names[i]);
+	weld__free_strings(names, n);
+	return found;
+}
+
+static bool beside_leftover(const char *entry, const weld_target *t)
+{
+	return is_beside(entry, t->name, STAGE_MARK) || is_beside(entry, t->name, OLD_MARK);
+}
+
+static bool inside_leftover(const char *entry, const weld_target *t)
+{
+	(void)t;
+	return weld__is_temp_name(entry);
+}
+
+weld_status weld__target_unfinished(const char *dir, weld_error *err)
 {
 	weld_target t = WELD_TARGET_INIT;
-	char **names;
-	size_t n;
-	bool found = false;
 	size_t len = strlen(dir);
 	while (len > 1 && dir[len - 1] == '/')
 		len--;
 	char *path = weld__strndup(dir, len);
-	weld_status s = path ? split(&t, path, NULL) : WELD_ERR_NOMEM;
+	weld_status s = path ? split(&t, path, err) : weld__nomem(err);
 	free(path);
-	if (s || weld__list_dir(t.parent, &names, &n, NULL) != WELD_OK) {
-		weld__target_free(&t);
-		return false;
-	}
-	for (size_t i = 0; i < n && !found; i++)
-		if ((found = is_beside(names[i], t.name, STAGE_MARK) || is_beside(names[i], t.name, OLD_MARK)))
-			snprintf(what, what_len, "%s", names[i]);
-	weld__free_strings(names, n);
-	if (!found && weld__list_dir(dir, &names, &n, NULL) == WELD_OK) {
-		for (size_t i = 0; i < n && !found; i++)
-			if ((found = weld__is_temp_name(names[i])))
-				snprintf(what, what_len, "%s", names[i]);
-		weld__free_strings(names, n);
-	}
+	char *found = s ? NULL : first_leftover(t.parent, &t, beside_leftover);
+	if (!s && !found)
+		found = first_leftover(dir, &t, inside_leftover);
+	if (found)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %s", found,
+			       weld__lock_busy(t.parent, t.name) ? "a conversion into this folder is running"
+								  : "left by an interrupted conversion; the next one into "
+								    "this folder removes it");
+	free(found);
 	weld__target_free(&t);
-	return found;
+	return s;
 }

@@ -59,10 +59,11 @@ weld_status weld__stage_publish(const weld_target *t, const char *stage, char *n
 				weld_error *err);
 
 /*
- * What an interrupted conversion into DIR left: a temporary file in it, or a
- * staging or set-aside folder beside it; the first one's name into WHAT.
- * false when there is none.
+ * WELD_OK when nothing of an unfinished conversion into DIR is there: no
+ * temporary file in it, no staging or set-aside folder beside it. Else
+ * WELD_ERR_MISMATCH naming the first such path, and whether a conversion
+ * holding DIR's lock still runs or one was interrupted.
  */
-bool weld__target_leftover(const char *dir, char *what, size_t what_len);
+weld_status weld__target_unfinished(const char *dir, weld_error *err);
 
 #endif /* WELD_OUTPUT_PUBLISH_H */

@@ -7,6 +7,7 @@
 #include "verify/verify.h"
 
 #include "io/safetensors.h"
+#include "output/publish.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,7 +352,9 @@ weld_status weld_output_intact(const char *dir, weld_error *err)
 	weld_file *f = NULL;
 	if (!err)
 		err = &scratch;
-	weld_status s = weld_manifest_read(dir, &m, err);
+	weld_status s = weld__target_unfinished(dir, err);
+	if (!s)
+		s = weld_manifest_read(dir, &m, err);
 	char *path = s ? NULL : weld__path_join(dir, m->weights);
 	if (!s && !path)
 		s = weld__nomem(err);
