@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,15 @@ static void check_bad_folders(void)
 
 	snprintf(msg, sizeof(msg), "%s: no such file or folder", scratch("nothing-here"));
 	expect_error(scratch("nothing-here"), WELD_ERR_IO, msg);
+
+	/* Links that lead nowhere say which way: a loop, or a missing target. Neither is "no such file". */
+	CHECK(symlink("loop-b", scratch("loop-a")) == 0 && symlink("loop-a", scratch("loop-b")) == 0);
+	snprintf(msg, sizeof(msg), "%s: %s", scratch("loop-a"), strerror(ELOOP));
+	expect_error(scratch("loop-a"), WELD_ERR_IO, msg);
+	CHECK(symlink("gone", scratch("dangling")) == 0);
+	snprintf(msg, sizeof(msg), "%s: a symbolic link whose target does not exist", scratch("dangling"));
+	expect_error(scratch("dangling"), WELD_ERR_IO, msg);
+	expect_error("/dev/null", WELD_ERR_IO, "/dev/null: not a regular file or a folder");
 
 	/* An index naming a shard that is not there. */
 	mkdir(scratch("missing"), 0755);

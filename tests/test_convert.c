@@ -29,6 +29,20 @@ static weld_status convert(const char *input, const char *out, weld_out_dtype dt
 	return weld_convert(input, out, &o, r, err);
 }
 
+static bool exists(const char *path)
+{
+	struct stat sb;
+	return lstat(path, &sb) == 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t n;
+	uint8_t *data = read_file(from, &n);
+	CHECK(data && write_file(to, data, n) == 0);
+	free(data);
+}
+
 /* Files in DIR whose names contain NEEDLE. */
 static int count_files(const char *dir, const char *needle)
 {
@@ -220,8 +234,7 @@ static void check_failures(void)
 	CHECK(s == WELD_ERR_CHECKSUM);
 	snprintf(msg, sizeof(msg), "%s: CRC-32 mismatch in record", path);
 	CHECK(strncmp(err.message, msg, strlen(msg)) == 0);
-	CHECK(count_files(scratch("corrupt-out"), "model.safetensors") == 0);
-	CHECK(count_files(scratch("corrupt-out"), "weld-tmp") == 0);
+	CHECK(!exists(scratch("corrupt-out")) && count_files(scratch(""), ".corrupt-out.") == 0);
 
 	/* A cancel from the progress callback: no weights file, no temp file. */
 	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
@@ -231,8 +244,7 @@ static void check_failures(void)
 	o.payload = &calls;
 	s = weld_convert(fixture("qwen2_tied/st_sharded"), scratch("cancel"), &o, &r, &err);
 	CHECK(s == WELD_ERR_CANCELLED && calls >= 1);
-	CHECK(count_files(scratch("cancel"), "model.safetensors") == 0);
-	CHECK(count_files(scratch("cancel"), "weld-tmp") == 0);
+	CHECK(!exists(scratch("cancel")) && count_files(scratch(""), ".cancel.") == 0);
 
 	/* An existing output needs --force; with it, stale shards go too. */
 	o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
@@ -246,6 +258,51 @@ static void check_failures(void)
 	o.force = 1;
 	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), scratch("exists"), &o, &r, &err), &err);
 	CHECK(count_files(scratch("exists"), "model-00001") == 0);
+
+	/* --force over another model's output replaces the folder whole: no generation_config.json stays. */
+	CHECK(count_files(scratch("exists"), "generation_config.json") == 1);
+	CHECK_OK(weld_convert(fixture("hf_edge/wrapped"), scratch("exists"), &o, &r, &err), &err);
+	CHECK_OK(weld_convert(fixture("hf_edge/wrapped"), scratch("fresh"), &o, &r, &err), &err);
+	CHECK(count_files(scratch("exists"), "") == count_files(scratch("fresh"), "") &&
+	      count_files(scratch("exists"), "generation_config.json") == 0);
+	CHECK(count_files(scratch(""), ".exists.") == 0);
+
+	/* 'replace' replaces the output as --force does, but takes over no other host's lock. */
+	o.force = 0;
+	o.replace = 1;
+	CHECK_OK(weld_convert(fixture("qwen2_tied/st_single_fp32"), scratch("exists"), &o, &r, &err), &err);
+	CHECK(count_files(scratch("exists"), "generation_config.json") == 1);
+	snprintf(path, sizeof(path), "%s/.exists.weld-lock", scratch(""));
+	CHECK(write_file(path, "weld-lock host=far-away pid=7 start=1 since=0\n", 46) == 0);
+	CHECK(weld_convert(fixture("hf_edge/wrapped"), scratch("exists"), &o, &r, &err) == WELD_ERR_INVALID_ARG);
+	CHECK(strstr(err.message, "locked by process 7 on host far-away") != NULL);
+	o.force = 1;
+	CHECK_OK(weld_convert(fixture("hf_edge/wrapped"), scratch("exists"), &o, &r, &err), &err);
+	CHECK(strstr(r.notice, "took over the lock of a conversion that no longer runs (process 7 on host far-away") != NULL);
+	CHECK(!exists(path));
+
+	/* An input inside the output folder would go with it. */
+	snprintf(path, sizeof(path), "%s/in", scratch("holder"));
+	CHECK(mkdir(scratch("holder"), 0755) == 0 && mkdir(path, 0755) == 0);
+	copy_file(fixture("hf_edge/wrapped/pytorch_model.bin"), scratch("holder/in/pytorch_model.bin"));
+	s = weld_convert(path, scratch("holder"), &o, &r, &err);
+	snprintf(msg, sizeof(msg), "%s: the output folder holds the input (%s); choose another --output", scratch("holder"),
+		 path);
+	CHECK_ERR(s, WELD_ERR_INVALID_ARG, &err, msg);
+	CHECK(exists(scratch("holder/in/pytorch_model.bin")));
+
+	/* A cause at the end of a message longer than the buffer is kept: the middle of the path gives way. */
+	char deep[4200];
+	snprintf(deep, sizeof(deep), "%s", scratch("d"));
+	while (strlen(deep) < 3960)
+		strcat(deep, "/0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz");
+	strcat(deep, "/");
+	while (strlen(deep) < 4070) /* the staging folder fits in PATH_MAX; the weights' temporary name does not */
+		strcat(deep, "o");
+	s = weld_convert(fixture("hf_edge/wrapped"), deep, &o, &r, &err);
+	CHECK(s == WELD_ERR_IO && strlen(err.message) == sizeof(err.message) - 1);
+	CHECK(strncmp(err.message, scratch("d"), strlen(scratch("d"))) == 0 && strstr(err.message, "...") != NULL);
+	CHECK(weld__has_suffix(err.message, ": File name too long"));
 
 	/* Converting into the input's own folder is refused before anything is touched. */
 	s = weld_convert(fixture("qwen2_tied/st_sharded"), fixture("qwen2_tied/st_sharded"), &o, &r, &err);

@@ -4,12 +4,15 @@
  * A folder holding several needs --type (WELD_INPUT_*); HF prefers its
  * safetensors over .bin, as vLLM does, by coming first in the table.
  */
+#define _DEFAULT_SOURCE /* lstat, S_ISLNK */
 #include "formats/deepspeed.h"
 #include "formats/hf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct folder_format {
 	const char *kind;      /* named when a folder holds several */
@@ -53,6 +56,19 @@ weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err)
 	return weld_ckpt_open_as(out, path, WELD_INPUT_AUTO, err);
 }
 
+/* Why PATH is neither a file nor a folder: missing, a dangling link, a link loop, or another kind of file. */
+static weld_status not_openable(const char *path, weld_error *err)
+{
+	struct stat sb;
+	if (stat(path, &sb) == 0)
+		return weld__fail(err, WELD_ERR_IO, "%s: not a regular file or a folder", path);
+	if (errno != ENOENT)
+		return weld__fail(err, WELD_ERR_IO, "%s: %s", path, strerror(errno));
+	if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
+		return weld__fail(err, WELD_ERR_IO, "%s: a symbolic link whose target does not exist", path);
+	return weld__fail(err, WELD_ERR_IO, "%s: no such file or folder", path);
+}
+
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err)
 {
 	weld_error scratch;
@@ -70,7 +86,7 @@ weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type
 	else if (weld__is_file(path))
 		s = weld__hf_open_file(c, path, err);
 	else
-		s = weld__fail(err, WELD_ERR_IO, "%s: no such file or folder", path);
+		s = not_openable(path, err);
 	if (s) {
 		weld_ckpt_free(c);
 		return s;

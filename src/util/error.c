@@ -31,13 +31,49 @@ const char *weld_version(void)
 	return WELD_VERSION_STRING;
 }
 
+/*
+ * TEXT (LEN bytes) into ERR's message. One too long keeps its head and its
+ * tail around "...": the head names the file, the tail says what went wrong.
+ */
+static void set_message(weld_error *err, const char *text, size_t len)
+{
+	size_t cap = sizeof(err->message);
+	if (len < cap) {
+		memcpy(err->message, text, len + 1);
+		return;
+	}
+	size_t head = cap / 3, tail = cap - 1 - head - 3;
+	memcpy(err->message, text, head);
+	memcpy(err->message + head, "...", 3);
+	memcpy(err->message + head + 3, text + len - tail, tail + 1);
+}
+
+/* FMT and AP formatted into a malloc'd string, or into FALLBACK (cut) when there is no memory. */
+static char *format(char *fallback, size_t cap, size_t *len, const char *fmt, va_list ap)
+{
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(fallback, cap, fmt, ap);
+	char *text = n >= 0 && (size_t)n >= cap ? malloc((size_t)n + 1) : NULL;
+	if (text)
+		vsnprintf(text, (size_t)n + 1, fmt, again);
+	va_end(again);
+	*len = text ? (size_t)n : strlen(fallback);
+	return text ? text : fallback;
+}
+
 weld_status weld__fail(weld_error *err, weld_status status, const char *fmt, ...)
 {
 	if (err) {
+		char buf[WELD_ERROR_MESSAGE_MAX];
+		size_t len;
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(err->message, sizeof(err->message), fmt, ap);
+		char *text = format(buf, sizeof(buf), &len, fmt, ap);
 		va_end(ap);
+		set_message(err, text, len);
+		if (text != buf)
+			free(text);
 		err->status = status;
 	}
 	return status;
@@ -47,18 +83,18 @@ weld_status weld__prefix(weld_error *err, const char *fmt, ...)
 {
 	if (!err)
 		return WELD_ERR_INVALID_ARG;
-	char prefix[512];
-	char old[WELD_ERROR_MESSAGE_MAX];
+	char buf[WELD_ERROR_MESSAGE_MAX], joined[2 * WELD_ERROR_MESSAGE_MAX + 2];
+	size_t len;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	char *prefix = format(buf, sizeof(buf), &len, fmt, ap);
 	va_end(ap);
-	char joined[sizeof(prefix) + sizeof(old) + 2];
-	memcpy(old, err->message, sizeof(old));
-	old[sizeof(old) - 1] = '\0';
-	snprintf(joined, sizeof(joined), "%s: %s", prefix, old);
-	/* Long messages are cut, never overflowed. */
-	snprintf(err->message, sizeof(err->message), "%.*s", (int)sizeof(err->message) - 1, joined);
+	/* The old message is at most the buffer; a long prefix is what gets cut. */
+	int n = snprintf(joined, sizeof(joined), "%.*s: %s", (int)(len < WELD_ERROR_MESSAGE_MAX ? len : WELD_ERROR_MESSAGE_MAX),
+			 prefix, err->message);
+	if (prefix != buf)
+		free(prefix);
+	set_message(err, joined, n > 0 ? strlen(joined) : 0);
 	return err->status;
 }
 
