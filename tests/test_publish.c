@@ -5,12 +5,44 @@
  * repaired, and the lock: held, refused with its holder named, taken over
  * from a dead process, and from another host only with force.
  */
+#define _GNU_SOURCE /* renameat2, RENAME_EXCHANGE, syscall */
 #include "output/lock.h"
 #include "output/publish.h"
 #include "test_fs.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+
+/*
+ * A filesystem without RENAME_EXCHANGE, while NO_EXCHANGE: this definition
+ * takes the place of glibc's for the library linked into this test.
+ */
+static bool no_exchange;
+
+int renameat2(int dfd_from, const char *from, int dfd_to, const char *to, unsigned flags)
+{
+	if (no_exchange && (flags & RENAME_EXCHANGE)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return (int)syscall(SYS_renameat2, dfd_from, from, dfd_to, to, flags);
+}
+
+/* A filesystem where flock does nothing (Lustre without -o flock), while NO_FLOCK. */
+static bool no_flock;
+
+int flock(int fd, int op)
+{
+	if (no_flock) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return (int)syscall(SYS_flock, fd, op);
+}
 
 static void test_target_open(const char *root)
 {
@@ -110,7 +142,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	char note[256];
 	weld_target t;
 	char *out = join(root, dir_name);
-	setenv("WELD_PUBLISH_NO_EXCHANGE", exchange ? "0" : "1", 1);
+	no_exchange = !exchange;
 	CHECK_OK(weld__target_open(&t, out, &err), &err);
 
 	/* A new target: the staging folder is renamed to it. */
@@ -120,6 +152,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	CHECK(strcmp(listing(out), "a") == 0 && holds(out, "a", "first"));
 	free(stage);
 
+	bool running;
 	/* An existing one is replaced whole: nothing of the old contents stays, nothing is left beside. */
 	stage = staged(&t, "b", "second");
 	CHECK_OK(weld__stage_publish(&t, stage, note, sizeof(note), &err), &err);
@@ -128,7 +161,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	snprintf(expect, sizeof(expect), "%s: the filesystem cannot swap folders; replaced the output in two steps", out);
 	CHECK(exchange ? note[0] == '\0' : strcmp(note, expect) == 0);
 	CHECK(strcmp(listing(t.parent), dir_name) == 0);
-	CHECK_OK(weld__target_unfinished(out, &err), &err);
+	CHECK_OK(weld__target_unfinished(out, &running, &err), &err);
 	free(stage);
 
 	/* A failed run's staging folder goes; the target stays. */
@@ -137,7 +170,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	CHECK(strcmp(listing(t.parent), dir_name) == 0 && strcmp(listing(out), "b") == 0);
 	free(stage);
 
-	unsetenv("WELD_PUBLISH_NO_EXCHANGE");
+	no_exchange = false;
 	weld__target_free(&t);
 	free(out);
 }
@@ -157,6 +190,7 @@ static void test_repair(const char *root)
 {
 	weld_error err = {0};
 	char note[256], expect[512];
+	bool running;
 	weld_target t;
 	char *parent = join(root, "repair");
 	char *out = join(parent, "out");
@@ -167,13 +201,13 @@ static void test_repair(const char *root)
 	put(out, "model.safetensors", "old");
 	char *stage = staged(&t, "model.safetensors", "half");
 	snprintf(expect, sizeof(expect), "%s/.out.weld-stage-", parent);
-	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH && strncmp(err.message, expect, strlen(expect)) == 0 &&
-	      weld__has_suffix(err.message, ": left by an interrupted conversion; the next one into this folder removes it"));
+	CHECK(weld__target_unfinished(out, &running, &err) == WELD_ERR_MISMATCH && !running &&
+	      strncmp(err.message, expect, strlen(expect)) == 0 &&
+	      weld__has_suffix(err.message, ": left by an interrupted conversion; the next conversion into out removes it"));
 	/* While a conversion holds the lock, its staging folder is no leftover but work in progress. */
 	weld_lock held = WELD_LOCK_INIT;
 	CHECK_OK(weld__lock_take(&held, parent, "out", false, note, sizeof(note), &err), &err);
-	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH &&
-	      weld__has_suffix(err.message, ": a conversion into this folder is running"));
+	CHECK(weld__target_unfinished(out, &running, &err) == WELD_OK && running);
 	weld__lock_release(&held);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	CHECK(note[0] == '\0');
@@ -184,7 +218,7 @@ static void test_repair(const char *root)
 	char *aside = join(parent, ".out.weld-old-4242");
 	CHECK(rename(out, aside) == 0);
 	stage = staged(&t, "model.safetensors", "new");
-	CHECK(weld__target_unfinished(out, &err) == WELD_ERR_MISMATCH);
+	CHECK(weld__target_unfinished(out, &running, &err) == WELD_ERR_MISMATCH);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	snprintf(expect, sizeof(expect), "put back the output an interrupted conversion had moved aside (.out.weld-old-4242)");
 	CHECK(strcmp(note, expect) == 0);
@@ -201,11 +235,11 @@ static void test_repair(const char *root)
 	put(out, ".config.json.weld-tmp-77", "x");
 	put(out, "weld-tmp-notes", "x");
 	snprintf(expect, sizeof(expect),
-		 "%s/.config.json.weld-tmp-77: left by an interrupted conversion; the next one into this folder removes it", out);
-	CHECK_ERR(weld__target_unfinished(out, &err), WELD_ERR_MISMATCH, &err, expect);
+		 "%s/.config.json.weld-tmp-77: left by an interrupted conversion; the next conversion into out removes it", out);
+	CHECK_ERR(weld__target_unfinished(out, &running, &err), WELD_ERR_MISMATCH, &err, expect);
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
 	CHECK(strcmp(listing(out), "model.safetensors weld-tmp-notes") == 0);
-	CHECK_OK(weld__target_unfinished(out, &err), &err);
+	CHECK_OK(weld__target_unfinished(out, &running, &err), &err);
 
 	/* Another target's staging in the same parent is not this one's to remove. */
 	CHECK(mkdir(aside, 0755) == 0);
@@ -284,13 +318,38 @@ static void test_lock(const char *root)
 	CHECK(strstr(note, "host elsewhere-node-17") != NULL);
 	weld__lock_release(&a);
 
-	/* A lock file nobody can read is no proof of a dead holder either. */
+	/* An unreadable lock whose flock is free: its creator died before writing its line. */
+	put(parent, ".out.weld-lock", "");
+	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
+	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (killed before it wrote its name)") == 0);
+	weld__lock_release(&a);
+	/* One whose flock is held: its creator is about to write it. */
 	put(parent, ".out.weld-lock", "garbage");
-	snprintf(prefix, sizeof(prefix), "%s/.out.weld-lock: a lock weld cannot read; if no conversion into this folder runs, run again with --force",
+	char *lock = join(parent, ".out.weld-lock");
+	int creator = open(lock, O_RDONLY);
+	CHECK(creator >= 0 && flock(creator, LOCK_EX) == 0);
+	snprintf(prefix, sizeof(prefix),
+		 "%s: another conversion into this folder is running (one that has not written its name yet)", lock);
+	CHECK_ERR(weld__lock_take(&a, parent, "out", true, note, sizeof(note), &err), WELD_ERR_INVALID_ARG, &err, prefix);
+	close(creator);
+	CHECK(unlink(lock) == 0);
+	free(lock);
+
+	/* Without flock the lock file alone still excludes, and an unreadable one needs --force. */
+	no_flock = true;
+	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
+	CHECK(weld__lock_take(&b, parent, "out", true, note, sizeof(note), &err) == WELD_ERR_INVALID_ARG &&
+	      strstr(err.message, "another conversion into this folder is running (process ") != NULL);
+	weld__lock_release(&a);
+	put(parent, ".out.weld-lock", "garbage");
+	snprintf(prefix, sizeof(prefix),
+		 "%s/.out.weld-lock: a lock weld cannot read; if no conversion into this folder runs, run again with --force",
 		 parent);
 	CHECK_ERR(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), WELD_ERR_INVALID_ARG, &err, prefix);
 	CHECK_OK(weld__lock_take(&a, parent, "out", true, note, sizeof(note), &err), &err);
+	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (unreadable lock)") == 0);
 	weld__lock_release(&a);
+	no_flock = false;
 	free(parent);
 }
 

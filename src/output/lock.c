@@ -100,6 +100,23 @@ static bool still_there(int fd, const char *path)
 }
 
 /*
+ * The holder's line, waited for: a creator writes it just after it creates
+ * the file (holding its flock), so an empty file is read again for up to a
+ * second. false when it stays unreadable: with the flock ours, its creator
+ * was killed before it wrote.
+ */
+static bool wait_for_holder(int fd, holder *h)
+{
+	struct timespec pause = {0, 10 * 1000 * 1000};
+	for (int i = 0; i < 100; i++) {
+		if (read_holder(fd, h))
+			return true;
+		nanosleep(&pause, NULL);
+	}
+	return false;
+}
+
+/*
  * The lock file exists: its holder still runs (refused), or it is stale
  * and becomes ours, with a notice. FD is open on it.
  */
@@ -108,24 +125,25 @@ static weld_status take_over(weld_lock *l, int fd, bool force, char *notice, siz
 	char host[256], who[512];
 	holder h;
 	this_host(host, sizeof(host));
-	/* Another weld of this host holding it right now keeps its flock. */
-	bool busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	/* Another weld of this host holding it right now keeps its flock; where flock fails otherwise, it tells nothing. */
+	bool flocked = flock(fd, LOCK_EX | LOCK_NB) == 0, busy = !flocked && errno == EWOULDBLOCK;
 	if (!busy && !still_there(fd, l->path))
 		return WELD_OK; /* released while we looked: the caller tries again */
-	bool known = read_holder(fd, &h), local = known && strcmp(h.host, host) == 0;
+	bool known = read_holder(fd, &h) || ((flocked || busy) && wait_for_holder(fd, &h));
+	bool unwritten = !known && flocked, local = known && strcmp(h.host, host) == 0;
 	describe(&h, who, sizeof(who));
 	if (busy || (local && alive(&h)))
 		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: another conversion into this folder is running (%s)",
-				  l->path, who);
-	if (!known && !force)
+				  l->path, known ? who : "one that has not written its name yet");
+	if (!known && !unwritten && !force)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
 				  "%s: a lock weld cannot read; if no conversion into this folder runs, run again with --force",
 				  l->path);
-	if (!local && !force)
+	if (known && !local && !force)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
 				  "%s: locked by %s; if that conversion is gone, run again with --force", l->path, who);
 	snprintf(notice, notice_len, "took over the lock of a conversion that no longer runs (%s)",
-		 known ? who : "unreadable lock");
+		 known ? who : unwritten ? "killed before it wrote its name" : "unreadable lock");
 	l->fd = fd;
 	return write_holder(fd, l->path, err);
 }

@@ -114,28 +114,29 @@ void weld__target_free(weld_target *t)
 	*t = (weld_target)WELD_TARGET_INIT;
 }
 
-/* Remove PATH, and what is in it when it is a folder; symlinks are removed, never followed. */
-static void remove_tree(const char *path)
+/*
+ * Remove PATH, and what is in it when it is a folder; symlinks are removed,
+ * never followed. false when some of it stays.
+ */
+static bool remove_tree(const char *path)
 {
 	struct stat sb;
 	if (lstat(path, &sb) != 0)
-		return;
-	if (S_ISDIR(sb.st_mode)) {
-		char **names;
-		size_t n;
-		if (weld__list_dir(path, &names, &n, NULL) == WELD_OK) {
-			for (size_t i = 0; i < n; i++) {
-				char *child = weld__path_join(path, names[i]);
-				if (child)
-					remove_tree(child);
-				free(child);
-			}
-			weld__free_strings(names, n);
-		}
-		rmdir(path);
-		return;
+		return errno == ENOENT;
+	if (!S_ISDIR(sb.st_mode))
+		return unlink(path) == 0;
+	char **names;
+	size_t n;
+	if (weld__list_dir(path, &names, &n, NULL) != WELD_OK)
+		return false;
+	bool all = true;
+	for (size_t i = 0; i < n; i++) {
+		char *child = weld__path_join(path, names[i]);
+		all = child && remove_tree(child) && all;
+		free(child);
 	}
-	unlink(path);
+	weld__free_strings(names, n);
+	return all && rmdir(path) == 0;
 }
 
 void weld__stage_discard(const char *stage)
@@ -231,53 +232,62 @@ weld_status weld__stage_create(const weld_target *t, char **stage, weld_error *e
 	return s;
 }
 
-/* The two-step publish: T aside, STAGE in; a failure in between puts T back. */
-static weld_status publish_two_step(const weld_target *t, const char *stage, weld_error *err)
+/*
+ * The two-step publish: T aside to *OLD, STAGE in. When the second step
+ * fails, T goes back (or, if even that fails, the next run puts it back).
+ */
+static weld_status publish_two_step(const weld_target *t, const char *stage, char **old, weld_error *err)
 {
-	char *old = beside(t, OLD_MARK);
-	if (!old)
+	if (!(*old = beside(t, OLD_MARK)))
 		return weld__nomem(err);
-	weld_status s = WELD_OK;
-	if (rename(t->path, old) != 0)
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot move aside: %s", t->path, strerror(errno));
-	else if (rename(stage, t->path) != 0) {
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", t->path, strerror(errno));
-		rename(old, t->path);
-	} else {
-		remove_tree(old);
-	}
-	free(old);
+	if (rename(t->path, *old) != 0)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot move aside: %s", t->path, strerror(errno));
+	if (rename(stage, t->path) == 0)
+		return WELD_OK;
+	weld_status s = weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", t->path, strerror(errno));
+	if (rename(*old, t->path) != 0)
+		weld__prefix(err, "%s stays in %s until the next run puts it back", t->path, *old);
 	return s;
 }
 
-static bool exchange_allowed(void)
+static void add_note(char *notice, size_t cap, const char *note)
 {
-	const char *v = getenv("WELD_PUBLISH_NO_EXCHANGE");
-	return !v || strcmp(v, "1") != 0;
+	size_t used = strlen(notice);
+	snprintf(notice + used, cap - used, "%s%s", used ? "; " : "", note);
 }
 
 weld_status weld__stage_publish(const weld_target *t, const char *stage, char *notice, size_t notice_len,
 				weld_error *err)
 {
+	char *old = NULL, note[PATH_MAX + 128];
+	const char *gone = NULL; /* where the old output is once the new one is in place */
+	notice[0] = '\0';
 	weld_status s = weld__fsync_dir(stage, err);
 	if (s)
 		return s;
-	if (notice_len)
-		notice[0] = '\0';
 	if (!weld__is_dir(t->path)) {
 		if (rename(stage, t->path) != 0)
 			return weld__fail(err, WELD_ERR_IO, "%s: cannot rename into place: %s", t->path, strerror(errno));
-	} else if (exchange_allowed() && renameat2(AT_FDCWD, stage, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
-		remove_tree(stage); /* which now holds the old output */
-	} else if (exchange_allowed() && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+	} else if (renameat2(AT_FDCWD, stage, AT_FDCWD, t->path, RENAME_EXCHANGE) == 0) {
+		gone = stage;
+	} else if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
 		return weld__fail(err, WELD_ERR_IO, "%s: cannot swap in the new output: %s", t->path, strerror(errno));
 	} else {
-		snprintf(notice, notice_len, "%s: the filesystem cannot swap folders; replaced the output in two steps",
+		snprintf(note, sizeof(note), "%s: the filesystem cannot swap folders; replaced the output in two steps",
 			 t->path);
-		if ((s = publish_two_step(t, stage, err)))
-			return s;
+		add_note(notice, notice_len, note);
+		s = publish_two_step(t, stage, &old, err);
+		gone = old;
 	}
-	return weld__fsync_dir(t->parent, err);
+	if (!s)
+		s = weld__fsync_dir(t->parent, err);
+	if (!s && gone && !remove_tree(gone)) {
+		snprintf(note, sizeof(note), "the old output could not be removed from %s; the next run into %s removes it",
+			 gone, t->name);
+		add_note(notice, notice_len, note);
+	}
+	free(old);
+	return s;
 }
 
 /* The first of NAMES in DIR that IS_LEFTOVER(name, T) accepts, joined to DIR; NULL when none (or no memory). */
@@ -305,23 +315,26 @@ static bool inside_leftover(const char *entry, const weld_target *t)
 	return weld__is_temp_name(entry);
 }
 
-weld_status weld__target_unfinished(const char *dir, weld_error *err)
+weld_status weld__target_unfinished(const char *dir, bool *running, weld_error *err)
 {
 	weld_target t = WELD_TARGET_INIT;
+	*running = false;
 	size_t len = strlen(dir);
 	while (len > 1 && dir[len - 1] == '/')
 		len--;
 	char *path = weld__strndup(dir, len);
 	weld_status s = path ? split(&t, path, err) : weld__nomem(err);
 	free(path);
-	char *found = s ? NULL : first_leftover(t.parent, &t, beside_leftover);
-	if (!s && !found)
-		found = first_leftover(dir, &t, inside_leftover);
+	/* No conversion writes inside the target any more: a temporary file there is always a leftover. */
+	char *found = s ? NULL : first_leftover(dir, &t, inside_leftover);
+	if (!s && !found && (found = first_leftover(t.parent, &t, beside_leftover)) &&
+	    (*running = weld__lock_busy(t.parent, t.name))) {
+		free(found);
+		found = NULL;
+	}
 	if (found)
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %s", found,
-			       weld__lock_busy(t.parent, t.name) ? "a conversion into this folder is running"
-								  : "left by an interrupted conversion; the next one into "
-								    "this folder removes it");
+		s = weld__fail(err, WELD_ERR_MISMATCH,
+			       "%s: left by an interrupted conversion; the next conversion into %s removes it", found, t.name);
 	free(found);
 	weld__target_free(&t);
 	return s;

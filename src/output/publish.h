@@ -10,7 +10,7 @@
  * the old target aside (".NAME.weld-old-PID"), then the staging folder in.
  * A run killed between them leaves no target; the next run on it (which
  * holds its lock, output/lock.h) finds the old folder and puts it back
- * before anything else. WELD_PUBLISH_NO_EXCHANGE=1 forces this way (tests).
+ * before anything else.
  */
 #ifndef WELD_OUTPUT_PUBLISH_H
 #define WELD_OUTPUT_PUBLISH_H
@@ -59,11 +59,11 @@ weld_status weld__stage_publish(const weld_target *t, const char *stage, char *n
 				weld_error *err);
 
 /*
- * WELD_OK when nothing of an unfinished conversion into DIR is there: no
- * temporary file in it, no staging or set-aside folder beside it. Else
- * WELD_ERR_MISMATCH naming the first such path, and whether a conversion
- * holding DIR's lock still runs or one was interrupted.
+ * WELD_OK when nothing of an interrupted conversion into DIR is there: no
+ * temporary file in it, and no staging or set-aside folder beside it unless
+ * a conversion holding DIR's lock still runs (*RUNNING then). Else
+ * WELD_ERR_MISMATCH naming the first such path.
  */
-weld_status weld__target_unfinished(const char *dir, weld_error *err);
+weld_status weld__target_unfinished(const char *dir, bool *running, weld_error *err);
 
 #endif /* WELD_OUTPUT_PUBLISH_H */

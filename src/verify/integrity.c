@@ -352,7 +352,8 @@ weld_status weld_output_intact(const char *dir, weld_error *err)
 	weld_file *f = NULL;
 	if (!err)
 		err = &scratch;
-	weld_status s = weld__target_unfinished(dir, err);
+	bool running;
+	weld_status s = weld__target_unfinished(dir, &running, err);
 	if (!s)
 		s = weld_manifest_read(dir, &m, err);
 	char *path = s ? NULL : weld__path_join(dir, m->weights);
