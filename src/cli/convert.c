@@ -74,7 +74,7 @@ int cmd_convert(int argc, char **argv)
 	weld_error err = {0};
 	weld_status s = weld_convert(input, output, &o, &r, &err);
 	double secs = cli_wall() - t0;
-	/* A signal after the rename is too late to undo anything: the output is complete. */
+	/* A signal after the publish is too late to undo anything: the output is complete. */
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return cli_signal_exit();
 	if (s)

@@ -32,7 +32,7 @@ int cli_signal(void)
 
 int cli_signal_exit(void)
 {
-	fprintf(stderr, "weld: interrupted by %s; no output file was left behind\n",
+	fprintf(stderr, "weld: interrupted by %s; the output folder is as it was\n",
 		got_signal == SIGTERM ? "SIGTERM" : "SIGINT");
 	return got_signal == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
 }

@@ -138,10 +138,6 @@ weld_status weld_copy_side_files(const char *src_dir, const char *dst_dir, const
 		weld__free_strings(names, st ? kept : 0);
 		return st;
 	}
-	if ((st = weld__fsync_dir(dst_dir, err))) {
-		weld__free_strings(names, kept);
-		return st;
-	}
 	*copied = names;
 	*ncopied = kept;
 	return WELD_OK;
