@@ -86,18 +86,10 @@ fi
 
 # A signal mid-run: exit 143, and neither the weights nor a temporary file left behind.
 # The input is a 1 GiB safetensors file of zeros (sparse), converted in 4 KiB chunks.
-json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}}'
-while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
-mkdir -p "$out/big"
-printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$out/big/model.safetensors"
-truncate -s $((8 + ${#json} + 1073741824)) "$out/big/model.safetensors"
+sparse_input "$out/big" 1024
 "$weld" convert --input "$out/big" --output "$out/sig" --threads 1 --chunk-bytes 4096 --device cpu >"$out/stdout" 2>"$out/stderr" &
 pid=$!
-# Signal only once the weights are being written in the staging folder.
-for _ in $(seq 1 200); do
-	ls -A "$out"/.sig.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
-	sleep 0.05
-done
+wait_staging "$out" sig
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -83,18 +83,10 @@ rm -rf "$run/checkpoint-7"
 # byte-identical to an uninterrupted conversion. The slow checkpoint is a
 # 1 GiB sparse safetensors file converted in 4 KiB chunks on one thread.
 big=$t/bigrun/checkpoint-1
-mkdir -p "$big"
-json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[268435456],"data_offsets":[0,1073741824]}}'
-while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
-printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$big/model.safetensors"
-truncate -s $((8 + ${#json} + 1073741824)) "$big/model.safetensors"
+sparse_input "$big" 1024
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >"$t/log" 2>"$t/err" &
 pid=$!
-# Signal only once the weights are being written in the staging folder.
-for _ in $(seq 1 200); do
-	ls -A "$t"/sig/.bigrun_step_1.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
-	sleep 0.05
-done
+wait_staging "$t/sig" bigrun_step_1
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -104,10 +96,7 @@ rc=$?
 # kill -9 leaves its staging folder and lock; the rerun clears both and completes.
 "$weld" batch --input-dir "$t/bigrun" --output-dir "$t/sig" --device cpu --threads 1 --chunk-bytes 4096 --quiet >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do
-	ls -A "$t"/sig/.bigrun_step_1.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
-	sleep 0.05
-done
+wait_staging "$t/sig" bigrun_step_1
 kill -KILL $pid
 wait $pid 2>/dev/null
 [ -n "$(ls -A "$t/sig" | grep -F .bigrun_step_1.weld-stage-)" ] && [ -e "$t/sig/.bigrun_step_1.weld-lock" ] ||

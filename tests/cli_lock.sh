@@ -23,11 +23,7 @@ done
 # A first run, stopped while it holds the lock. Its input, 64 MiB of sparse
 # zeros converted in 4 KiB chunks, keeps it busy long enough to be caught.
 slow=$t/slow
-mkdir -p "$slow"
-json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[16777216],"data_offsets":[0,67108864]}}'
-while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
-printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$slow/model.safetensors"
-truncate -s $((8 + ${#json} + 67108864)) "$slow/model.safetensors"
+sparse_input "$slow" 64
 "$weld" convert --input "$slow" --output "$t/ref-slow" --device cpu --quiet || fail "slow reference failed"
 mkdir -p "$t/area"
 "$weld" convert --input "$slow" --output "$t/area/out" --device cpu --quiet --threads 1 --chunk-bytes 4096 &

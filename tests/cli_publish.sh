@@ -53,18 +53,11 @@ done
 
 # 4. --force --pytorch-bin over a model.safetensors output, stopped by SIGTERM
 # mid-way: the old output is whole (the old weights were deleted up front).
-json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[67108864],"data_offsets":[0,268435456]}}'
-while [ $(( (${#json} + 8) % 8 )) -ne 0 ]; do json="$json "; done
-mkdir -p "$t/big"
-printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$t/big/model.safetensors"
-truncate -s $((8 + ${#json} + 268435456)) "$t/big/model.safetensors"
+sparse_input "$t/big" 256
 cp -a "$t/old" "$t/d4"
 "$weld" convert --device cpu --threads 1 --quiet --input "$t/big" --output "$t/d4" --force --pytorch-bin --chunk-bytes 4096 2>"$t/log/sigterm" &
 pid=$!
-for _ in $(seq 1 200); do
-	ls -A "$t"/.d4.weld-stage-* 2>/dev/null | grep -q weld-tmp && break
-	sleep 0.05
-done
+wait_staging "$t" d4
 kill -TERM $pid
 wait $pid
 [ $? -eq 143 ] || fail "SIGTERM did not give 143"

@@ -55,3 +55,20 @@ make_run() {
 	done
 	chmod -R u+w "$run"
 }
+# sparse_input DIR MIB: DIR/model.safetensors, one F32 tensor of MIB MiB of
+# zeros in a sparse file; converted in 4 KiB chunks it keeps weld busy a while.
+sparse_input() {
+	local dir=$1 bytes=$(($2 << 20))
+	local json='{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":['$((bytes / 4))'],"data_offsets":[0,'$bytes']}}'
+	while [ $(((${#json} + 8) % 8)) -ne 0 ]; do json="$json "; done
+	mkdir -p "$dir"
+	printf "\\x$(printf %02x $((${#json} & 255)))\\x$(printf %02x $((${#json} >> 8)))\\0\\0\\0\\0\\0\\0%s" "$json" >"$dir/model.safetensors"
+	truncate -s $((8 + ${#json} + bytes)) "$dir/model.safetensors"
+}
+# wait_staging PARENT NAME: until the conversion into PARENT/NAME writes its weights in its staging folder.
+wait_staging() {
+	for _ in $(seq 1 200); do
+		ls -A "$1"/."$2".weld-stage-* 2>/dev/null | grep -q weld-tmp && return
+		sleep 0.05
+	done
+}
