@@ -154,6 +154,25 @@ static void edit_file(const char *dir, const char *name, const char *find_s, con
 	free(text);
 }
 
+/* DIR/NAME becomes BEFORE, its old text, AFTER; the old text's length is returned. */
+static size_t wrap_file(const char *dir, const char *name, const char *before, const char *after)
+{
+	size_t n;
+	uint8_t *text = read_file(path_in(dir, name), &n);
+	CHECK(text != NULL);
+	FILE *f = fopen(path_in(dir, name), "wb");
+	CHECK(f != NULL);
+	if (f && text) {
+		fputs(before, f);
+		fwrite(text, 1, n, f);
+		fputs(after, f);
+	}
+	if (f)
+		fclose(f);
+	free(text);
+	return text ? n : 0;
+}
+
 /* weld.json's entry for tensor NAME: offset, bytes and crc32. */
 static void manifest_tensor(const char *dir, const char *name, uint64_t *offset, uint64_t *bytes, uint32_t *crc)
 {
@@ -532,6 +551,34 @@ static void check_missing_config(void)
 	EXPECT_FAILS(r, "config");
 	EXPECT(r, "config", WELD_CHECK_FAIL, "config.json: not valid JSON");
 	weld_verify_report_free(r);
+
+	/*
+	 * transformers reads config.json with Python's json.loads, which refuses
+	 * data after the value ("Extra data ... (char N)", N the old length when
+	 * only white space ended the file) and a byte order mark; white space is fine.
+	 */
+	char msg[256];
+	copy_dir(good, dir);
+	size_t n = wrap_file(dir, "config.json", "", "}");
+	snprintf(msg, sizeof(msg), "config.json: not valid JSON (trailing data after the value at byte %zu)", n);
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "config");
+	EXPECT(r, "config", WELD_CHECK_FAIL, msg);
+	CHECK(find(r, "config_dtype") == NULL && find(r, "config_shapes") == NULL);
+	weld_verify_report_free(r);
+
+	copy_dir(good, dir);
+	wrap_file(dir, "config.json", "\xef\xbb\xbf", "");
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "config");
+	EXPECT(r, "config", WELD_CHECK_FAIL, "config.json: not valid JSON (a UTF-8 byte order mark at byte 0)");
+	weld_verify_report_free(r);
+
+	copy_dir(good, dir);
+	wrap_file(dir, "config.json", " \r\n\t", " \r\n\t");
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, NO_FAILS);
+	weld_verify_report_free(r);
 }
 
 /* hf_edge/wrapped ties lm_head.weight to the embedding; a config that says otherwise must FAIL. */
@@ -583,6 +630,17 @@ static void check_bad_manifest(void)
 	weld_verify_report *r = verify(dir, NULL);
 	EXPECT_FAILS(r, "manifest");
 	EXPECT(r, "manifest", WELD_CHECK_FAIL, "weld.json: not valid JSON");
+	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
+	weld_verify_report_free(r);
+
+	/* A second closing brace, as a botched hand edit leaves: Python's json.load refuses it too. */
+	char msg[256];
+	copy_dir(good, dir);
+	size_t n = wrap_file(dir, "weld.json", "", "}");
+	snprintf(msg, sizeof(msg), "weld.json: not valid JSON (trailing data after the value at byte %zu)", n);
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "manifest");
+	EXPECT(r, "manifest", WELD_CHECK_FAIL, msg);
 	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
 	weld_verify_report_free(r);
 }
