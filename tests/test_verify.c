@@ -6,172 +6,12 @@
  * config.json, missing metadata, an inconsistent tie, a wrong size. Each
  * asserts the exact FAIL line it must produce and that nothing else FAILs.
  */
-#include "util/util.h"
 #include "io/safetensors.h"
 #include "output/safetensors.h"
-#include "test_util.h"
+#include "test_verify.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
-
-static char tmp[] = "/tmp/weld_test_verify_XXXXXX";
-
-static const char *path_in(const char *dir, const char *name)
-{
-	static char buf[8][4096];
-	static int slot;
-	char *b = buf[slot++ & 7];
-	snprintf(b, 4096, "%s/%s", dir, name);
-	return b;
-}
-
-/* Its own slots, so a folder name outlives the path_in calls made with it. */
-static const char *tpath(const char *name)
-{
-	static char buf[8][4096];
-	static int slot;
-	char *b = buf[slot++ & 7];
-	snprintf(b, 4096, "%s/%s", tmp, name);
-	return b;
-}
-
-static void convert(const char *input, const char *out, weld_out_dtype dtype, int pytorch_bin)
-{
-	weld_convert_options o = WELD_CONVERT_OPTIONS_INIT;
-	o.dtype = dtype;
-	o.pytorch_bin = pytorch_bin;
-	o.device = WELD_DEVICE_CPU;
-	o.force = 1;
-	o.threads = 2;
-	weld_error err = {0};
-	CHECK_OK(weld_convert(input, out, &o, NULL, &err), &err);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-	size_t n;
-	uint8_t *data = read_file(from, &n);
-	CHECK(data && write_file(to, data, n) == 0);
-	free(data);
-}
-
-/* A fresh copy of every regular file of FROM in TO. */
-static void copy_dir(const char *from, const char *to)
-{
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", to, to);
-	CHECK(system(cmd) == 0);
-	DIR *d = opendir(from);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		char src[4096];
-		struct stat st;
-		snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
-		if (stat(src, &st) == 0 && S_ISREG(st.st_mode))
-			copy_file(src, path_in(to, e->d_name));
-	}
-	if (d)
-		closedir(d);
-}
-
-static weld_verify_report *verify(const char *dir, const char *against)
-{
-	weld_verify_report *r = NULL;
-	weld_error err = {0};
-	CHECK_OK(weld_verify(dir, against, WELD_DEVICE_CPU, &r, &err), &err);
-	return r;
-}
-
-static const weld_check *find(const weld_verify_report *r, const char *name)
-{
-	for (size_t i = 0; r && i < r->nchecks; i++)
-		if (strcmp(r->checks[i].name, name) == 0)
-			return &r->checks[i];
-	return NULL;
-}
-
-/* Check NAME has LEVEL and, when DETAIL is not NULL, exactly that detail. */
-#define EXPECT(r, name, level, detail) expect_(__LINE__, r, name, level, detail)
-static void expect_(int line, const weld_verify_report *r, const char *name, weld_check_level level, const char *detail)
-{
-	const weld_check *c = find(r, name);
-	if (!c) {
-		fprintf(stderr, "%s:%d: no check '%s' in the report\n", __FILE__, line, name);
-		test_failures++;
-		return;
-	}
-	if (c->level != level || (detail && strcmp(c->detail, detail) != 0)) {
-		fprintf(stderr, "%s:%d: check '%s'\n  expected %s \"%s\"\n  got      %s \"%s\"\n", __FILE__, line, name,
-			weld_check_level_name(level), detail ? detail : "*", weld_check_level_name(c->level),
-			c->detail);
-		test_failures++;
-	}
-}
-
-/* Exactly the checks named in FAILS (a NULL-terminated list) FAIL. */
-#define EXPECT_FAILS(r, ...) expect_fails_(__LINE__, r, (const char *const[]){__VA_ARGS__, NULL})
-static void expect_fails_(int line, const weld_verify_report *r, const char *const *fails)
-{
-	size_t want = 0;
-	while (fails[want])
-		want++;
-	for (size_t i = 0; r && i < r->nchecks; i++) {
-		bool listed = false;
-		for (size_t k = 0; k < want; k++)
-			listed = listed || strcmp(fails[k], r->checks[i].name) == 0;
-		if ((r->checks[i].level == WELD_CHECK_FAIL) != listed) {
-			fprintf(stderr, "%s:%d: check '%s' is %s: %s\n", __FILE__, line, r->checks[i].name,
-				weld_check_level_name(r->checks[i].level), r->checks[i].detail);
-			test_failures++;
-		}
-	}
-	CHECK(r && r->failed == want);
-}
-#define NO_FAILS NULL
-
-/* Replace the first FIND in DIR/NAME by REPL. */
-static void edit_file(const char *dir, const char *name, const char *find_s, const char *repl)
-{
-	size_t n;
-	char *text = (char *)read_file(path_in(dir, name), &n);
-	CHECK(text != NULL);
-	if (!text)
-		return;
-	text = realloc(text, n + 1);
-	text[n] = '\0';
-	char *at = strstr(text, find_s);
-	CHECK(at != NULL);
-	if (at) {
-		FILE *f = fopen(path_in(dir, name), "wb");
-		fwrite(text, 1, (size_t)(at - text), f);
-		fputs(repl, f);
-		fputs(at + strlen(find_s), f);
-		fclose(f);
-	}
-	free(text);
-}
-
-/* DIR/NAME becomes BEFORE, its old text, AFTER; the old text's length is returned. */
-static size_t wrap_file(const char *dir, const char *name, const char *before, const char *after)
-{
-	size_t n;
-	uint8_t *text = read_file(path_in(dir, name), &n);
-	CHECK(text != NULL);
-	FILE *f = fopen(path_in(dir, name), "wb");
-	CHECK(f != NULL);
-	if (f && text) {
-		fputs(before, f);
-		fwrite(text, 1, n, f);
-		fputs(after, f);
-	}
-	if (f)
-		fclose(f);
-	free(text);
-	return text ? n : 0;
-}
 
 /* weld.json's entry for tensor NAME: offset, bytes and crc32. */
 static void manifest_tensor(const char *dir, const char *name, uint64_t *offset, uint64_t *bytes, uint32_t *crc)
@@ -669,7 +509,7 @@ static void check_errors(void)
 
 int main(void)
 {
-	CHECK(mkdtemp(tmp) != NULL);
+	tmp_init("verify");
 	check_good_hf();
 	check_good_zero();
 	check_flipped_byte();
@@ -682,8 +522,6 @@ int main(void)
 	check_size();
 	check_bad_manifest();
 	check_errors();
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	CHECK(system(cmd) == 0);
+	tmp_remove();
 	TEST_DONE();
 }
