@@ -3,8 +3,9 @@
  * and pytorch-bin, with and without --against) and on each kind of broken
  * output: a flipped byte, a missing tensor, a wrong config dtype, a stale
  * shard or index, a consolidated.safetensors, a 'module.' prefix, a missing
- * config.json, missing metadata, an inconsistent tie, a wrong size. Each
- * asserts the exact FAIL line it must produce and that nothing else FAILs.
+ * config.json, missing metadata, an inconsistent tie, a wrong size, JSON
+ * with data after its value, shapes torch cannot hold. Each asserts the
+ * exact FAIL line it must produce and that nothing else FAILs.
  */
 #include "io/safetensors.h"
 #include "output/safetensors.h"
@@ -485,6 +486,84 @@ static void check_bad_manifest(void)
 	weld_verify_report_free(r);
 }
 
+/*
+ * DIR/model.safetensors with ENTRY ('"name":{...}') first in its header, and
+ * no weld.json (which the edit makes wrong).
+ */
+static void add_header_entry(const char *dir, const char *entry)
+{
+	size_t n;
+	uint8_t *file = read_file(path_in(dir, "model.safetensors"), &n);
+	CHECK(file && n >= 8);
+	if (!file)
+		return;
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = hlen << 8 | file[i];
+	size_t used = (size_t)hlen; /* the JSON without its padding */
+	while (used > 0 && file[8 + used - 1] == ' ')
+		used--;
+	size_t cap = used + strlen(entry) + 16;
+	char *header = calloc(1, cap);
+	int len = snprintf(header, cap, "{%s,%.*s", entry, (int)(used - 1), (const char *)file + 9);
+	while (len % 8)
+		header[len++] = ' ';
+	FILE *f = fopen(path_in(dir, "model.safetensors"), "wb");
+	for (int i = 0; i < 8; i++)
+		fputc((int)(((uint64_t)len >> (8 * i)) & 0xFF), f);
+	fwrite(header, 1, (size_t)len, f);
+	fwrite(file + 8 + hlen, 1, n - 8 - (size_t)hlen, f);
+	fclose(f);
+	unlink(path_in(dir, "weld.json"));
+	free(header);
+	free(file);
+}
+
+/*
+ * Shapes no loader takes. The safetensors reference reader allows any 64-bit
+ * dimension, but torch sizes are int64 ("Overflow when unpacking long long"):
+ * a dimension of 2^63 beside a 0 has no bytes to be caught by. Element counts
+ * and byte sizes past 64 bits the reference reader refuses (ValidationOverflow).
+ */
+static void check_huge_shapes(void)
+{
+	static const struct {
+		const char *entry, *fails; /* what follows "PATH: tensor 'huge': " */
+	} cases[] = {
+		{"\"huge\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775808],\"data_offsets\":[0,0]}",
+		 "shape[1] is 9223372036854775808, above 2^63 - 1: torch cannot load it"},
+		{"\"huge\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615,0,1],\"data_offsets\":[0,0]}",
+		 "shape[0] is 18446744073709551615, above 2^63 - 1: torch cannot load it"},
+		{"\"huge\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807,0],\"data_offsets\":[0,0]}", NULL},
+		{"\"huge\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}",
+		 "shape [4294967296,4294967296] has more elements than fit in 64 bits"},
+		{"\"huge\":{\"dtype\":\"F32\",\"shape\":[4294967296,2147483648],\"data_offsets\":[0,0]}",
+		 "F32 [4294967296,2147483648] is more bytes than fit in 64 bits"},
+	};
+	const char *dir = tpath("huge");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		copy_dir(good, dir);
+		add_header_entry(dir, cases[i].entry);
+		weld_verify_report *r = verify(dir, NULL);
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s: tensor 'huge': %s", path_in(dir, "model.safetensors"),
+			 cases[i].fails ? cases[i].fails : "");
+		/* Past 64 bits the checkpoint does not open either; a dimension torch refuses only fails "weights". */
+		if (!cases[i].fails)
+			EXPECT_FAILS(r, NO_FAILS);
+		else if (strstr(cases[i].fails, "64 bits"))
+			EXPECT_FAILS(r, "format", "weights");
+		else
+			EXPECT_FAILS(r, "weights");
+		if (cases[i].fails)
+			EXPECT(r, "weights", WELD_CHECK_FAIL, msg);
+		else
+			EXPECT(r, "format", WELD_CHECK_PASS,
+			       "safetensors: model.safetensors, 27 tensors, 125312 parameters, 250624 tensor bytes");
+		weld_verify_report_free(r);
+	}
+}
+
 static void check_errors(void)
 {
 	weld_verify_report *r = NULL;
@@ -521,6 +600,7 @@ int main(void)
 	check_tied();
 	check_size();
 	check_bad_manifest();
+	check_huge_shapes();
 	check_errors();
 	tmp_remove();
 	TEST_DONE();

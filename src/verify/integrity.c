@@ -118,7 +118,27 @@ weld_status weld__vf_open_output(weld_verifier *v, weld_error *err)
 	return WELD_OK;
 }
 
-/* Whether the weight file PATH parses: safetensors under the reference rules, else as a torch file. */
+/*
+ * The reference rules take any 64-bit dimension, but torch (and numpy) hold
+ * sizes as int64 and refuse a larger one; with another dimension 0 such a
+ * tensor even passes the size checks. Overflowing element counts and byte
+ * sizes the reader already refuses.
+ */
+static weld_status dims_loadable(const weld_st_header *h, const char *path, weld_error *e)
+{
+	for (size_t i = 0; i < h->ntensors; i++)
+		for (size_t d = 0; d < h->tensors[i].ndim; d++) {
+			if (h->tensors[i].shape[d] <= (uint64_t)INT64_MAX)
+				continue;
+			char nb[WELD_ST_SHOW_BUF];
+			return weld__fail(e, WELD_ERR_FORMAT,
+					  "%s: tensor '%s': shape[%zu] is %llu, above 2^63 - 1: torch cannot load it", path,
+					  weld__st_show(nb, h->tensors[i].name), d, (unsigned long long)h->tensors[i].shape[d]);
+		}
+	return WELD_OK;
+}
+
+/* Whether the weight file PATH is loadable: safetensors under the reference rules and torch's, else a torch file. */
 static weld_status weight_file_valid(const char *path, bool st, weld_error *e)
 {
 	if (!st) {
@@ -132,6 +152,8 @@ static weld_status weight_file_valid(const char *path, bool st, weld_error *e)
 	weld_status s = weld_file_open(&f, path, e);
 	if (!s)
 		s = weld_st_read_header(&h, f, e); /* its messages name the file */
+	if (!s)
+		s = dims_loadable(&h, path, e);
 	weld_st_header_clear(&h);
 	weld_file_close(f);
 	return s;
