@@ -7,8 +7,6 @@
  * with data after its value, shapes torch cannot hold. Each asserts the
  * exact FAIL line it must produce and that nothing else FAILs.
  */
-#include "io/safetensors.h"
-#include "output/safetensors.h"
 #include "test_verify.h"
 
 #include <cjson/cJSON.h>
@@ -45,70 +43,6 @@ static uint32_t file_crc(const char *path)
 	return crc;
 }
 
-/*
- * Write OUT_DIR/model.safetensors by hand from the tensors of SRC (a
- * safetensors file): names prefixed with PREFIX, SKIP left out, with or
- * without the "format": "pt" metadata. Plus SRC's folder's config.json.
- */
-static void write_by_hand(const char *src, const char *out_dir, const char *prefix, const char *skip, bool meta)
-{
-	char cmd[8192];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", out_dir, out_dir);
-	CHECK(system(cmd) == 0);
-	weld_error err = {0};
-	weld_ckpt *c = NULL;
-	CHECK_OK(weld_ckpt_open(&c, src, &err), &err);
-	if (!c)
-		return;
-	size_t n = weld_ckpt_tensor_count(c), k = 0;
-	weld_st_out_tensor *t = calloc(n, sizeof(*t));
-	char **names = calloc(n, sizeof(*names));
-	size_t *index = calloc(n, sizeof(*index));
-	for (size_t i = 0; i < n; i++) {
-		weld_tensor_info ti;
-		weld_ckpt_tensor(c, i, &ti);
-		if (skip && strcmp(ti.name, skip) == 0)
-			continue;
-		names[k] = malloc(strlen(prefix) + strlen(ti.name) + 1);
-		sprintf(names[k], "%s%s", prefix, ti.name);
-		t[k] = (weld_st_out_tensor){names[k], ti.dtype, ti.ndim, ti.shape, 0, 0};
-		index[k++] = i;
-	}
-	/* The builder sorts T; keep each entry's source index by its name pointer. */
-	char **by_entry = calloc(k, sizeof(*by_entry));
-	memcpy(by_entry, names, k * sizeof(*names));
-	static const char *const key[] = {"format"}, *const val[] = {"pt"};
-	uint8_t *header;
-	size_t hlen;
-	uint64_t dlen;
-	CHECK_OK(weld_st_build_header(t, k, key, val, meta ? 1 : 0, &header, &hlen, &dlen, &err), &err);
-	FILE *f = fopen(path_in(out_dir, "model.safetensors"), "wb");
-	fwrite(header, 1, hlen, f);
-	for (size_t j = 0; j < k; j++) {
-		size_t src_i = 0;
-		for (size_t q = 0; q < k; q++)
-			if (by_entry[q] == t[j].name)
-				src_i = index[q];
-		uint8_t *buf = malloc(t[j].nbytes ? t[j].nbytes : 1);
-		CHECK_OK(weld_ckpt_read_tensor(c, src_i, buf, t[j].nbytes, &err), &err);
-		fwrite(buf, 1, t[j].nbytes, f);
-		free(buf);
-	}
-	fclose(f);
-	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s", src);
-	*strrchr(dir, '/') = '\0';
-	copy_file(path_in(dir, "config.json"), path_in(out_dir, "config.json"));
-	for (size_t j = 0; j < k; j++)
-		free(names[j]);
-	free(names);
-	free(by_entry);
-	free(index);
-	free(t);
-	free(header);
-	weld_ckpt_free(c);
-}
-
 /* ------------------------------------------------------------------------- */
 
 static char good[4096]; /* a good bf16 output of qwen2_tied/st_sharded */
@@ -119,7 +53,7 @@ static void check_good_hf(void)
 	convert(fixture("qwen2_tied/st_sharded"), good, WELD_OUT_BF16, 0);
 	weld_verify_report *r = verify(good, NULL);
 	EXPECT_FAILS(r, NO_FAILS);
-	CHECK(r && r->nchecks == 12 && r->passed == 11 && r->warnings == 1);
+	CHECK(r && r->nchecks == 13 && r->passed == 12 && r->warnings == 1);
 	EXPECT(r, "format", WELD_CHECK_PASS,
 	       "safetensors: model.safetensors, 26 tensors, 125312 parameters, 250624 tensor bytes");
 	EXPECT(r, "weights", WELD_CHECK_PASS, "1 weight file valid: model.safetensors");
@@ -128,6 +62,10 @@ static void check_good_hf(void)
 	EXPECT(r, "crc32", WELD_CHECK_PASS, "model.safetensors and its 26 tensors match weld.json (computed on cpu)");
 	EXPECT(r, "config", WELD_CHECK_PASS, "config.json: Qwen2ForCausalLM (model_type qwen2)");
 	EXPECT(r, "config_dtype", WELD_CHECK_PASS, "config.json says bfloat16, the tensors are BF16");
+	EXPECT(r, "config_shapes", WELD_CHECK_PASS,
+	       "qwen2: hidden 64, vocab 509, 2 layers, 4 heads (2 KV) of dim 16, intermediate 176 agree with the "
+	       "tensors; the head is the tied embedding");
+	CHECK(r && strcmp(r->checks[7].name, "config_shapes") == 0 && strcmp(r->checks[6].name, "config_dtype") == 0);
 	EXPECT(r, "one_format", WELD_CHECK_PASS, "model.safetensors only");
 	EXPECT(r, "prefix", WELD_CHECK_PASS, "no 'module.' or '_orig_mod.' prefixes");
 	EXPECT(r, "tied", WELD_CHECK_PASS,
@@ -206,6 +144,7 @@ static void check_good_zero(void)
 	EXPECT_FAILS(r, "config");
 	EXPECT(r, "config", WELD_CHECK_FAIL,
 	       "config.json has no \"architectures\" list (vLLM needs one to pick the model class)");
+	CHECK(find(r, "config_shapes") == NULL); /* model_type weld_toy: nothing known to compare */
 	EXPECT(r, "against_names", WELD_CHECK_PASS, "the 11 output tensors match the source's names and shapes");
 	EXPECT(r, "against_values", WELD_CHECK_PASS, NULL);
 	EXPECT(r, "zero_16bit", WELD_CHECK_PASS,
@@ -353,6 +292,7 @@ static void check_prefix(void)
 	EXPECT(r, "manifest", WELD_CHECK_WARN,
 	       "no weld.json: not written by weld convert; sizes and CRC-32s not checked");
 	EXPECT(r, "config_dtype", WELD_CHECK_PASS, "config.json says float32, the tensors are F32");
+	EXPECT(r, "config_shapes", WELD_CHECK_PASS, NULL); /* checked through the prefix, which is prefix's finding */
 	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
 	weld_verify_report_free(r);
 

@@ -1,11 +1,14 @@
 /*
- * What the weld_verify tests share: a scratch folder, outputs converted and
- * copied, files edited, and reports checked line by line (EXPECT) and as a
- * whole (EXPECT_FAILS: exactly these checks FAIL).
+ * What the weld_verify tests share: a scratch folder, outputs converted,
+ * copied or written by hand (write_by_hand), files edited, and reports
+ * checked line by line (EXPECT) and as a whole (EXPECT_FAILS: exactly these
+ * checks FAIL).
  */
 #ifndef WELD_TEST_VERIFY_H
 #define WELD_TEST_VERIFY_H
 
+#include "io/safetensors.h"
+#include "output/safetensors.h"
 #include "util/util.h"
 #include "test_util.h"
 
@@ -190,4 +193,67 @@ static inline size_t wrap_file(const char *dir, const char *name, const char *be
 	return text ? n : 0;
 }
 
+/*
+ * Write OUT_DIR/model.safetensors by hand from the tensors of SRC (a
+ * safetensors file): names prefixed with PREFIX, SKIP left out, with or
+ * without the "format": "pt" metadata. Plus SRC's folder's config.json.
+ */
+static inline void write_by_hand(const char *src, const char *out_dir, const char *prefix, const char *skip, bool meta)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", out_dir, out_dir);
+	CHECK(system(cmd) == 0);
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, src, &err), &err);
+	if (!c)
+		return;
+	size_t n = weld_ckpt_tensor_count(c), k = 0;
+	weld_st_out_tensor *t = calloc(n, sizeof(*t));
+	char **names = calloc(n, sizeof(*names));
+	size_t *index = calloc(n, sizeof(*index));
+	for (size_t i = 0; i < n; i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		if (skip && strcmp(ti.name, skip) == 0)
+			continue;
+		names[k] = malloc(strlen(prefix) + strlen(ti.name) + 1);
+		sprintf(names[k], "%s%s", prefix, ti.name);
+		t[k] = (weld_st_out_tensor){names[k], ti.dtype, ti.ndim, ti.shape, 0, 0};
+		index[k++] = i;
+	}
+	/* The builder sorts T; keep each entry's source index by its name pointer. */
+	char **by_entry = calloc(k, sizeof(*by_entry));
+	memcpy(by_entry, names, k * sizeof(*names));
+	static const char *const key[] = {"format"}, *const val[] = {"pt"};
+	uint8_t *header;
+	size_t hlen;
+	uint64_t dlen;
+	CHECK_OK(weld_st_build_header(t, k, key, val, meta ? 1 : 0, &header, &hlen, &dlen, &err), &err);
+	FILE *f = fopen(path_in(out_dir, "model.safetensors"), "wb");
+	fwrite(header, 1, hlen, f);
+	for (size_t j = 0; j < k; j++) {
+		size_t src_i = 0;
+		for (size_t q = 0; q < k; q++)
+			if (by_entry[q] == t[j].name)
+				src_i = index[q];
+		uint8_t *buf = malloc(t[j].nbytes ? t[j].nbytes : 1);
+		CHECK_OK(weld_ckpt_read_tensor(c, src_i, buf, t[j].nbytes, &err), &err);
+		fwrite(buf, 1, t[j].nbytes, f);
+		free(buf);
+	}
+	fclose(f);
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", src);
+	*strrchr(dir, '/') = '\0';
+	copy_file(path_in(dir, "config.json"), path_in(out_dir, "config.json"));
+	for (size_t j = 0; j < k; j++)
+		free(names[j]);
+	free(names);
+	free(by_entry);
+	free(index);
+	free(t);
+	free(header);
+	weld_ckpt_free(c);
+}
 #endif /* WELD_TEST_VERIFY_H */

@@ -200,14 +200,6 @@ weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err)
 	return WELD_OK;
 }
 
-static void shape_str(char *buf, size_t cap, const uint64_t *shape, size_t ndim)
-{
-	snprintf(buf, cap, "[");
-	for (size_t d = 0; d < ndim; d++)
-		weld__vf_appendf(buf, cap, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
-	weld__vf_appendf(buf, cap, "]");
-}
-
 /* Manifest entry M against the weights' own header; the first disagreement goes into FIRST. */
 static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, char *first, size_t cap)
 {
@@ -225,8 +217,8 @@ static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, 
 	    memcmp(m->shape, o->shape, m->ndim * sizeof(uint64_t)) == 0 && m->bytes == o->nbytes && m->offset == where)
 		return true;
 	char a[256], b[256];
-	shape_str(a, sizeof(a), m->shape, m->ndim);
-	shape_str(b, sizeof(b), o->shape, o->ndim);
+	weld__vf_shape_str(a, sizeof(a), m->shape, m->ndim);
+	weld__vf_shape_str(b, sizeof(b), o->shape, o->ndim);
 	snprintf(first, cap, "weld.json says '%s' is %s %s at offset %llu, %s has %s %s at %llu", m->name, m->dtype, a,
 		 (unsigned long long)m->offset, v->manifest->weights, weld_dtype_name(o->dtype), b,
 		 (unsigned long long)where);
