@@ -211,6 +211,12 @@ static void check_bad_folders(void)
 	CHECK(write_file(scratch("garbage/pytorch_model.bin.index.json"), "{\"weight_map\":", 14) == 0);
 	snprintf(msg, sizeof(msg), "%s: not valid JSON", scratch("garbage/pytorch_model.bin.index.json"));
 	expect_error(scratch("garbage"), WELD_ERR_FORMAT, msg);
+	/* A value with more after it: Python's json.loads stops at "Extra data", and so do we. */
+	const char *extra = "{\"weight_map\":{}} \n}";
+	CHECK(write_file(scratch("garbage/pytorch_model.bin.index.json"), extra, strlen(extra)) == 0);
+	snprintf(msg, sizeof(msg), "%s: not valid JSON (trailing data after the value at byte 19)",
+		 scratch("garbage/pytorch_model.bin.index.json"));
+	expect_error(scratch("garbage"), WELD_ERR_FORMAT, msg);
 
 	/* A corrupted shard inside a sharded folder: the shard's own error surfaces. */
 	mkdir(scratch("cut"), 0755);

@@ -4,6 +4,8 @@
  */
 #include "util/util.h"
 
+#include "util/json.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -155,18 +157,40 @@ weld_status weld__read_small_file(const char *path, size_t max, char **out, size
 	return WELD_OK;
 }
 
+/*
+ * Where TEXT[0..LEN) stops being what Python's json.loads accepts around the
+ * value cJSON parsed, which ends at END: a byte order mark before it (which
+ * cJSON skips), or anything but JSON white space after it. LEN when none.
+ */
+static size_t json_outside_value(const char *text, size_t len, size_t end)
+{
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		return 0;
+	weld__json_skip_ws(text, len, &end);
+	return end;
+}
+
 weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld_error *err)
 {
 	char *text = NULL;
 	size_t len;
+	const char *end = NULL;
 	*out = NULL;
 	weld_status s = weld__read_small_file(path, max, &text, &len, err);
 	if (s)
 		return s;
-	*out = cJSON_ParseWithLength(text, len);
+	*out = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	size_t bad = *out ? json_outside_value(text, len, (size_t)(end - text)) : len;
 	free(text);
 	/* cJSON cannot tell a parse error from running out of memory; both mean "unusable". */
-	return *out ? WELD_OK : weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", path);
+	if (!*out)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", path);
+	if (bad == len)
+		return WELD_OK;
+	cJSON_Delete(*out);
+	*out = NULL;
+	return weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON (%s at byte %zu)", path,
+			  bad ? "trailing data after the value" : "a UTF-8 byte order mark", bad);
 }
 
 static int cmp_names(const void *a, const void *b)

@@ -2,7 +2,8 @@
  * The tokens of JSON text, for the two strict readers weld has besides
  * cJSON: safetensors headers (io/safetensors.c), whose numbers must stay
  * exact 64-bit integers and whose duplicate keys must be caught, and
- * config.json (output/config_json.c), which is edited in place. Errors are
+ * config.json (output/config_json.c), which is edited in place; and the
+ * white space that may follow a value cJSON parsed (util/file.c). Errors are
  * kinds and byte positions; each reader words its own messages.
  */
 #ifndef WELD_UTIL_JSON_H

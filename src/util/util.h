@@ -112,7 +112,11 @@ bool weld__is_dir(const char *path);
 weld_status weld__read_small_file(const char *path, size_t max, char **out, size_t *len, weld_error *err);
 /*
  * PATH (at most MAX bytes) parsed by cJSON; "PATH: not valid JSON" when it
- * does not parse. Free *OUT with cJSON_Delete.
+ * does not parse, "PATH: not valid JSON (trailing data after the value at byte N)"
+ * when more than white space follows the value, and likewise for a leading
+ * byte order mark: Python's json.loads, and so transformers, refuses both.
+ * Still accepted where Python refuses: control characters as white space.
+ * Refused where Python accepts: NaN and Infinity. Free *OUT with cJSON_Delete.
  */
 struct cJSON;
 weld_status weld__read_json_file(const char *path, size_t max, struct cJSON **out, weld_error *err);

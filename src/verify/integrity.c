@@ -118,7 +118,27 @@ weld_status weld__vf_open_output(weld_verifier *v, weld_error *err)
 	return WELD_OK;
 }
 
-/* Whether the weight file PATH parses: safetensors under the reference rules, else as a torch file. */
+/*
+ * The reference rules take any 64-bit dimension, but torch (and numpy) hold
+ * sizes as int64 and refuse a larger one; with another dimension 0 such a
+ * tensor even passes the size checks. Overflowing element counts and byte
+ * sizes the reader already refuses.
+ */
+static weld_status dims_loadable(const weld_st_header *h, const char *path, weld_error *e)
+{
+	for (size_t i = 0; i < h->ntensors; i++)
+		for (size_t d = 0; d < h->tensors[i].ndim; d++) {
+			if (h->tensors[i].shape[d] <= (uint64_t)INT64_MAX)
+				continue;
+			char nb[WELD_ST_SHOW_BUF];
+			return weld__fail(e, WELD_ERR_FORMAT,
+					  "%s: tensor '%s': shape[%zu] is %llu, above 2^63 - 1: torch cannot load it", path,
+					  weld__st_show(nb, h->tensors[i].name), d, (unsigned long long)h->tensors[i].shape[d]);
+		}
+	return WELD_OK;
+}
+
+/* Whether the weight file PATH is loadable: safetensors under the reference rules and torch's, else a torch file. */
 static weld_status weight_file_valid(const char *path, bool st, weld_error *e)
 {
 	if (!st) {
@@ -132,6 +152,8 @@ static weld_status weight_file_valid(const char *path, bool st, weld_error *e)
 	weld_status s = weld_file_open(&f, path, e);
 	if (!s)
 		s = weld_st_read_header(&h, f, e); /* its messages name the file */
+	if (!s)
+		s = dims_loadable(&h, path, e);
 	weld_st_header_clear(&h);
 	weld_file_close(f);
 	return s;
@@ -178,14 +200,6 @@ weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err)
 	return WELD_OK;
 }
 
-static void shape_str(char *buf, size_t cap, const uint64_t *shape, size_t ndim)
-{
-	snprintf(buf, cap, "[");
-	for (size_t d = 0; d < ndim; d++)
-		weld__vf_appendf(buf, cap, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
-	weld__vf_appendf(buf, cap, "]");
-}
-
 /* Manifest entry M against the weights' own header; the first disagreement goes into FIRST. */
 static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, char *first, size_t cap)
 {
@@ -203,8 +217,8 @@ static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, 
 	    memcmp(m->shape, o->shape, m->ndim * sizeof(uint64_t)) == 0 && m->bytes == o->nbytes && m->offset == where)
 		return true;
 	char a[256], b[256];
-	shape_str(a, sizeof(a), m->shape, m->ndim);
-	shape_str(b, sizeof(b), o->shape, o->ndim);
+	weld__vf_shape_str(a, sizeof(a), m->shape, m->ndim);
+	weld__vf_shape_str(b, sizeof(b), o->shape, o->ndim);
 	snprintf(first, cap, "weld.json says '%s' is %s %s at offset %llu, %s has %s %s at %llu", m->name, m->dtype, a,
 		 (unsigned long long)m->offset, v->manifest->weights, weld_dtype_name(o->dtype), b,
 		 (unsigned long long)where);

@@ -48,6 +48,14 @@ void weld__vf_append_names(char *buf, size_t cap, const char *const *names, size
 		weld__vf_appendf(buf, cap, " and %zu more", n - WELD_VERIFY_LIST_MAX);
 }
 
+void weld__vf_shape_str(char *buf, size_t cap, const uint64_t *shape, size_t ndim)
+{
+	snprintf(buf, cap, "[");
+	for (size_t d = 0; d < ndim; d++)
+		weld__vf_appendf(buf, cap, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+	weld__vf_appendf(buf, cap, "]");
+}
+
 const char *weld__vf_in_dir(const weld_verifier *v, const char *message)
 {
 	size_t n = strlen(v->dir);

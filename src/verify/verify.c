@@ -2,8 +2,8 @@
  * weld_verify: is an output folder intact and servable, and (with a source)
  * is every tensor exactly the source cast to its dtype? Each finding is one
  * PASS / WARN / FAIL line of the report, in the order: what is there, is it
- * intact (integrity.c), is it servable (servable.c), is it the source
- * (against.c). Only a folder that cannot be examined at all is an error.
+ * intact (integrity.c), is it servable (servable.c, shapes.c), is it the
+ * source (against.c). Only a folder that cannot be examined at all is an error.
  */
 #include "verify/verify.h"
 
@@ -77,6 +77,8 @@ static weld_status run_checks(weld_verifier *v, const char *against, weld_error 
 		weld__vf_check_config(v);
 	if (!s && v->out && v->config)
 		weld__vf_check_config_dtype(v);
+	if (!s && v->out && v->config)
+		s = weld__vf_check_config_shapes(v, err);
 	if (!s && v->out)
 		s = weld__vf_check_one_format(v, err);
 	if (!s && v->out)

@@ -3,7 +3,8 @@
  * reading tensors by ranges and recomputing CRC-32s (read.c), integrity
  * (integrity.c: format, weights, manifest, size, CRC-32s), servability
  * (servable.c: config, dtype, one format, prefixes, tied weights, tokenizer,
- * metadata) and the comparison with a source (against.c).
+ * metadata; shapes.c: config sizes against tensor shapes) and the comparison
+ * with a source (against.c).
  */
 #ifndef WELD_VERIFY_VERIFY_H
 #define WELD_VERIFY_VERIFY_H
@@ -49,6 +50,8 @@ void weld__vf_check(weld_verify_report *r, const char *name, weld_check_level le
 void weld__vf_appendf(char *buf, size_t cap, const char *fmt, ...) WELD_PRINTF(3, 4);
 /* Up to WELD_VERIFY_LIST_MAX of NAMES quoted, then "and N more". */
 void weld__vf_append_names(char *buf, size_t cap, const char *const *names, size_t n);
+/* SHAPE as "[509, 64]" into BUF. */
+void weld__vf_shape_str(char *buf, size_t cap, const uint64_t *shape, size_t ndim);
 /* MESSAGE without V's folder in front of the file names it starts with. */
 const char *weld__vf_in_dir(const weld_verifier *v, const char *message);
 const char *weld__vf_base_name(const char *path);
@@ -96,6 +99,9 @@ void weld__vf_check_prefix(weld_verifier *v);
 weld_status weld__vf_check_tied(weld_verifier *v, weld_error *err);
 void weld__vf_check_tokenizer(weld_verifier *v);
 weld_status weld__vf_check_metadata(weld_verifier *v, weld_error *err);
+
+/* shapes.c: config.json's sizes against the tensors' shapes (no line for an unknown model_type) */
+weld_status weld__vf_check_config_shapes(weld_verifier *v, weld_error *err);
 
 /* against.c */
 weld_status weld__vf_check_against(weld_verifier *v, const char *against, weld_error *err);
