@@ -18,11 +18,11 @@ expect 0 "$weld" verify "$good"
 has stdout "PASS  crc32           model.safetensors and its 26 tensors match weld.json (computed on cpu)"
 has stdout "WARN  tokenizer       no tokenizer files"
 has stdout "PASS  config_shapes   qwen2: hidden 64, vocab 509, 2 layers, 4 heads (2 KV) of dim 16, intermediate 176 agree with the tensors; the head is the tied embedding"
-last stdout "weld verify: 13 checks: 12 passed, 1 warnings, 0 failed"
+last stdout "weld verify: 14 checks: 13 passed, 1 warnings, 0 failed"
 expect 0 "$weld" verify "$good" --against "$fx/qwen2_tied/st_single_fp32" --device cpu
 has stdout "TENSOR"
 has stdout "PASS  against_values  all 26 tensors equal the source cast to their dtype exactly"
-last stdout "weld verify: 16 checks: 15 passed, 1 warnings, 0 failed"
+last stdout "weld verify: 17 checks: 16 passed, 1 warnings, 0 failed"
 expect 0 "$weld" verify "$good" --json
 has stdout '"ok":true'
 has stdout '{"name":"config_dtype","level":"PASS","detail":"config.json says bfloat16, the tensors are BF16"}'
@@ -32,7 +32,7 @@ cp -r "$good" "$out/broken"
 rm "$out/broken/config.json"
 expect 1 "$weld" verify "$out/broken"
 has stdout "FAIL  config          config.json: missing"
-last stdout "weld verify: 11 checks: 9 passed, 1 warnings, 1 failed"
+last stdout "weld verify: 12 checks: 10 passed, 1 warnings, 1 failed"
 expect 1 "$weld" verify "$out/broken" --json
 has stdout '"ok":false'
 has stdout '"failed":1'
@@ -42,7 +42,7 @@ cp -r "$good" "$out/sizes"
 sed -i 's/"hidden_size": 64/"hidden_size": 32/' "$out/sizes/config.json"
 expect 1 "$weld" verify "$out/sizes"
 has stdout "FAIL  config_shapes   config.json hidden_size 32, but 'model.embed_tokens.weight' is [509, 64] (and 14 more disagreements)"
-last stdout "weld verify: 13 checks: 11 passed, 1 warnings, 1 failed"
+last stdout "weld verify: 14 checks: 12 passed, 1 warnings, 1 failed"
 cp "$good/config.json" "$out/sizes/config.json"
 printf '}' >>"$out/sizes/config.json"
 end=$(($(wc -c <"$good/config.json"))) # where the brace lands: Python's "Extra data ... (char N)"

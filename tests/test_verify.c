@@ -53,19 +53,20 @@ static void check_good_hf(void)
 	convert(fixture("qwen2_tied/st_sharded"), good, WELD_OUT_BF16, 0);
 	weld_verify_report *r = verify(good, NULL);
 	EXPECT_FAILS(r, NO_FAILS);
-	CHECK(r && r->nchecks == 13 && r->passed == 12 && r->warnings == 1);
+	CHECK(r && r->nchecks == 14 && r->passed == 13 && r->warnings == 1);
 	EXPECT(r, "format", WELD_CHECK_PASS,
 	       "safetensors: model.safetensors, 26 tensors, 125312 parameters, 250624 tensor bytes");
 	EXPECT(r, "weights", WELD_CHECK_PASS, "1 weight file valid: model.safetensors");
 	EXPECT(r, "manifest", WELD_CHECK_PASS, "weld.json describes the 26 tensors of model.safetensors");
 	EXPECT(r, "size", WELD_CHECK_PASS, "model.safetensors: 253304 bytes, as weld.json says");
 	EXPECT(r, "crc32", WELD_CHECK_PASS, "model.safetensors and its 26 tensors match weld.json (computed on cpu)");
+	EXPECT(r, "leftovers", WELD_CHECK_PASS, "no staging folder or temporary file of an interrupted conversion");
 	EXPECT(r, "config", WELD_CHECK_PASS, "config.json: Qwen2ForCausalLM (model_type qwen2)");
 	EXPECT(r, "config_dtype", WELD_CHECK_PASS, "config.json says bfloat16, the tensors are BF16");
 	EXPECT(r, "config_shapes", WELD_CHECK_PASS,
 	       "qwen2: hidden 64, vocab 509, 2 layers, 4 heads (2 KV) of dim 16, intermediate 176 agree with the "
 	       "tensors; the head is the tied embedding");
-	CHECK(r && strcmp(r->checks[7].name, "config_shapes") == 0 && strcmp(r->checks[6].name, "config_dtype") == 0);
+	CHECK(r && strcmp(r->checks[8].name, "config_shapes") == 0 && strcmp(r->checks[7].name, "config_dtype") == 0);
 	EXPECT(r, "one_format", WELD_CHECK_PASS, "model.safetensors only");
 	EXPECT(r, "prefix", WELD_CHECK_PASS, "no 'module.' or '_orig_mod.' prefixes");
 	EXPECT(r, "tied", WELD_CHECK_PASS,
@@ -277,6 +278,47 @@ static void check_stale(void)
 	EXPECT(r, "one_format", WELD_CHECK_FAIL,
 	       "'consolidated.safetensors' present: vLLM then loads consolidated*.safetensors (Mistral format)");
 	weld_verify_report_free(r);
+}
+
+/*
+ * What a killed conversion leaves: a temporary file inside (older welds wrote
+ * there), a staging folder beside. While the lock's holder runs, the staging
+ * folder is work in progress: a warning, not a failure.
+ */
+static void check_leftovers(void)
+{
+	char dir[4096], stage[4096], lock[4096], msg[8192];
+	snprintf(dir, sizeof(dir), "%s", tpath("left"));
+	copy_dir(good, dir);
+	copy_file(path_in(dir, "config.json"), path_in(dir, ".config.json.weld-tmp-4242"));
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "leftovers");
+	EXPECT(r, "leftovers", WELD_CHECK_FAIL,
+	       ".config.json.weld-tmp-4242: left by an interrupted conversion; the next conversion into left removes it");
+	weld_verify_report_free(r);
+	CHECK(weld_output_intact(dir, NULL) == WELD_ERR_MISMATCH);
+	CHECK(unlink(path_in(dir, ".config.json.weld-tmp-4242")) == 0);
+	CHECK(weld_output_intact(dir, NULL) == WELD_OK);
+
+	snprintf(stage, sizeof(stage), "%s", tpath(".left.weld-stage-4242"));
+	CHECK(mkdir(stage, 0755) == 0);
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, "leftovers");
+	snprintf(msg, sizeof(msg), "%s: left by an interrupted conversion; the next conversion into left removes it", stage);
+	EXPECT(r, "leftovers", WELD_CHECK_FAIL, msg);
+	weld_verify_report_free(r);
+	CHECK(weld_output_intact(dir, NULL) == WELD_ERR_MISMATCH);
+
+	snprintf(lock, sizeof(lock), "%s", tpath(".left.weld-lock"));
+	snprintf(msg, sizeof(msg), "weld-lock host=another-node pid=1 start=1 since=0\n");
+	CHECK(write_file(lock, msg, strlen(msg)) == 0);
+	r = verify(dir, NULL);
+	EXPECT_FAILS(r, NO_FAILS);
+	EXPECT(r, "leftovers", WELD_CHECK_WARN,
+	       "a conversion into this folder is running; it replaces the folder when it completes");
+	weld_verify_report_free(r);
+	CHECK(weld_output_intact(dir, NULL) == WELD_OK);
+	CHECK(unlink(lock) == 0 && rmdir(stage) == 0);
 }
 
 /* Written by hand (weld convert would strip it): every name keeps 'module.'. */
@@ -535,6 +577,7 @@ int main(void)
 	check_missing_tensor();
 	check_config_dtype();
 	check_stale();
+	check_leftovers();
 	check_prefix();
 	check_missing_config();
 	check_tied();

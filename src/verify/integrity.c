@@ -1,8 +1,9 @@
 /*
  * Is the output intact? The format and its totals, every weight file valid
- * under the reference rules, weld.json describing the weights, and the size
- * and CRC-32s weld.json records, recomputed. Also weld_output_intact, the
- * quick form of the same that batch --skip-existing uses.
+ * under the reference rules, weld.json describing the weights, the size
+ * and CRC-32s weld.json records, recomputed, and nothing an interrupted
+ * conversion left. Also weld_output_intact, the quick form of the same that
+ * batch --skip-existing uses.
  */
 #include "verify/verify.h"
 
@@ -357,6 +358,24 @@ weld_status weld__vf_check_size_and_crcs(weld_verifier *v, weld_error *err)
 	s = check_crcs(v, f, err);
 	weld_file_close(f);
 	return s;
+}
+
+/* Nothing of an interrupted conversion in the folder or beside it; one that still runs is only a warning. */
+weld_status weld__vf_check_leftovers(weld_verifier *v, weld_error *err)
+{
+	bool running;
+	weld_error e = {0};
+	weld_status s = weld__target_unfinished(v->dir, &running, &e);
+	if (s == WELD_ERR_NOMEM)
+		return weld__nomem(err);
+	if (s)
+		weld__vf_check(v->r, "leftovers", WELD_CHECK_FAIL, "%s", weld__vf_in_dir(v, e.message));
+	else if (running)
+		weld__vf_check(v->r, "leftovers", WELD_CHECK_WARN,
+			       "a conversion into this folder is running; it replaces the folder when it completes");
+	else
+		weld__vf_check(v->r, "leftovers", WELD_CHECK_PASS, "no staging folder or temporary file of an interrupted conversion");
+	return WELD_OK;
 }
 
 weld_status weld_output_intact(const char *dir, weld_error *err)

@@ -1,7 +1,7 @@
 /*
  * weld verify's internals, shared by its files: the report (report.c),
  * reading tensors by ranges and recomputing CRC-32s (read.c), integrity
- * (integrity.c: format, weights, manifest, size, CRC-32s), servability
+ * (integrity.c: format, weights, manifest, size, CRC-32s, leftovers), servability
  * (servable.c: config, dtype, one format, prefixes, tied weights, tokenizer,
  * metadata; shapes.c: config sizes against tensor shapes) and the comparison
  * with a source (against.c).
@@ -90,6 +90,7 @@ weld_status weld__vf_open_output(weld_verifier *v, weld_error *err);
 weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err);
 void weld__vf_check_manifest_tensors(weld_verifier *v);
 weld_status weld__vf_check_size_and_crcs(weld_verifier *v, weld_error *err);
+weld_status weld__vf_check_leftovers(weld_verifier *v, weld_error *err);
 
 /* servable.c */
 void weld__vf_check_config(weld_verifier *v);
