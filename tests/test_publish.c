@@ -297,6 +297,18 @@ static void test_lock(const char *root)
 	weld__lock_release(&a);
 	CHECK(!exists(parent, ".out.weld-lock") && !weld__lock_busy(parent, "out"));
 
+	/* Drafts of processes of this host killed before they linked them go; another host's stay. */
+	char draft[512];
+	snprintf(draft, sizeof(draft), ".out.weld-lock.%s.%ld", host, dead_pid());
+	put(parent, draft, "weld-lock half-written");
+	put(parent, ".out.weld-lock.elsewhere-node-17.12", "x");
+	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
+	CHECK(!exists(parent, draft) && exists(parent, ".out.weld-lock.elsewhere-node-17.12"));
+	weld__lock_release(&a);
+	CHECK(strcmp(listing(parent), ".out.weld-lock.elsewhere-node-17.12") == 0);
+	remove_tree(parent);
+	CHECK(mkdir(parent, 0755) == 0);
+
 	/* Left by a process of this host that is gone: taken over, with a notice. */
 	long dead = dead_pid();
 	plant_lock(parent, "out", host, dead);

@@ -85,8 +85,10 @@ static weld_status write_holder(int fd, const char *path, weld_error *err)
 	this_host(host, sizeof(host));
 	int n = snprintf(line, sizeof(line), "weld-lock host=%s pid=%ld start=%llu since=%lld\n", host, (long)getpid(),
 			 process_start((long)getpid()), (long long)time(NULL));
-	weld_status s = ftruncate(fd, 0) == 0 ? weld_pwrite_all(fd, path, line, (size_t)n, 0, err)
-					      : weld__fail(err, WELD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+	/* Written over the old line before the rest is cut: a reader never finds the file empty. */
+	weld_status s = weld_pwrite_all(fd, path, line, (size_t)n, 0, err);
+	if (!s && ftruncate(fd, n) != 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
 	if (!s && fsync(fd) != 0)
 		s = weld__fail(err, WELD_ERR_IO, "%s: cannot flush: %s", path, strerror(errno));
 	return s;
@@ -160,6 +162,80 @@ static char *lock_path(const char *parent, const char *name)
 	return path;
 }
 
+/* "PATH.HOST.PID": where this process writes the lock before linking it into place. */
+static char *draft_path(const char *path)
+{
+	char host[256];
+	this_host(host, sizeof(host));
+	int n = snprintf(NULL, 0, "%s.%s.%ld", path, host, (long)getpid());
+	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
+	if (p)
+		snprintf(p, (size_t)n + 1, "%s.%s.%ld", path, host, (long)getpid());
+	return p;
+}
+
+/*
+ * A new lock file at L's path, whole from its first moment: written under a
+ * draft name and link(2)ed into place, which fails with EEXIST while another
+ * holds it. This is how locks are made on NFS, where link is atomic across
+ * clients; a link whose reply was lost shows in the draft's link count.
+ * *TAKEN is false (with WELD_OK) when the lock exists already.
+ */
+static weld_status create_lock(weld_lock *l, bool *taken, weld_error *err)
+{
+	*taken = false;
+	char *draft = draft_path(l->path);
+	if (!draft)
+		return weld__nomem(err);
+	int fd = open(draft, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	weld_status s = fd < 0 ? weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", draft, strerror(errno))
+			       : WELD_OK;
+	if (!s) {
+		flock(fd, LOCK_EX | LOCK_NB); /* where flock works it is ours: nobody else has the file yet */
+		s = write_holder(fd, draft, err);
+	}
+	if (!s) {
+		struct stat sb;
+		int linked = link(draft, l->path), e = errno;
+		*taken = linked == 0 || (fstat(fd, &sb) == 0 && sb.st_nlink == 2);
+		if (!*taken && e != EEXIST)
+			s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", l->path, strerror(e));
+	}
+	if (fd >= 0)
+		unlink(draft);
+	if (*taken)
+		l->fd = fd;
+	else if (fd >= 0)
+		close(fd);
+	free(draft);
+	return s;
+}
+
+/* Drafts of lock L that processes of this host killed before they linked them: ours to remove now. */
+static void remove_dead_drafts(const weld_lock *l, const char *parent)
+{
+	char host[256], **names;
+	size_t n;
+	this_host(host, sizeof(host));
+	const char *base = strrchr(l->path, '/') + 1;
+	size_t blen = strlen(base), hlen = strlen(host);
+	if (weld__list_dir(parent, &names, &n, NULL) != WELD_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *e = names[i];
+		holder h = {.start = 0};
+		char *end;
+		if (strncmp(e, base, blen) || e[blen] != '.' || strncmp(e + blen + 1, host, hlen) || e[blen + 1 + hlen] != '.')
+			continue;
+		h.pid = strtol(e + blen + 2 + hlen, &end, 10);
+		char *path = *end == '\0' && !alive(&h) ? weld__path_join(parent, e) : NULL;
+		if (path)
+			unlink(path);
+		free(path);
+	}
+	weld__free_strings(names, n);
+}
+
 weld_status weld__lock_take(weld_lock *l, const char *parent, const char *name, bool force, char *notice,
 			    size_t notice_len, weld_error *err)
 {
@@ -170,14 +246,12 @@ weld_status weld__lock_take(weld_lock *l, const char *parent, const char *name, 
 		return weld__nomem(err);
 	weld_status s = WELD_OK;
 	for (int tries = 0; tries < 3 && l->fd < 0 && !s; tries++) {
-		int fd = open(l->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-		if (fd >= 0) {
-			flock(fd, LOCK_EX | LOCK_NB); /* where flock works it is ours: nobody else has the file yet */
-			l->fd = fd;
-			s = write_holder(fd, l->path, err);
-		} else if (errno != EEXIST) {
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", l->path, strerror(errno));
-		} else if ((fd = open(l->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		bool taken;
+		int fd;
+		s = create_lock(l, &taken, err);
+		if (s || taken)
+			break;
+		if ((fd = open(l->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
 			s = take_over(l, fd, force, notice, notice_len, err);
 			if (l->fd != fd)
 				close(fd);
@@ -187,6 +261,8 @@ weld_status weld__lock_take(weld_lock *l, const char *parent, const char *name, 
 		s = weld__fail(err, WELD_ERR_IO, "%s: cannot take the lock: it keeps changing hands", l->path);
 	if (s)
 		weld__lock_release(l);
+	else
+		remove_dead_drafts(l, parent);
 	return s;
 }
 

@@ -1,11 +1,13 @@
 /*
  * One conversion at a time into an output folder. The lock is a file beside
- * the target, ".NAME.weld-lock", created with O_EXCL (which local
- * filesystems and NFS, Lustre and GPFS honour across hosts) and holding the
- * holder's host, PID, process start time and the time it was taken; flock
- * on it, where the filesystem has it, serialises takeovers on one host.
- * A lock whose holder is a process of this host that no longer runs is
- * taken over with a notice; one from another host only with FORCE.
+ * the target, ".NAME.weld-lock", holding the holder's host, PID, process
+ * start time and the time it was taken. It is written whole under a draft
+ * name and link(2)ed into place, which fails while another holds it (atomic
+ * across hosts on local filesystems, NFS, Lustre and GPFS alike); flock on
+ * it, where the filesystem has it, tells a running holder on this host from
+ * a dead one at once. A lock whose holder is a process of this host that no
+ * longer runs is taken over with a notice; one from another host only with
+ * FORCE.
  */
 #ifndef WELD_OUTPUT_LOCK_H
 #define WELD_OUTPUT_LOCK_H

@@ -15,8 +15,8 @@
  *
  * KINDs and the errno a failure gives: open (ENOSPC when creating, EIO
  * otherwise), write (write and pwrite: ENOSPC), truncate (EIO), fsync (EIO),
- * mkdir (ENOSPC), rename (rename and renameat2: EIO), unlink (unlink and
- * rmdir: EIO).
+ * mkdir (ENOSPC), rename (rename and renameat2: EIO), link (EIO), unlink
+ * (unlink and rmdir: EIO).
  */
 #define _GNU_SOURCE
 /* Both the plain and the 64-bit entry points are defined here, so neither may be renamed to the other. */
@@ -35,9 +35,10 @@
 
 #define MAX_FDS 4096
 
-enum kind { K_OPEN, K_WRITE, K_TRUNCATE, K_FSYNC, K_MKDIR, K_RENAME, K_UNLINK, NKINDS };
-static const char *const kind_names[NKINDS] = {"open", "write", "truncate", "fsync", "mkdir", "rename", "unlink"};
-static const int kind_errno[NKINDS] = {EIO, ENOSPC, EIO, EIO, ENOSPC, EIO, EIO};
+enum kind { K_OPEN, K_WRITE, K_TRUNCATE, K_FSYNC, K_MKDIR, K_RENAME, K_LINK, K_UNLINK, NKINDS };
+static const char *const kind_names[NKINDS] = {"open",  "write", "truncate", "fsync",
+					       "mkdir", "rename", "link",    "unlink"};
+static const int kind_errno[NKINDS] = {EIO, ENOSPC, EIO, EIO, ENOSPC, EIO, EIO, EIO};
 
 static const char *dir, *log_path;
 static size_t dir_len;
@@ -209,6 +210,12 @@ int renameat2(int dfd_from, const char *from, int dfd_to, const char *to, unsign
 		return -1;
 	}
 	return fault(K_RENAME, to, 0) ? -1 : real(dfd_from, from, dfd_to, to, flags);
+}
+
+int link(const char *from, const char *to)
+{
+	REAL(int, "link", const char *, const char *);
+	return fault(K_LINK, to, 0) ? -1 : real(from, to);
 }
 
 int unlink(const char *path)
