@@ -274,7 +274,8 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 static weld_status publish(conversion *cv, weld_error *err)
 {
 	char note[sizeof(cv->res->notice)];
-	weld_status s = weld__stage_publish(&cv->target, cv->stage, note, sizeof(note), err);
+	weld_status s = weld__stage_publish(&cv->target, cv->stage, cv->opts.force || cv->opts.replace, note, sizeof(note),
+					    err);
 	if (!s) {
 		add_notice(cv->res, note);
 		free(cv->stage); /* it is the output now: release must not remove it */

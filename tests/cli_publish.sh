@@ -6,8 +6,8 @@
 # under names without a PID. Faults come from tests/fault/fault_io.c.
 # Usage: cli_publish.sh WELD SOURCE_DIR SHIM
 set -u
-weld=$1
-fx=$2/tests/fixtures
+weld=$(readlink -f "$1")
+fx=$(readlink -f "$2")/tests/fixtures
 shim=$3
 fails=0
 t=$(mktemp -d)
@@ -64,6 +64,28 @@ wait $pid
 grep -q "^weld: interrupted by SIGTERM; the output folder is as it was$" "$t/log/sigterm" || fail "SIGTERM message: $(cat "$t/log/sigterm")"
 same "$t/d4" "$t/old" || fail "--force --pytorch-bin interrupted changed the old output"
 [ -z "$(ls -A "$t" | grep '^\.d4\.')" ] || fail "SIGTERM left $(ls -A "$t" | grep '^\.d4\.')"
+
+# An empty folder given as the output, which someone writes into while the
+# conversion runs: without --force their file is kept and the run fails.
+mkdir -p "$t/empty"
+"$weld" convert --device cpu --threads 1 --quiet --input "$t/big" --output "$t/empty" --chunk-bytes 4096 2>"$t/log/empty" &
+pid=$!
+wait_staging "$t" empty
+echo "my notes" >"$t/empty/notes.txt"
+wait $pid
+[ $? -eq 1 ] || fail "a file written into the empty output during the run was not reported"
+grep -q "^weld: error: $t/empty: files appeared in it during the conversion; use --force to replace it$" "$t/log/empty" ||
+	fail "appeared message: $(cat "$t/log/empty")"
+[ "$(ls -A "$t/empty")" = notes.txt ] || fail "the output holds $(ls -A "$t/empty")"
+
+# "--output ." and a link to a folder name the folder itself: both publish, nothing is left beside.
+mkdir -p "$t/here/out" && cp -a "$t/old/." "$t/here/out/"
+(cd "$t/here/out" && "$weld" convert --device cpu --quiet --input "$qwen" --output . --force) || fail "--output . failed"
+same "$t/here/out" "$t/d/count" || fail "--output . did not give the new output"
+ln -s "$t/here/out" "$t/here-link"
+conv --input "$toy" --output "$t/here-link" --force || fail "--output LINK failed"
+same "$t/here/out" "$t/old" && [ -L "$t/here-link" ] || fail "--output LINK did not replace the folder it names"
+[ "$(ls -A "$t/here")" = out ] || fail "left beside: $(ls -A "$t/here")"
 
 # 5. A new output folder in new parents: each parent made is synced into its
 # own parent, the target's parent is synced after the rename, and a failure

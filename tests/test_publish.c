@@ -12,10 +12,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 /*
  * A filesystem without RENAME_EXCHANGE, while NO_EXCHANGE: this definition
@@ -70,8 +72,15 @@ static void test_target_open(const char *root)
 	weld__target_free(&t);
 	char *dot = join(parent, ".");
 	CHECK_OK(weld__target_open(&t, dot, &err), &err);
-	CHECK(t.name && strcmp(t.name, "er") == 0);
+	CHECK(t.name && strcmp(t.name, "er") == 0 && strcmp(t.path, parent) == 0);
 	weld__target_free(&t);
+	/* A link to a folder names the folder: the staging goes beside it, the publish renames it, not the link. */
+	char *link_path = join(root, "link-to-er");
+	CHECK(symlink(parent, link_path) == 0);
+	CHECK_OK(weld__target_open(&t, link_path, &err), &err);
+	CHECK(t.path && strcmp(t.path, parent) == 0);
+	weld__target_free(&t);
+	free(link_path);
 
 	/* Paths that cannot be folders. */
 	put(parent, "file", "x");
@@ -81,7 +90,7 @@ static void test_target_open(const char *root)
 	CHECK_ERR(weld__target_open(&t, under_file, &err), WELD_ERR_IO, &err, msg);
 	CHECK(t.path == NULL);
 	CHECK_ERR(weld__target_open(&t, "", &err), WELD_ERR_INVALID_ARG, &err, "empty output folder name");
-	CHECK_ERR(weld__target_open(&t, "/", &err), WELD_ERR_INVALID_ARG, &err, "/: cannot be an output folder");
+	CHECK_ERR(weld__target_open(&t, "/", &err), WELD_ERR_INVALID_ARG, &err, "/: the root folder cannot be an output folder");
 
 	free(file);
 	free(under_file);
@@ -147,7 +156,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 
 	/* A new target: the staging folder is renamed to it. */
 	char *stage = staged(&t, "a", "first");
-	CHECK_OK(weld__stage_publish(&t, stage, note, sizeof(note), &err), &err);
+	CHECK_OK(weld__stage_publish(&t, stage, false, note, sizeof(note), &err), &err);
 	CHECK(note[0] == '\0');
 	CHECK(strcmp(listing(out), "a") == 0 && holds(out, "a", "first"));
 	free(stage);
@@ -155,7 +164,7 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	bool running;
 	/* An existing one is replaced whole: nothing of the old contents stays, nothing is left beside. */
 	stage = staged(&t, "b", "second");
-	CHECK_OK(weld__stage_publish(&t, stage, note, sizeof(note), &err), &err);
+	CHECK_OK(weld__stage_publish(&t, stage, true, note, sizeof(note), &err), &err);
 	CHECK(strcmp(listing(out), "b") == 0 && holds(out, "b", "second"));
 	char expect[512];
 	snprintf(expect, sizeof(expect), "%s: the filesystem cannot swap folders; replaced the output in two steps", out);
@@ -164,10 +173,27 @@ static void check_publish(const char *root, const char *dir_name, bool exchange)
 	CHECK_OK(weld__target_unfinished(out, &running, &err), &err);
 	free(stage);
 
-	/* A failed run's staging folder goes; the target stays. */
-	stage = staged(&t, "c", "third");
+	/* Without replace, a folder checked empty that got files meanwhile is an error, and keeps them. */
+	stage = staged(&t, "d", "fourth");
+	snprintf(expect, sizeof(expect), "%s: files appeared in it during the conversion; use --force to replace it", out);
+	CHECK_ERR(weld__stage_publish(&t, stage, false, note, sizeof(note), &err), WELD_ERR_INVALID_ARG, &err, expect);
+	CHECK(strcmp(listing(out), "b") == 0);
 	weld__stage_discard(stage);
-	CHECK(strcmp(listing(t.parent), dir_name) == 0 && strcmp(listing(out), "b") == 0);
+	free(stage);
+	/* ... while an empty one is simply taken. */
+	CHECK(weld__remove_tree(out) && mkdir(out, 0755) == 0);
+	stage = staged(&t, "e", "fifth");
+	CHECK_OK(weld__stage_publish(&t, stage, false, note, sizeof(note), &err), &err);
+	CHECK(strcmp(listing(out), "e") == 0);
+	free(stage);
+
+	/* A failed run's staging folder goes, links in it removed, not followed; the target stays. */
+	stage = staged(&t, "c", "third");
+	char *into = join(stage, "link-to-target");
+	CHECK(symlink(out, into) == 0);
+	weld__stage_discard(stage);
+	free(into);
+	CHECK(strcmp(listing(t.parent), dir_name) == 0 && strcmp(listing(out), "e") == 0);
 	free(stage);
 
 	no_exchange = false;
@@ -241,12 +267,29 @@ static void test_repair(const char *root)
 	CHECK(strcmp(listing(out), "model.safetensors weld-tmp-notes") == 0);
 	CHECK_OK(weld__target_unfinished(out, &running, &err), &err);
 
-	/* Another target's staging in the same parent is not this one's to remove. */
+	/*
+	 * Other targets' staging in the same parent is not this one's to remove,
+	 * even where their names start like ours: targets "outer" and
+	 * "out.weld-stage-a", whose lock and staging begin ".out.weld-stage-".
+	 * Nor is a file that only has our staging's name.
+	 */
 	CHECK(mkdir(aside, 0755) == 0);
 	char *other = join(parent, ".outer.weld-stage-1");
-	CHECK(mkdir(other, 0755) == 0);
+	char *alike = join(parent, ".out.weld-stage-a.weld-stage-7");
+	CHECK(mkdir(other, 0755) == 0 && mkdir(alike, 0755) == 0);
+	put(parent, ".out.weld-stage-a.weld-lock", "weld-lock host=h pid=7 start=1 since=0\n");
+	put(parent, ".out.weld-old-9", "a file, not a folder weld made");
 	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
-	CHECK(strcmp(listing(parent), ".outer.weld-stage-1 out") == 0);
+	CHECK(strcmp(listing(parent), ".out.weld-old-9 .out.weld-stage-a.weld-lock .out.weld-stage-a.weld-stage-7 "
+				      ".outer.weld-stage-1 out") == 0);
+	CHECK_OK(weld__target_unfinished(out, &running, &err), &err);
+	/* The old output moved aside is put back only from a folder; a file of that name stays where it is. */
+	char *elsewhere = join(root, "repair-out-elsewhere");
+	CHECK(rename(out, elsewhere) == 0);
+	CHECK_OK(weld__target_repair(&t, note, sizeof(note), &err), &err);
+	CHECK(note[0] == '\0' && !exists(parent, "out"));
+	free(elsewhere);
+	free(alike);
 
 	free(other);
 	free(aside);
@@ -299,13 +342,13 @@ static void test_lock(const char *root)
 
 	/* Drafts of processes of this host killed before they linked them go; another host's stay. */
 	char draft[512];
-	snprintf(draft, sizeof(draft), ".out.weld-lock.%s.%ld", host, dead_pid());
+	snprintf(draft, sizeof(draft), ".out.weld-lock.%s.%ld.3", host, dead_pid());
 	put(parent, draft, "weld-lock half-written");
-	put(parent, ".out.weld-lock.elsewhere-node-17.12", "x");
+	put(parent, ".out.weld-lock.elsewhere-node-17.12.1", "x");
 	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
-	CHECK(!exists(parent, draft) && exists(parent, ".out.weld-lock.elsewhere-node-17.12"));
+	CHECK(!exists(parent, draft) && exists(parent, ".out.weld-lock.elsewhere-node-17.12.1"));
 	weld__lock_release(&a);
-	CHECK(strcmp(listing(parent), ".out.weld-lock.elsewhere-node-17.12") == 0);
+	CHECK(strcmp(listing(parent), ".out.weld-lock.elsewhere-node-17.12.1") == 0);
 	remove_tree(parent);
 	CHECK(mkdir(parent, 0755) == 0);
 
@@ -333,7 +376,7 @@ static void test_lock(const char *root)
 	/* An unreadable lock whose flock is free: its creator died before writing its line. */
 	put(parent, ".out.weld-lock", "");
 	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
-	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (killed before it wrote its name)") == 0);
+	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (a lock left empty or unreadable)") == 0);
 	weld__lock_release(&a);
 	/* One whose flock is held: its creator is about to write it. */
 	put(parent, ".out.weld-lock", "garbage");
@@ -359,9 +402,69 @@ static void test_lock(const char *root)
 		 parent);
 	CHECK_ERR(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), WELD_ERR_INVALID_ARG, &err, prefix);
 	CHECK_OK(weld__lock_take(&a, parent, "out", true, note, sizeof(note), &err), &err);
-	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (unreadable lock)") == 0);
+	CHECK(strcmp(note, "took over the lock of a conversion that no longer runs (a lock left empty or unreadable)") == 0);
+	weld__lock_release(&a);
+	/* ... and one a dead local process left is not taken over by itself: others may be reading it too. */
+	long gone = dead_pid();
+	plant_lock(parent, "out", host, gone);
+	snprintf(prefix, sizeof(prefix), "%s/.out.weld-lock: left by process %ld on host %s since an unknown time, which no "
+		 "longer runs; without flock on this filesystem weld cannot take it over safely by itself: run again with --force",
+		 parent, gone, host);
+	CHECK_ERR(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), WELD_ERR_INVALID_ARG, &err, prefix);
+	CHECK_OK(weld__lock_take(&a, parent, "out", true, note, sizeof(note), &err), &err);
 	weld__lock_release(&a);
 	no_flock = false;
+
+	/* With flock, a lock of this host whose flock is free is stale, even if its PID runs again (reused). */
+	plant_lock(parent, "out", host, (long)getpid());
+	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
+	weld__lock_release(&a);
+	/* A PID Linux never hands out is no holder (kill(-1, 0) would say some process runs). */
+	plant_lock(parent, "out", host, 4294967295L);
+	CHECK_OK(weld__lock_take(&a, parent, "out", false, note, sizeof(note), &err), &err);
+	weld__lock_release(&a);
+	free(parent);
+}
+
+/* Threads of one process taking one lock in turn: never two holders at once. */
+typedef struct racer {
+	const char *parent;
+	int *holders, *overlaps, *takes;
+} racer;
+
+static void *race(void *arg)
+{
+	racer *r = arg;
+	for (int i = 0; i < 500; i++) {
+		weld_lock l;
+		char note[256];
+		weld_error err;
+		if (weld__lock_take(&l, r->parent, "out", false, note, sizeof(note), &err) != WELD_OK)
+			continue;
+		if (__atomic_add_fetch(r->holders, 1, __ATOMIC_SEQ_CST) > 1)
+			__atomic_add_fetch(r->overlaps, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(r->takes, 1, __ATOMIC_SEQ_CST);
+		struct timespec hold = {0, 50 * 1000}; /* long enough for another to try its luck */
+		nanosleep(&hold, NULL);
+		__atomic_sub_fetch(r->holders, 1, __ATOMIC_SEQ_CST);
+		weld__lock_release(&l);
+	}
+	return NULL;
+}
+
+static void test_lock_threads(const char *root)
+{
+	char *parent = join(root, "thread-locks");
+	CHECK(mkdir(parent, 0755) == 0);
+	int holders = 0, overlaps = 0, takes = 0;
+	racer r = {parent, &holders, &overlaps, &takes};
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&th[i], NULL, race, &r) == 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	CHECK(overlaps == 0 && takes > 0);
+	CHECK(strcmp(listing(parent), "") == 0); /* no lock, no draft left */
 	free(parent);
 }
 
@@ -374,6 +477,7 @@ int main(void)
 	test_publish(root);
 	test_repair(root);
 	test_lock(root);
+	test_lock_threads(root);
 	remove_tree(root);
 	TEST_DONE();
 }

@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Linux's highest possible PID (PID_MAX_LIMIT). */
+#define PID_LIMIT (4L << 20)
+
 /* Who holds a lock: what its file says. */
 typedef struct holder {
 	char host[256];
@@ -74,8 +77,10 @@ static bool read_holder(int fd, holder *h)
 	ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
 	text[n > 0 ? n : 0] = '\0';
 	*h = (holder){0};
+	/* A PID outside what Linux hands out (kill(-1, 0) would ask about every process) is no holder. */
 	return sscanf(text, "weld-lock host=%255s pid=%ld start=%llu since=%lld", h->host, &h->pid, &h->start,
-		      &h->since) == 4;
+		      &h->since) == 4 &&
+	       h->pid > 0 && h->pid <= PID_LIMIT;
 }
 
 /* Our own line into the lock file FD (from its start), flushed. */
@@ -120,32 +125,41 @@ static bool wait_for_holder(int fd, holder *h)
 
 /*
  * The lock file exists: its holder still runs (refused), or it is stale
- * and becomes ours, with a notice. FD is open on it.
+ * and becomes ours, with a notice. FD is open on it. A running holder keeps
+ * its flock, so where flock works a lock of this host whose flock we get is
+ * stale whatever its PID says now. Where flock does nothing, a dead local
+ * PID is the only sign, and several runs could read it at once: only --force
+ * takes such a lock over.
  */
 static weld_status take_over(weld_lock *l, int fd, bool force, char *notice, size_t notice_len, weld_error *err)
 {
 	char host[256], who[512];
 	holder h;
 	this_host(host, sizeof(host));
-	/* Another weld of this host holding it right now keeps its flock; where flock fails otherwise, it tells nothing. */
 	bool flocked = flock(fd, LOCK_EX | LOCK_NB) == 0, busy = !flocked && errno == EWOULDBLOCK;
 	if (!busy && !still_there(fd, l->path))
 		return WELD_OK; /* released while we looked: the caller tries again */
 	bool known = read_holder(fd, &h) || ((flocked || busy) && wait_for_holder(fd, &h));
 	bool unwritten = !known && flocked, local = known && strcmp(h.host, host) == 0;
+	bool running = busy || (local && !flocked && alive(&h));
 	describe(&h, who, sizeof(who));
-	if (busy || (local && alive(&h)))
+	if (running)
 		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: another conversion into this folder is running (%s)",
 				  l->path, known ? who : "one that has not written its name yet");
-	if (!known && !unwritten && !force)
+	if (!force && !known && !unwritten)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
 				  "%s: a lock weld cannot read; if no conversion into this folder runs, run again with --force",
 				  l->path);
-	if (known && !local && !force)
+	if (!force && known && !local)
 		return weld__fail(err, WELD_ERR_INVALID_ARG,
 				  "%s: locked by %s; if that conversion is gone, run again with --force", l->path, who);
+	if (!force && known && !flocked)
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "%s: left by %s, which no longer runs; without flock on this filesystem weld cannot take "
+				  "it over safely by itself: run again with --force",
+				  l->path, who);
 	snprintf(notice, notice_len, "took over the lock of a conversion that no longer runs (%s)",
-		 known ? who : unwritten ? "killed before it wrote its name" : "unreadable lock");
+		 known ? who : "a lock left empty or unreadable");
 	l->fd = fd;
 	return write_holder(fd, l->path, err);
 }
@@ -162,24 +176,46 @@ static char *lock_path(const char *parent, const char *name)
 	return path;
 }
 
-/* "PATH.HOST.PID": where this process writes the lock before linking it into place. */
+/* "PATH.HOST.PID.N": where this process writes the lock before linking it into place, N for each take. */
 static char *draft_path(const char *path)
 {
+	static unsigned long takes;
+	unsigned long n_take = __atomic_add_fetch(&takes, 1, __ATOMIC_RELAXED);
 	char host[256];
 	this_host(host, sizeof(host));
-	int n = snprintf(NULL, 0, "%s.%s.%ld", path, host, (long)getpid());
+	int n = snprintf(NULL, 0, "%s.%s.%ld.%lu", path, host, (long)getpid(), n_take);
 	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
 	if (p)
-		snprintf(p, (size_t)n + 1, "%s.%s.%ld", path, host, (long)getpid());
+		snprintf(p, (size_t)n + 1, "%s.%s.%ld.%lu", path, host, (long)getpid(), n_take);
 	return p;
+}
+
+/* A new lock file at PATH, created with O_EXCL and written: for filesystems without hard links. */
+static int create_in_place(const char *path, bool *taken, weld_error *err, weld_status *s)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 && errno != EEXIST)
+		*s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", path, strerror(errno));
+	if (fd < 0)
+		return -1;
+	flock(fd, LOCK_EX | LOCK_NB);
+	*taken = true;
+	*s = write_holder(fd, path, err);
+	return fd;
+}
+
+static bool no_hard_links(int e)
+{
+	return e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS;
 }
 
 /*
  * A new lock file at L's path, whole from its first moment: written under a
- * draft name and link(2)ed into place, which fails with EEXIST while another
- * holds it. This is how locks are made on NFS, where link is atomic across
- * clients; a link whose reply was lost shows in the draft's link count.
- * *TAKEN is false (with WELD_OK) when the lock exists already.
+ * draft name only this call uses and link(2)ed into place, which fails
+ * while another holds it. This is how locks are made on NFS, where link is
+ * atomic across clients; a link whose reply was lost shows in the draft's
+ * link count. Where the filesystem has no hard links, O_EXCL creates it in
+ * place. *TAKEN is false (with WELD_OK) when the lock exists already.
  */
 static weld_status create_lock(weld_lock *l, bool *taken, weld_error *err)
 {
@@ -187,22 +223,28 @@ static weld_status create_lock(weld_lock *l, bool *taken, weld_error *err)
 	char *draft = draft_path(l->path);
 	if (!draft)
 		return weld__nomem(err);
-	int fd = open(draft, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	int fd = open(draft, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	weld_status s = fd < 0 ? weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", draft, strerror(errno))
 			       : WELD_OK;
 	if (!s) {
 		flock(fd, LOCK_EX | LOCK_NB); /* where flock works it is ours: nobody else has the file yet */
 		s = write_holder(fd, draft, err);
 	}
+	int linked = -1, e = 0;
 	if (!s) {
 		struct stat sb;
-		int linked = link(draft, l->path), e = errno;
+		linked = link(draft, l->path);
+		e = errno;
 		*taken = linked == 0 || (fstat(fd, &sb) == 0 && sb.st_nlink == 2);
-		if (!*taken && e != EEXIST)
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", l->path, strerror(e));
 	}
 	if (fd >= 0)
 		unlink(draft);
+	if (!s && !*taken && no_hard_links(e)) {
+		close(fd);
+		fd = create_in_place(l->path, taken, err, &s);
+	} else if (!s && !*taken && e != EEXIST) {
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot create the lock: %s", l->path, strerror(e));
+	}
 	if (*taken)
 		l->fd = fd;
 	else if (fd >= 0)
@@ -224,11 +266,13 @@ static void remove_dead_drafts(const weld_lock *l, const char *parent)
 	for (size_t i = 0; i < n; i++) {
 		const char *e = names[i];
 		holder h = {.start = 0};
-		char *end;
+		char *end = NULL;
 		if (strncmp(e, base, blen) || e[blen] != '.' || strncmp(e + blen + 1, host, hlen) || e[blen + 1 + hlen] != '.')
 			continue;
-		h.pid = strtol(e + blen + 2 + hlen, &end, 10);
-		char *path = *end == '\0' && !alive(&h) ? weld__path_join(parent, e) : NULL;
+		h.pid = strtol(e + blen + 2 + hlen, &end, 10); /* then ".N" */
+		char *path = *end == '.' && end[1] && strspn(end + 1, "0123456789") == strlen(end + 1) && !alive(&h)
+				     ? weld__path_join(parent, e)
+				     : NULL;
 		if (path)
 			unlink(path);
 		free(path);

@@ -1,6 +1,7 @@
 /*
  * Input files (one descriptor each, read with pread so threads can share
- * it), the one write loop, paths, and small whole files.
+ * it), the one write loop, paths, small whole files, and folders listed and
+ * removed.
  */
 #include "util/util.h"
 
@@ -198,13 +199,9 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_error *err)
+/* The names in folder D (DIR, for messages), sorted; D is closed. */
+static weld_status read_names(DIR *d, const char *dir, char ***names, size_t *count, weld_error *err)
 {
-	*names = NULL;
-	*count = 0;
-	DIR *d = opendir(dir);
-	if (!d)
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
 	char **list = NULL;
 	size_t n = 0, cap = 0;
 	weld_status st = WELD_OK;
@@ -244,4 +241,45 @@ weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_e
 	*names = list;
 	*count = n;
 	return WELD_OK;
+}
+
+weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_error *err)
+{
+	*names = NULL;
+	*count = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+	return read_names(d, dir, names, count, err);
+}
+
+/*
+ * NAME in folder AT removed, with what is in it when it is a folder. Each
+ * folder is opened with O_NOFOLLOW and emptied through its descriptor, so a
+ * folder swapped for a link meanwhile never leads outside the tree.
+ */
+static bool remove_at(int at, const char *name)
+{
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOTDIR || errno == ELOOP))
+		return unlinkat(at, name, 0) == 0 || errno == ENOENT;
+	if (fd < 0)
+		return errno == ENOENT;
+	int listed = dup(fd); /* read_names closes its DIR, and with it the descriptor under it */
+	DIR *d = listed >= 0 ? fdopendir(listed) : NULL;
+	char **names = NULL;
+	size_t n = 0;
+	bool all = d && read_names(d, name, &names, &n, NULL) == WELD_OK;
+	if (!d && listed >= 0)
+		close(listed);
+	for (size_t i = 0; i < n; i++)
+		all = remove_at(fd, names[i]) && all;
+	weld__free_strings(names, n);
+	close(fd);
+	return all && (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT);
+}
+
+bool weld__remove_tree(const char *path)
+{
+	return remove_at(AT_FDCWD, path);
 }

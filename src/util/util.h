@@ -126,6 +126,11 @@ weld_status weld__read_json_file(const char *path, size_t max, struct cJSON **ou
  * is deterministic. Free with weld__free_strings.
  */
 weld_status weld__list_dir(const char *dir, char ***names, size_t *count, weld_error *err);
+/*
+ * PATH removed, with everything in it when it is a folder; symbolic links
+ * are removed, never followed. false when some of it stays.
+ */
+bool weld__remove_tree(const char *path);
 
 /* Side files (config.json, tokenizer files, weld.json) are never larger than this. */
 #define WELD_SIDE_FILE_MAX ((uint64_t)64 << 20)

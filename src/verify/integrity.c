@@ -8,7 +8,7 @@
 #include "verify/verify.h"
 
 #include "io/safetensors.h"
-#include "output/publish.h"
+#include "output/target.h"
 
 #include <stdio.h>
 #include <stdlib.h>

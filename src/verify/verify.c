@@ -8,10 +8,12 @@
 #include "verify/verify.h"
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Passes over a folder that keeps being replaced before the last one is reported as it is. */
 #define VERIFY_PASSES 5
@@ -151,16 +153,25 @@ weld_status weld_verify(const char *dir, const char *against, weld_device device
 	*out = NULL;
 	if (!dir || !*dir)
 		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_verify: no folder given");
-	struct stat before, after;
-	if (stat(dir, &before) != 0 || !S_ISDIR(before.st_mode))
-		return weld__fail(err, WELD_ERR_IO, "%s: no such folder", dir);
-	/* A folder replaced while its files were read may have been seen half old, half new: read it again. */
+	/*
+	 * A folder replaced while its files were read may have been seen half
+	 * old, half new: read it again. The descriptor held on the folder keeps
+	 * its inode in use, so a new folder cannot get its number meanwhile.
+	 */
 	for (int pass = 1;; pass++) {
+		struct stat before, after;
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &before) != 0) {
+			if (fd >= 0)
+				close(fd);
+			return weld__fail(err, WELD_ERR_IO, "%s: no such folder", dir);
+		}
 		weld_status s = verify_once(dir, against, device, out, err);
-		if (s || stat(dir, &after) != 0 || same_folder(&before, &after) || pass == VERIFY_PASSES)
+		bool replaced = !s && stat(dir, &after) == 0 && !same_folder(&before, &after);
+		close(fd);
+		if (!replaced || pass == VERIFY_PASSES)
 			return s;
 		weld_verify_report_free(*out);
 		*out = NULL;
-		before = after;
 	}
 }

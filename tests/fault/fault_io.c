@@ -16,7 +16,7 @@
  * KINDs and the errno a failure gives: open (ENOSPC when creating, EIO
  * otherwise), write (write and pwrite: ENOSPC), truncate (EIO), fsync (EIO),
  * mkdir (ENOSPC), rename (rename and renameat2: EIO), link (EIO), unlink
- * (unlink and rmdir: EIO).
+ * (unlink, unlinkat and rmdir: EIO).
  */
 #define _GNU_SOURCE
 /* Both the plain and the 64-bit entry points are defined here, so neither may be renamed to the other. */
@@ -222,6 +222,27 @@ int unlink(const char *path)
 {
 	REAL(int, "unlink", const char *);
 	return fault(K_UNLINK, path, 0) ? -1 : real(path);
+}
+
+/* unlinkat's target as a path: its folder's, read back from /proc, joined to NAME. */
+static const char *at_path(int dirfd, const char *name, char *buf, size_t cap)
+{
+	if (dirfd == AT_FDCWD || name[0] == '/')
+		return name;
+	char link[64];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+	ssize_t n = readlink(link, buf, cap - 1);
+	if (n < 0)
+		return name;
+	snprintf(buf + n, cap - (size_t)n, "/%s", name);
+	return buf;
+}
+
+int unlinkat(int dirfd, const char *name, int flags)
+{
+	REAL(int, "unlinkat", int, const char *, int);
+	char buf[8192];
+	return fault(K_UNLINK, at_path(dirfd, name, buf, sizeof(buf)), 0) ? -1 : real(dirfd, name, flags);
 }
 
 int rmdir(const char *path)
