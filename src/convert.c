@@ -149,14 +149,6 @@ static weld_status take_options(weld_convert_options *opts, const weld_convert_o
 	return WELD_OK;
 }
 
-/* NOTE appended to the result's notice, after "; " when it holds one already. */
-static void add_notice(weld_convert_result *res, const char *note)
-{
-	size_t used = strlen(res->notice);
-	if (note[0])
-		snprintf(res->notice + used, sizeof(res->notice) - used, "%s%s", used ? "; " : "", note);
-}
-
 /* The backend for DEVICE; when CUDA is not used after all, the result's notice says why. */
 static weld_status open_backend(conversion *cv, weld_error *err)
 {
@@ -164,7 +156,7 @@ static weld_status open_backend(conversion *cv, weld_error *err)
 	weld_status s = weld_backend_open(&cv->b, cv->opts.device, why, sizeof(why), err);
 	if (!s && why[0]) {
 		snprintf(note, sizeof(note), "CUDA not used (%s); converting on the CPU", why);
-		add_notice(cv->res, note);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
 	}
 	return s;
 }
@@ -180,11 +172,11 @@ static weld_status claim_target(conversion *cv, weld_error *err)
 	if (!s)
 		s = weld__lock_take(&cv->lock, cv->target.parent, cv->target.name, cv->opts.force, note, sizeof(note), err);
 	if (!s) {
-		add_notice(cv->res, note);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
 		s = weld__target_repair(&cv->target, note, sizeof(note), err);
 	}
 	if (!s)
-		add_notice(cv->res, note);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
 	return s;
 }
 
@@ -277,7 +269,7 @@ static weld_status publish(conversion *cv, weld_error *err)
 	weld_status s = weld__stage_publish(&cv->target, cv->stage, cv->opts.force || cv->opts.replace, note, sizeof(note),
 					    err);
 	if (!s) {
-		add_notice(cv->res, note);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
 		free(cv->stage); /* it is the output now: release must not remove it */
 		cv->stage = NULL;
 	}

@@ -14,12 +14,7 @@
 static char *temp_name(const char *dir, const char *name)
 {
 	const char *slash = dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/";
-	long pid = (long)getpid();
-	int n = snprintf(NULL, 0, "%s%s.%s" TMP_MARK "-%ld", dir, slash, name, pid);
-	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
-	if (p)
-		snprintf(p, (size_t)n + 1, "%s%s.%s" TMP_MARK "-%ld", dir, slash, name, pid);
-	return p;
+	return weld__format("%s%s.%s" TMP_MARK "-%ld", dir, slash, name, (long)getpid());
 }
 
 weld_status weld__atomic_create(weld_atomic *a, const char *dir, const char *name, weld_error *err)

@@ -167,13 +167,8 @@ static weld_status take_over(weld_lock *l, int fd, bool force, char *notice, siz
 /* "PARENT/.NAME.weld-lock", malloc'd. */
 static char *lock_path(const char *parent, const char *name)
 {
-	char *file = malloc(strlen(name) + 12), *path = NULL;
-	if (file) {
-		sprintf(file, ".%s.weld-lock", name);
-		path = weld__path_join(parent, file);
-	}
-	free(file);
-	return path;
+	size_t n = strlen(parent);
+	return weld__format("%s%s.%s.weld-lock", parent, n && parent[n - 1] == '/' ? "" : "/", name);
 }
 
 /* "PATH.HOST.PID.N": where this process writes the lock before linking it into place, N for each take. */
@@ -183,11 +178,7 @@ static char *draft_path(const char *path)
 	unsigned long n_take = __atomic_add_fetch(&takes, 1, __ATOMIC_RELAXED);
 	char host[256];
 	this_host(host, sizeof(host));
-	int n = snprintf(NULL, 0, "%s.%s.%ld.%lu", path, host, (long)getpid(), n_take);
-	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
-	if (p)
-		snprintf(p, (size_t)n + 1, "%s.%s.%ld.%lu", path, host, (long)getpid(), n_take);
-	return p;
+	return weld__format("%s.%s.%ld.%lu", path, host, (long)getpid(), n_take);
 }
 
 /* A new lock file at PATH, created with O_EXCL and written: for filesystems without hard links. */

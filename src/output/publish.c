@@ -50,12 +50,6 @@ static weld_status publish_two_step(const weld_target *t, const char *stage, cha
 	return s;
 }
 
-static void add_note(char *notice, size_t cap, const char *note)
-{
-	size_t used = strlen(notice);
-	snprintf(notice + used, cap - used, "%s%s", used ? "; " : "", note);
-}
-
 /* STAGE into T, which must be missing or empty: rename(2) fails rather than replace a folder with files in it. */
 static weld_status publish_new(const weld_target *t, const char *stage, weld_error *err)
 {
@@ -85,7 +79,7 @@ weld_status weld__stage_publish(const weld_target *t, const char *stage, bool re
 	} else {
 		snprintf(note, sizeof(note), "%s: the filesystem cannot swap folders; replaced the output in two steps",
 			 t->path);
-		add_note(notice, notice_len, note);
+		weld__append_note(notice, notice_len, note);
 		s = publish_two_step(t, stage, &old, err);
 		/* Under the staging name the old contents are only ever removed, never put back half-removed. */
 		gone = !s && rename(old, stage) == 0 ? stage : old;
@@ -95,7 +89,7 @@ weld_status weld__stage_publish(const weld_target *t, const char *stage, bool re
 	if (!s && gone && !weld__remove_tree(gone)) {
 		snprintf(note, sizeof(note), "the old output could not be removed from %s; the next run into %s removes it",
 			 gone, t->name);
-		add_note(notice, notice_len, note);
+		weld__append_note(notice, notice_len, note);
 	}
 	free(old);
 	return s;

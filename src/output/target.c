@@ -16,11 +16,7 @@
 
 char *weld__target_beside(const weld_target *t, const char *mark)
 {
-	int n = snprintf(NULL, 0, "%s/.%s%s%ld", t->parent, t->name, mark, (long)getpid());
-	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
-	if (p)
-		snprintf(p, (size_t)n + 1, "%s/.%s%s%ld", t->parent, t->name, mark, (long)getpid());
-	return p;
+	return weld__format("%s/.%s%s%ld", t->parent, t->name, mark, (long)getpid());
 }
 
 /*

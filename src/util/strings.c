@@ -1,6 +1,8 @@
-/* Lists of strings (util.h). */
+/* Strings: lists of them, formatted ones, one-line notices (util.h). */
 #include "util/util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,4 +41,25 @@ bool weld__has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+char *weld__format(const char *fmt, ...)
+{
+	va_list ap, again;
+	va_start(ap, fmt);
+	va_copy(again, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *p = n < 0 ? NULL : malloc((size_t)n + 1);
+	if (p)
+		vsnprintf(p, (size_t)n + 1, fmt, again);
+	va_end(again);
+	return p;
+}
+
+void weld__append_note(char *buf, size_t cap, const char *note)
+{
+	size_t used = strlen(buf);
+	if (note[0] && used + 1 < cap)
+		snprintf(buf + used, cap - used, "%s%s", used ? "; " : "", note);
 }

@@ -56,6 +56,10 @@ void *weld__calloc(size_t n, size_t size);
 void *weld__reallocarray(void *p, size_t n, size_t size);
 char *weld__strdup(const char *s);
 char *weld__strndup(const char *s, size_t n);
+/* FMT formatted into a string of its own size, malloc'd. */
+char *weld__format(const char *fmt, ...) WELD_PRINTF(1, 2);
+/* NOTE appended to the one-line notice BUF (of CAP bytes), after "; " when BUF holds one already; cut to fit. */
+void weld__append_note(char *buf, size_t cap, const char *note);
 
 /*
  * The first string of NAMES[0..N) that appears twice, in *DUP (NULL when
