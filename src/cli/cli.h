@@ -18,6 +18,18 @@ enum {
 	EXIT_SIGTERM = 143
 };
 
+/* The end of every --help: what the exit codes mean (verify words its own 0 and 1). */
+#define CLI_EXIT_CODES_HELP                                                                      \
+	"\n"                                                                                        \
+	"exit codes: 0 success, 1 failure (bad or unsupported input, I/O, checksum),\n"             \
+	"            2 usage error (also: two checkpoints would share one output),\n"             \
+	"            3 --device cuda without a usable GPU, 130 SIGINT, 143 SIGTERM\n"
+
+/* --dtype's line in convert's and batch's --help. */
+#define CLI_DTYPE_HELP                                                                           \
+	"  --dtype D           bfloat16 (default; alias bf16), float16 (fp16), float32 (fp32),\n"   \
+	"                      or keep (every tensor keeps its dtype)\n"
+
 /* ---- output.c: messages and JSON -------------------------------------------- */
 
 /* ERR's message, or its status's name when the message is empty. */

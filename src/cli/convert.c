@@ -16,7 +16,7 @@ static const char convert_usage[] =
 	"\n"
 	"  --input PATH        checkpoint file or folder\n"
 	"  --output DIR        output folder (created if missing)\n"
-	"  --dtype D           bfloat16 (default), float16, float32, or keep\n"
+	CLI_DTYPE_HELP
 	"  --pytorch-bin       write pytorch_model.bin instead of model.safetensors\n"
 	"  --safetensors       write model.safetensors (the default)\n"
 	"  --device D          auto (default), cpu, or cuda\n"
@@ -26,7 +26,7 @@ static const char convert_usage[] =
 	"  --force             replace an existing output and remove stale weight files\n"
 	"  --quiet             no progress and no summary\n"
 	"  --json              print the summary as one JSON object on stdout\n"
-	"  --help              this help\n";
+	"  --help              this help\n" CLI_EXIT_CODES_HELP;
 
 static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
 {

@@ -15,7 +15,7 @@ static const char inspect_usage[] =
 	"headers and pickles only, never tensor data.\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of a table\n"
-	"  --help    this help\n";
+	"  --help    this help\n" CLI_EXIT_CODES_HELP;
 
 /* Path relative to the input when it lies inside it: shorter, and stable in tests. */
 static const char *short_path(const char *file, const char *input)

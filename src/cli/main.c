@@ -24,9 +24,7 @@ static const char usage[] =
 	"options:\n"
 	"  -h, --help              this help; `weld COMMAND --help` for a command's\n"
 	"  -V, --version           version and build information\n"
-	"\n"
-	"exit codes: 0 success, 1 failure (bad input, I/O, checksum), 2 usage error,\n"
-	"            3 --device cuda without a usable GPU, 130 SIGINT, 143 SIGTERM\n";
+	"  weld help COMMAND       the same as `weld COMMAND --help`\n" CLI_EXIT_CODES_HELP;
 
 static int print_version(void)
 {
@@ -44,6 +42,33 @@ static int print_version(void)
 	return EXIT_OK;
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {{"convert", cmd_convert}, {"batch", cmd_batch}, {"inspect", cmd_inspect}, {"verify", cmd_verify}};
+
+static int (*find_command(const char *name))(int, char **)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return commands[i].run;
+	return NULL;
+}
+
+/* `weld help [COMMAND]`: the top-level help, or COMMAND's own --help. */
+static int help(int argc, char **argv)
+{
+	if (argc < 3) {
+		fputs(usage, stdout);
+		return EXIT_OK;
+	}
+	int (*run)(int, char **) = find_command(argv[2]);
+	if (!run || argc > 3)
+		return cli_usage_error(NULL, argc > 3 ? "help takes one command" : "no command '%s'", argv[2]);
+	char *sub[] = {argv[2], "--help", NULL};
+	return run(2, sub);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -51,20 +76,17 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+	if (strcmp(cmd, "help") == 0)
+		return help(argc, argv);
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
 		fputs(usage, stdout);
 		return EXIT_OK;
 	}
 	if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0)
 		return print_version();
-	if (strcmp(cmd, "inspect") == 0)
-		return cmd_inspect(argc - 1, argv + 1);
-	if (strcmp(cmd, "convert") == 0)
-		return cmd_convert(argc - 1, argv + 1);
-	if (strcmp(cmd, "batch") == 0)
-		return cmd_batch(argc - 1, argv + 1);
-	if (strcmp(cmd, "verify") == 0)
-		return cmd_verify(argc - 1, argv + 1);
+	int (*run)(int, char **) = find_command(cmd);
+	if (run)
+		return run(argc - 1, argv + 1);
 	if (cmd[0] == '-')
 		return cli_usage_error(NULL, "unknown option '%s'", cmd);
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);
