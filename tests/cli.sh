@@ -62,9 +62,14 @@ expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded"
 has stderr "weld: convert: needs --input PATH and --output DIR"
 expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --dtype int4
 has stderr "weld: convert: --dtype must be bfloat16, float16, float32 or keep, not 'int4'"
-expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
-has stdout "weld: 26 tensors -> $out/c/model.safetensors: read "
-lines stdout 1
+expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu --threads 2
+# A Slurm log (stderr, no terminal): what runs, before any data moves; then the summary. stdout stays empty.
+lines stdout 0
+lines stderr 2
+head -n 1 "$out/stderr" >"$out/first"
+has first "weld: converting $fx/qwen2_tied/st_sharded (safetensors-sharded) -> $out/c/model.safetensors: 26 tensors, read 501.2 kB, write 253.3 kB bfloat16, cpu, 2 threads"
+tail -n 1 "$out/stderr" >"$out/final"
+like final "weld: done in [0-9.]+ s: 26 tensors -> $out/c/model.safetensors, read 504.2 kB \([0-9.]+ GB/s\), wrote 253.3 kB \([0-9.]+ GB/s\), peak memory [0-9]+ MB, cpu, 2 threads"
 cmp -s "$out/c/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
 	{ echo "FAIL: convert output differs from transformers' bf16 model"; fails=$((fails + 1)); }
 expect 1 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
@@ -74,7 +79,7 @@ lines stdout 1
 has stdout '"tensors":26'
 has stdout '"backend":"cpu"'
 SLURM_CPUS_PER_TASK=3 expect 0 "$weld" convert --input "$fx/qwen2_tied/bin_single" --output "$out/c" --force --device cpu
-has stdout "3 threads"
+has stderr ", 3 threads"
 expect 0 "$weld" convert --input "$fx/hf_edge/wrapped" --output "$out/e" --pytorch-bin --quiet --device cpu
 lines stdout 0
 [ -f "$out/e/pytorch_model.bin" ] && [ ! -e "$out/e/model.safetensors" ] ||

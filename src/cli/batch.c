@@ -185,7 +185,10 @@ static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first,
 	weld_convert_options co = b->convert;
 	/* An output of this batch that does not verify (a killed run's, a damaged one) is redone whole. */
 	co.replace = b->skip;
+	ps.input = c->dir;
+	ps.dtype = cli_dtype_word(co.dtype);
 	co.progress = cli_on_progress;
+	co.start = cli_on_start;
 	co.payload = &ps;
 	co.dry_run = b->dry;
 	weld_convert_result r;
@@ -201,7 +204,7 @@ static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first,
 		return print_plan(b, c, label, out, &r);
 	if (r.notice[0] && !b->quiet && first)
 		fprintf(stderr, "%s: %s\n", label, r.notice);
-	cli_print_summary(label, &r, *secs);
+	cli_print_summary(label, &r, *secs, &ps);
 	return DONE;
 }
 

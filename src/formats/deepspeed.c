@@ -338,6 +338,20 @@ static weld_status build(weld_ckpt *c, const weld_deepspeed_info *ds, const ds_f
 	return s;
 }
 
+/* "ZeRO-2, 8 ranks, tag global_step300": what a log line says of the run. */
+static weld_status describe(weld_ckpt *c, const weld_deepspeed_info *ds, weld_error *err)
+{
+	char stage[32] = "", ranks[32] = "";
+	if (ds->bf16_optimizer)
+		snprintf(stage, sizeof(stage), "BF16_Optimizer, ");
+	else if (ds->zero_stage >= 0)
+		snprintf(stage, sizeof(stage), "ZeRO-%d, ", ds->zero_stage);
+	if (ds->world_size > 0)
+		snprintf(ranks, sizeof(ranks), "%d rank%s, ", ds->world_size, ds->world_size == 1 ? "" : "s");
+	c->description = weld__ckpt_own(c, weld__format("%s%stag %s", stage, ranks, ds->tag));
+	return c->description ? WELD_OK : weld__nomem(err);
+}
+
 weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 {
 	weld_deepspeed_info *ds = weld__ckpt_own(c, calloc(1, sizeof(*ds)));
@@ -366,5 +380,8 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 	ds->files = f.paths;
 	c->deepspeed = ds;
 	c->format = WELD_FORMAT_DEEPSPEED;
-	return build(c, ds, &f, world, states_src, err);
+	s = build(c, ds, &f, world, states_src, err);
+	if (!s)
+		s = describe(c, ds, err);
+	return s;
 }
