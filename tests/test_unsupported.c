@@ -125,6 +125,20 @@ static void check_megatron(void)
 	tree((const char *[]){"mega_dist/iter_0000300/metadata.json", "mega_dist/iter_0000300/common.pt",
 			      "mega_dist/iter_0000300/.metadata", "mega_dist/iter_0000300/__0_0.distcp", NULL});
 	refused("mega_dist/iter_0000300", "a Megatron-LM checkpoint (metadata.json + common.pt)" NOT_YET);
+
+	/* Renamed, by its dict: as a file, as a folder's only weights, and from before checkpoint_version. */
+	copy(file, "renamed/megatron.pt");
+	refused("renamed/megatron.pt", "a Megatron-LM checkpoint (its dict has 'checkpoint_version')" NOT_YET);
+	copy(file, "as_hf/pytorch_model.bin");
+	char msg[4096];
+	snprintf(msg, sizeof(msg),
+		 "%s/pytorch_model.bin: a Megatron-LM checkpoint (its dict has 'checkpoint_version')" NOT_YET,
+		 scratch("as_hf"));
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_ERR(weld_ckpt_open(&c, scratch("as_hf"), &err), WELD_ERR_UNSUPPORTED, &err, msg);
+	copy(fixture("megatron/pre_version.pt"), "renamed/old.bin");
+	refused("renamed/old.bin", "a Megatron-LM checkpoint (its dict has 'iteration', 'args' and 'model')" NOT_YET);
 }
 
 static void check_universal(void)
