@@ -89,6 +89,35 @@ if ! "$weld" --version | grep -q "[1-9] device"; then
 	has stderr "weld: error: --device cuda: no usable CUDA device: "
 fi
 
+# Formats weld recognises but does not read: inspect and convert both exit 1 with
+# one line naming the format and its evidence, and convert leaves nothing behind.
+# refused PATH MESSAGE
+refused() {
+	expect 1 "$weld" inspect "$1"
+	last stderr "weld: error: $1: $2"
+	lines stderr 1
+	mkdir -p "$out/made"
+	expect 1 "$weld" convert --input "$1" --output "$out/made/o" --device cpu
+	last stderr "weld: error: $1: $2"
+	lines stderr 1
+	[ -z "$(ls -A "$out/made")" ] || fail "convert of $1 left $(ls -A "$out/made")"
+}
+u=$out/unsupported
+not_yet="weld does not read this format yet"
+mkdir -p "$u/checkpoint-10/pytorch_model_fsdp_0" "$u/lora" "$u/uni/global_step1_universal/zero/fc.weight"
+touch "$u/checkpoint-10/pytorch_model_fsdp_0/.metadata" "$u/checkpoint-10/pytorch_model_fsdp_0/__0_0.distcp" \
+	"$u/checkpoint-10/trainer_state.json" "$u/lora/adapter_config.json" "$u/uni/latest_universal" \
+	"$u/uni/global_step1_universal/zero/fc.weight/fp32.pt"
+refused "$u/checkpoint-10" "a PyTorch Distributed Checkpoint (FSDP: pytorch_model_fsdp_0/ holds .metadata + __0_0.distcp); $not_yet"
+cp "$fx/megatron/model_optim_rng.pt" "$u/model.pt"
+refused "$u/model.pt" "a Megatron-LM checkpoint (its dict has 'checkpoint_version'); $not_yet"
+refused "$fx/megatron/model_optim_rng.pt" "a Megatron-LM checkpoint (named model_optim_rng.pt); $not_yet"
+cp "$fx/qwen2_tied/st_single_fp32/model.safetensors" "$u/lora/adapter_model.safetensors"
+refused "$u/lora" "a PEFT adapter (adapter_config.json + adapter_model.safetensors, no full weights); weld does not read adapters; merge it into its base model first (PEFT's merge_and_unload) and convert that"
+printf 'GGUF\003\000\000\000' >"$u/model.gguf"
+refused "$u/model.gguf" "a GGUF model (starts with GGUF); weld does not read GGUF, a serving format already (llama.cpp)"
+refused "$u/uni" "a DeepSpeed universal checkpoint (latest_universal, and no latest); $not_yet; convert the ZeRO checkpoint it was made from"
+
 # A signal mid-run: exit 143, and neither the weights nor a temporary file left behind.
 # The input is a 1 GiB safetensors file of zeros (sparse), converted in 4 KiB chunks.
 sparse_input "$out/big" 1024

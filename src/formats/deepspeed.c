@@ -12,6 +12,7 @@
 #include "formats/deepspeed.h"
 
 #include "formats/torch_file.h"
+#include "formats/unsupported.h"
 #include "formats/zero.h"
 
 #include <dirent.h>
@@ -360,6 +361,9 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 	if (!ds)
 		return weld__nomem(err);
 	weld_status s = find_tag(c, ds, dir, err);
+	/* ds_to_universal copies the model states into its tag: read alone, they would pass for stage 0. */
+	if (!s)
+		s = weld__unsupported_ds_tag(ds->tag_dir, err);
 	if (!s)
 		s = list_files(c, ds->tag_dir, &f, err);
 	int world = (f.noptim + f.nbf16 || f.nzero3) ? (int)f.max_rank + 1 : 0;

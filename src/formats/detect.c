@@ -11,6 +11,7 @@
 #define _DEFAULT_SOURCE /* lstat, S_ISLNK */
 #include "formats/deepspeed.h"
 #include "formats/hf.h"
+#include "formats/unsupported.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,6 +77,10 @@ static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type ty
 			s = weld__nomem(err);
 		return s;
 	}
+	/* Nothing weld reads: a format it knows but does not read is named (not with --type: it asked for one). */
+	weld_status s = type == WELD_INPUT_AUTO ? weld__unsupported_folder(dir, err) : WELD_OK;
+	if (s)
+		return s;
 	if (type == WELD_INPUT_ZERO)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: not a DeepSpeed checkpoint (no 'latest' and no model states files)",
 				  dir);
