@@ -194,6 +194,13 @@ static void check_peft(void)
 	snprintf(what, sizeof(what), "a PEFT adapter (adapter_config.json + adapter_model.bin, no full weights); %s", merge);
 	refused("lora_bin", what);
 
+	/* A LoRA run under DeepSpeed: its tag holds the adapter-wrapped model, not one to serve. */
+	tree((const char *[]){"lora_ds/adapter_config.json", "lora_ds/global_step5/", NULL});
+	CHECK(write_file(scratch("lora_ds/latest"), "global_step5", 12) == 0);
+	copy(st, "lora_ds/adapter_model.safetensors");
+	snprintf(what, sizeof(what), "a PEFT adapter (adapter_config.json beside a DeepSpeed tag); %s", merge);
+	refused("lora_ds", what);
+
 	/* Full weights beside the adapter win; an adapter file alone is just a safetensors file. */
 	copy(st, "lora/model.safetensors");
 	readable("lora", WELD_FORMAT_SAFETENSORS);

@@ -59,6 +59,24 @@ static weld_status note_choice(weld_ckpt *c, const char *dir, const folder_forma
 	return WELD_OK;
 }
 
+/*
+ * A LoRA run trained with DeepSpeed: its tag holds the PEFT-wrapped model
+ * (base_model.model.* names, adapter weights apart), which no HF loader
+ * takes as a model. Read only when --type zero asks for it.
+ */
+static weld_status peft_run(const char *dir, const folder_format *chosen, weld_input_type type, weld_error *err)
+{
+	if (type != WELD_INPUT_AUTO || chosen->type != WELD_INPUT_ZERO)
+		return WELD_OK;
+	char *config = weld__path_join(dir, "adapter_config.json");
+	bool adapter = config && weld__is_file(config);
+	free(config);
+	if (!config)
+		return weld__nomem(err);
+	return adapter ? weld__foreign_fail(err, dir, WELD_FOREIGN_PEFT, "adapter_config.json beside a DeepSpeed tag")
+		       : WELD_OK;
+}
+
 static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type type, weld_error *err)
 {
 	const folder_format *found[NFORMATS];
@@ -67,7 +85,9 @@ static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type ty
 		if ((type == WELD_INPUT_AUTO || formats[i].type == type) && formats[i].present(dir))
 			found[n++] = &formats[i];
 	if (n > 0) {
-		weld_status s = found[0]->open(c, dir, err);
+		weld_status s = peft_run(dir, found[0], type, err);
+		if (!s)
+			s = found[0]->open(c, dir, err);
 		/* Only the choice among kinds needs a note: HF's safetensors-over-.bin under --type hf is documented. */
 		if (!s && n > 1 && type == WELD_INPUT_AUTO)
 			s = note_choice(c, dir, found, n, err);
