@@ -112,6 +112,23 @@ static weld_status compare_one(xcheck *x, size_t i, const weld_tensor_info *info
 	return WELD_OK;
 }
 
+/*
+ * The plan's tensor NAME was written as: its own, or its owner's when it is
+ * a tied alias (the Trainer's ZeRO-1/2 copy stores a tied lm_head.weight
+ * apart, with the embedding's data). NULL when the plan has no NAME.
+ */
+static const weld_plan_tensor *written_as(const weld_plan *p, const by_name *index, const char *name)
+{
+	for (size_t k = 0; k < p->nalias; k++)
+		if (strcmp(p->alias[k].name, name) == 0) {
+			name = p->alias[k].owner;
+			break;
+		}
+	by_name key = {name, 0};
+	const by_name *hit = bsearch(&key, index, p->nt, sizeof(*index), cmp_name);
+	return hit ? &p->t[hit->i] : NULL;
+}
+
 /* Every tensor of the copy, matched by name to the plan's (sorted in INDEX). */
 static weld_status compare_all(xcheck *x, const by_name *index, weld_cross_check *r, weld_error *err)
 {
@@ -123,13 +140,12 @@ static weld_status compare_all(xcheck *x, const by_name *index, weld_cross_check
 			return weld__fail(err, s, "%s: tensor %zu: cannot describe it", x->out->path, i);
 		if (info.alias_of)
 			continue; /* a tied name: its owner is compared */
-		by_name key = {info.name, 0};
-		const by_name *hit = bsearch(&key, index, x->p->nt, sizeof(*index), cmp_name);
-		if (!hit) {
+		const weld_plan_tensor *t = written_as(x->p, index, info.name);
+		if (!t) {
 			r->not_compared++;
 			continue;
 		}
-		if ((s = compare_one(x, i, &info, &x->p->t[hit->i], r, err)))
+		if ((s = compare_one(x, i, &info, t, r, err)))
 			return s;
 	}
 	return WELD_OK;

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Real HF Trainer + DeepSpeed runs (tests/fixtures/trainer, made on the CPU by
+# make_trainer_fixtures.py): plain `weld convert` on a checkpoint-N reads the
+# DeepSpeed fp32 masters, writes exactly what zero_to_fp32 + torch's cast +
+# save_pretrained write, says so from its first line, and cross-checks the
+# Trainer's own 16-bit weights: agreement, a difference, placeholders,
+# another dtype, unreadable weights, --cross-check error, --type hf.
+# Usage: cli_trainer.sh WELD SOURCE_DIR
+set -u
+weld=$1
+fx=$2/tests/fixtures
+tr=$fx/trainer
+fails=0
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+. "$(dirname "$0")/lib.sh"
+c() { "$weld" convert --device cpu --threads 2 "$@"; }
+same() { cmp -s "$1" "$2" || fail "$1 differs from $2"; }
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d"+sys.argv[2]))' "$@"; }
+# first_line FILE: $out/FILE's first line alone in $out/first.
+first_line() { head -n 1 "$out/$1" >"$out/first"; }
+
+# Every checkpoint of every run, as a user types it: no --type.
+for ck in z2_untied/checkpoint-1:global_step1:2:21 z2_untied/checkpoint-2:global_step2:2:21 \
+	z2_tied/checkpoint-1:global_step1:2:27 z3_gather/checkpoint-1:global_step1:3:26; do
+	IFS=: read -r rel tag stage n <<<"$ck"
+	in=$tr/$rel o=$out/${rel//\//_}
+	expect 0 c --input "$in" --output "$o"
+	same "$o/model.safetensors" "$tr/${rel%%/*}/oracle/${rel##*/}.bf16.safetensors"
+	lines stdout 0
+	first_line stderr
+	like first "weld: converting $in \\(deepspeed: ZeRO-$stage, 2 ranks, tag $tag\\) -> $o/model.safetensors: [0-9]+ tensors, read [0-9.]+ kB, write [0-9.]+ kB bfloat16, cpu, 2 threads"
+	has stderr "weld: note: $in: read the DeepSpeed fp32 master weights (tag $tag), not the HF safetensors weights beside them (--type hf reads those)"
+	last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: $n tensors byte-identical to the masters cast to bfloat16"
+	[ "$(json_field "$o/weld.json" '["cross_check"]["result"]')" = agree ] || fail "$rel: weld.json cross_check"
+	[ "$(json_field "$o/weld.json" '["source_choice"]')" = "$in: read the DeepSpeed fp32 master weights (tag $tag), not the HF safetensors weights beside them (--type hf reads those)" ] ||
+		fail "$rel: weld.json source_choice"
+done
+expect 0 "$weld" verify "$out/z2_tied_checkpoint-1" --device cpu
+has stdout "PASS  cross_check     at conversion, the HF safetensors weights beside the masters agree: 27 tensors"
+
+# ZeRO-3 without gathered 16-bit weights: the Trainer saved none (transformers 5.24); nothing to cross-check.
+expect 0 c --input "$tr/z3_nogather/checkpoint-1" --output "$out/nogather" --json
+same "$out/nogather/model.safetensors" "$tr/z3_nogather/oracle/checkpoint-1.bf16.safetensors"
+grep -q "cross-check\|weld: note" "$out/stderr" && fail "z3_nogather: a note or cross-check with no HF weights"
+[ "$(json_field "$out/stdout" '["cross_check"]["result"]')" = none ] || fail "z3_nogather: --json cross_check"
+
+# One bf16 element of the Trainer's copy altered: a warning naming the tensor, the output still exact.
+alt=$tr/z2_altered/checkpoint-2
+diff_line="the HF safetensors weights beside the masters DIFFER from the masters cast to bfloat16 in 1 of 21 tensors (first: model.layers.1.mlp.down_proj.weight)"
+expect 0 c --input "$alt" --output "$out/alt" --json
+same "$out/alt/model.safetensors" "$tr/z2_altered/oracle/checkpoint-2.bf16.safetensors"
+last stderr "weld: warning: $diff_line"
+[ "$(json_field "$out/stdout" '["cross_check"]["first_difference"]')" = model.layers.1.mlp.down_proj.weight ] &&
+	[ "$(json_field "$out/stdout" '["cross_check"]["differing"]')" = 1 ] || fail "--json cross_check of the altered copy"
+[ "$(json_field "$out/alt/weld.json" '["cross_check"]["result"]')" = differ ] || fail "weld.json: altered copy"
+expect 0 "$weld" verify "$out/alt" --device cpu
+has stdout "WARN  cross_check     at conversion, $diff_line"
+# --cross-check error: the run fails and publishes nothing.
+expect 1 c --input "$alt" --output "$out/alt-strict" --cross-check error
+last stderr "weld: error: $alt: $diff_line; --cross-check warn converts anyway"
+[ -z "$(ls -A "$out" | grep alt-strict)" ] || fail "--cross-check error left $(ls -A "$out" | grep alt-strict)"
+# off: not even read.
+expect 0 c --input "$alt" --output "$out/alt-off" --cross-check off
+grep -q "cross-check\|warning" "$out/stderr" && fail "--cross-check off still checked"
+expect 2 c --input "$alt" --output "$out/x" --cross-check maybe
+has stderr "weld: convert: --cross-check must be warn, error or off, not 'maybe'"
+
+# --type hf reads the Trainer's copy instead: no choice, nothing to cross-check.
+expect 0 c --input "$tr/z2_untied/checkpoint-2" --output "$out/hf" --type hf
+same "$out/hf/model.safetensors" "$tr/z2_untied/oracle/checkpoint-2.bf16.safetensors"
+first_line stderr
+like first "weld: converting $tr/z2_untied/checkpoint-2 \\(safetensors\\) -> .*"
+lines stderr 2
+
+# Another output dtype: the bf16 copy is not comparable, and the summary says why.
+expect 0 c --input "$tr/z2_untied/checkpoint-1" --output "$out/f32" --dtype fp32
+last stderr "weld: cross-check: the HF safetensors weights beside the masters are bfloat16 and the output float32: not compared"
+
+# Placeholders (what a ZeRO-3 module state holds when not gathered: every tensor empty) are skipped, saying so.
+ph=$out/placeholder
+cp -r "$tr/z3_gather/checkpoint-1" "$ph"
+python3 - "$ph/model.safetensors" <<'EOF'
+import json, struct, sys
+path = sys.argv[1]
+raw = open(path, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+empty = {k: ({"dtype": v["dtype"], "shape": [0], "data_offsets": [0, 0]} if k != "__metadata__" else v)
+         for k, v in head.items()}
+text = json.dumps(empty).encode()
+open(path, "wb").write(struct.pack("<Q", len(text)) + text)
+EOF
+expect 0 c --input "$ph" --output "$out/ph"
+same "$out/ph/model.safetensors" "$tr/z3_gather/oracle/checkpoint-1.bf16.safetensors"
+last stderr "weld: cross-check: the HF safetensors weights beside the masters are placeholders (ZeRO-3 saved without gathering 16-bit weights): not compared; 26 empty placeholders skipped"
+
+# Unreadable 16-bit weights are a skipped cross-check, not a failed conversion of the masters.
+truncate -s 100 "$ph/model.safetensors"
+expect 0 c --input "$ph" --output "$out/ph2"
+same "$out/ph2/model.safetensors" "$tr/z3_gather/oracle/checkpoint-1.bf16.safetensors"
+tail -n 1 "$out/stderr" >"$out/final"
+like final "weld: cross-check: the HF weights beside the masters could not be read: $ph/model.safetensors: .*"
+
+# inspect names the choice too.
+expect 0 "$weld" inspect "$tr/z2_tied/checkpoint-1"
+has stdout "note: $tr/z2_tied/checkpoint-1: read the DeepSpeed fp32 master weights (tag global_step1), not the HF safetensors weights beside them (--type hf reads those)"
+
+[ "$fails" -eq 0 ] && echo "trainer: all checks passed" || echo "$fails trainer check(s) failed"
+[ "$fails" -eq 0 ]
