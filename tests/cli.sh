@@ -67,7 +67,7 @@ expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" -
 lines stdout 0
 lines stderr 2
 head -n 1 "$out/stderr" >"$out/first"
-has first "weld: converting $fx/qwen2_tied/st_sharded (safetensors-sharded) -> $out/c/model.safetensors: 26 tensors, read 501.2 kB, write 253.3 kB bfloat16, cpu, 2 threads"
+has first "weld: converting $fx/qwen2_tied/st_sharded (safetensors-sharded) -> $out/c/model.safetensors: 26 tensors, 501.2 kB to read, 253.3 kB to write as bfloat16, cpu, 2 threads"
 tail -n 1 "$out/stderr" >"$out/final"
 like final "weld: done in [0-9.]+ s: 26 tensors -> $out/c/model.safetensors, read 504.2 kB \([0-9.]+ GB/s\), wrote 253.3 kB \([0-9.]+ GB/s\), peak memory [0-9]+ MB, cpu, 2 threads"
 cmp -s "$out/c/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||

@@ -107,7 +107,7 @@ void cli_on_start(const weld_convert_result *r, void *payload)
 	if (ps->quiet)
 		return;
 	char rd[32], wr[32];
-	fprintf(stderr, "%s: converting %s (%s%s%s) -> %s: %zu tensors, read %s, write %s %s, %s, %d thread%s\n",
+	fprintf(stderr, "%s: converting %s (%s%s%s) -> %s: %zu tensors, %s to read, %s to write as %s, %s, %d thread%s\n",
 		ps->label, ps->input, r->format, r->format_detail[0] ? ": " : "", r->format_detail, r->output_file,
 		r->tensors, cli_human(rd, sizeof(rd), r->bytes_to_read), cli_human(wr, sizeof(wr), r->bytes_written),
 		ps->dtype, r->backend, r->threads, r->threads == 1 ? "" : "s");
