@@ -107,6 +107,18 @@ grep -q "took over the lock of a conversion that no longer runs (process $pid on
 "$weld" convert --input "$big" --output "$t/ref" --device cpu --quiet || fail "reference conversion failed"
 cmp -s "$t/sig/bigrun_step_1/model.safetensors" "$t/ref/model.safetensors" || fail "resumed output differs from an uninterrupted one"
 
+# Only names that mean a step give one: "sft-v1" and "dpo-v1" are two models
+# of their own, not two step 1s that would share one output.
+names=$t/names
+make_run "$names" qwen2_tied/st_sharded:sft-v1 zero/s2_w2_bf16:dpo-v1
+"$weld" batch --input-dir "$names" --output-dir "$t/nout" --all-checkpoints --device cpu --quiet >"$t/log" 2>&1 ||
+	fail "sft-v1 + dpo-v1: $(cat "$t/log")"
+[ "$(ls "$t/nout")" = "$(printf 'names_dpo-v1\nnames_sft-v1')" ] || fail "sft-v1 + dpo-v1 made: $(ls "$t/nout")"
+"$weld" convert --input "$fx/zero/s2_w2_bf16" --output "$t/nref" --device cpu --quiet || fail "dpo-v1 reference failed"
+cmp -s "$t/nout/names_dpo-v1/model.safetensors" "$t/nref/model.safetensors" || fail "names_dpo-v1 is not dpo-v1's model"
+cmp -s "$t/nout/names_sft-v1/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
+	fail "names_sft-v1 is not sft-v1's model"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails batch check(s) failed"
 	exit 1

@@ -244,8 +244,18 @@ static int convert_all(const batch_args *b, const ckpt_entry *c, size_t n)
 /* Of the N checkpoints found, count or convert those this run is for; the exit code. */
 static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 {
-	/* Without --all-checkpoints only the newest counts. */
-	size_t first = (!b->all && n) ? n - 1 : 0, selected = n - first;
+	/*
+	 * Without --all-checkpoints only the newest counts: the highest step, or
+	 * in a run without steps the last folder by name (those sort last).
+	 */
+	size_t nstep = 0;
+	while (nstep < n && list[nstep].step >= 0)
+		nstep++;
+	size_t first = 0, selected = n;
+	if (!b->all && n) {
+		first = (nstep ? nstep : n) - 1;
+		selected = 1;
+	}
 	if (b->count) {
 		printf("%zu\n", selected);
 		return EXIT_OK;
