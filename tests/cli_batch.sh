@@ -20,18 +20,43 @@ b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
 [ "$(b --dry-run --count)" = 1 ] || fail "--count without --all-checkpoints is not 1 (the latest)"
 [ "$(b --dry-run --count --all-checkpoints --checkpoint-filter 'checkpoint-1*' --checkpoint-filter 'checkpoint-2')" = 2 ] ||
 	fail "two filters should select 2"
-plan=$(b --output-dir "$t/out" --dry-run --all-checkpoints)
-echo "$plan" | grep -q "^checkpoint-5: step 5, deepspeed -> $t/out/myrun_step_5: 11 tensors, reads " || fail "dry-run plan: $plan"
+b --output-dir "$t/out" --dry-run --all-checkpoints >"$t/plan" 2>"$t/err" || fail "dry run failed: $(cat "$t/err")"
 [ ! -e "$t/out" ] || fail "--dry-run wrote $t/out"
+[ ! -s "$t/err" ] || fail "the dry run wrote to stderr: $(cat "$t/err")"
+# The plan, field by field: a header, one row per checkpoint with each column
+# starting (left-aligned) or ending (right-aligned) where its header does, and
+# the totals. The byte counts are weld_convert's dry-run numbers.
+python3 - "$t/plan" "$t/out" <<'PY' || fail "dry-run table: $(cat "$t/plan")"
+import sys
+lines = open(sys.argv[1]).read().split("\n")
+assert lines[-1] == "" and len(lines) == 6, lines
+head, rows, total = lines[0], lines[1:4], lines[4]
+cols = ["INDEX", "NAME", "STEP", "TYPE", "OUTPUT", "READ", "WRITE"]
+assert head.split() == cols, head
+out = sys.argv[2]
+want = [["0", "checkpoint-2", "2", "safetensors-sharded", out + "/myrun_step_2", "501.2 kB", "253.3 kB"],
+        ["1", "checkpoint-5", "5", "deepspeed", out + "/myrun_step_5", "6.9 kB", "4.3 kB"],
+        ["2", "checkpoint-10", "10", "deepspeed", out + "/myrun_step_10", "5.1 kB", "3.6 kB"]]
+for row, w in zip(rows, want):
+    assert len(row) == len(head), ("not as wide as the header", row)
+    for h, v in zip(cols, w):
+        # Numbers end where their header ends; words start where it starts; two spaces between columns.
+        at = head.index(h) + len(h) - len(v) if h in ("INDEX", "STEP", "READ", "WRITE") else head.index(h)
+        assert row[at:at + len(v)] == v and row[at - 2:at].strip() == "", (h, v, row)
+assert total == "weld batch: 3 checkpoints, 513.2 kB to read, 261.2 kB to write, 0 failed", total
+PY
 
 # Latest only, by default.
-b --output-dir "$t/out" >"$t/log" || fail "latest conversion failed"
+b --output-dir "$t/out" >"$t/log" 2>"$t/err" || fail "latest conversion failed"
 [ -f "$t/out/myrun_step_10/model.safetensors" ] && [ ! -e "$t/out/myrun_step_5" ] || fail "latest converted the wrong checkpoint"
-grep -q "^weld batch: 1 checkpoint, 0 failed" "$t/log" || fail "summary line: $(tail -1 "$t/log")"
+# The results table is a log: on stderr, not stdout.
+grep -q "^weld batch: 1 checkpoint, [0-9.]* kB read, 3.6 kB written, 0 failed$" "$t/err" || fail "summary line: $(tail -1 "$t/err")"
+grep -q "^ *0  checkpoint-10  *10  deepspeed  *$t/out/myrun_step_10  *done  *[0-9.]*$" "$t/err" || fail "results table: $(cat "$t/err")"
+! grep -q "weld batch:\|INDEX" "$t/log" || fail "the results table went to stdout"
 
 # All, with --skip-existing: the latest is skipped because its manifest verifies.
-b --output-dir "$t/out" --all-checkpoints --skip-existing --name m >"$t/log" || fail "all failed"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "all (myrun) failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing --name m >"$t/log" 2>&1 || fail "all failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "all (myrun) failed"
 grep -q "^checkpoint-10: skipped: $t/out/myrun_step_10 verifies" "$t/log" || fail "no skip: $(cat "$t/log")"
 for s in 2 5 10; do
 	[ -f "$t/out/myrun_step_$s/weld.json" ] || fail "myrun_step_$s missing"
@@ -41,13 +66,13 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 	fail "checkpoint-2's output is not transformers' bf16 file"
 # A corrupted output no longer verifies: --skip-existing converts it again.
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "reconvert failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
 grep -q "^checkpoint-5: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
 # So is one an older weld left when killed between its weights and its manifest:
 # new weights, no weld.json. No --force needed, and nothing of it survives.
 rm "$t/out/myrun_step_2/weld.json"
 echo stale >"$t/out/myrun_step_2/old-notes.txt"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "redo without a manifest failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
 grep -q "^checkpoint-2: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
 [ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
 # An output locked by a conversion on another node is not taken over, however broken it looks.
@@ -57,11 +82,11 @@ b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>"$t/err" &
 grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process 4242 on host other-node-3 since " "$t/err" ||
 	fail "foreign lock message: $(cat "$t/err")"
 rm "$t/out/.myrun_step_5.weld-lock"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" || fail "redo after the lock went failed"
+b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
 grep -q "^checkpoint-5: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
 
 # Slurm array tasks: one checkpoint each, by index.
-SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null || fail "array task 1 failed"
+SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null 2>"$t/err" || fail "array task 1 failed: $(cat "$t/err")"
 [ -f "$t/arr/myrun_step_5/model.safetensors" ] && [ "$(ls "$t/arr")" = myrun_step_5 ] || fail "task 1 converted: $(ls "$t/arr")"
 b --output-dir "$t/arr" --all-checkpoints --array-index 3 2>"$t/err" && fail "index 3 of 3 accepted"
 grep -q "array index 3 is out of range: 3 checkpoints" "$t/err" || fail "out-of-range message: $(cat "$t/err")"
@@ -74,8 +99,8 @@ b --output-dir "$t/br" --all-checkpoints >"$t/log" 2>"$t/err"
 [ $? -eq 1 ] || fail "a broken checkpoint should exit 1"
 grep -q "^checkpoint-7: error: .*bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: not a zip archive or truncated" "$t/err" ||
 	fail "broken checkpoint's error: $(cat "$t/err")"
-grep -q "^checkpoint-7  *FAILED" "$t/log" || fail "table lacks the failure"
-grep -q "^weld batch: 4 checkpoints, 1 failed" "$t/log" || fail "summary: $(tail -1 "$t/log")"
+grep -q "^ *2  checkpoint-7  *7  *-  *[^ ]*/myrun_step_7  *FAILED  " "$t/err" || fail "table lacks the failure: $(cat "$t/err")"
+grep -q "^weld batch: 4 checkpoints, .* read, .* written, 1 failed$" "$t/err" || fail "summary: $(tail -1 "$t/err")"
 [ -f "$t/br/myrun_step_10/model.safetensors" ] || fail "checkpoints after the broken one were not converted"
 rm -rf "$run/checkpoint-7"
 
@@ -118,6 +143,49 @@ make_run "$names" qwen2_tied/st_sharded:sft-v1 zero/s2_w2_bf16:dpo-v1
 cmp -s "$t/nout/names_dpo-v1/model.safetensors" "$t/nref/model.safetensors" || fail "names_dpo-v1 is not dpo-v1's model"
 cmp -s "$t/nout/names_sft-v1/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
 	fail "names_sft-v1 is not sft-v1's model"
+# Two checkpoints that map to one output (checkpoint-100 and global_step100;
+# step_5 and checkpoint-05) are refused with exit 2 before anything is
+# written: with --force, and in every array task, even one whose own
+# checkpoint (checkpoint-7) clashes with none.
+clash=$t/clash
+make_run "$clash" qwen2_tied/st_sharded:checkpoint-100 zero/s2_w2_bf16:global_step100 zero/s2_w2_bf16:step_5 \
+	zero/s2_w2_bf16:checkpoint-05 zero/s3_w2_bf16_all:checkpoint-7
+mkdir "$t/cout"
+echo mine >"$t/cout/keep"
+for extra in "" --force "--array-index 2" "--array-index 3 --force" "--skip-existing" SLURM; do
+	for dest in "$t/cout" "$t/cnew"; do
+		set -- --input-dir "$clash" --output-dir "$dest" --all-checkpoints --device cpu
+		if [ "$extra" = SLURM ]; then
+			SLURM_ARRAY_TASK_ID=2 "$weld" batch "$@" >"$t/log" 2>"$t/err"
+		else
+			"$weld" batch "$@" $extra >"$t/log" 2>"$t/err"
+		fi
+		rc=$?
+		[ $rc -eq 2 ] || fail "clash ($extra) exited $rc"
+		[ ! -s "$t/log" ] || fail "clash ($extra) printed on stdout: $(cat "$t/log")"
+		[ "$(ls -A "$t/cout")" = keep ] && [ "$(cat "$t/cout/keep")" = mine ] && [ ! -e "$t/cnew" ] ||
+			fail "clash ($extra) wrote: $(ls -A "$t/cout" "$t/cnew" 2>&1)"
+		[ "$(sed 1d "$t/err")" = "$(printf '  %s\n  %s' "$dest/clash_step_100: checkpoint-100, global_step100" \
+			"$dest/clash_step_5: checkpoint-05, step_5")" ] || fail "clash ($extra) listing: $(cat "$t/err")"
+		grep -q "^weld: error: checkpoints would share an output folder, so none is converted (--force or not)" "$t/err" ||
+			fail "clash ($extra) error: $(head -1 "$t/err")"
+	done
+done
+# The dry run shows the plan with the clashing rows marked, then the same error and exit 2.
+"$weld" batch --input-dir "$clash" --output-dir "$t/cout" --all-checkpoints --dry-run >"$t/plan" 2>"$t/err"
+[ $? -eq 2 ] || fail "dry-run clash did not exit 2"
+[ "$(awk '/^ *[0-9]/ { print $1, $2, $NF }' "$t/plan")" = "$(printf '%s\n' "0 checkpoint-05 CLASH" "1 step_5 CLASH" \
+	"2 checkpoint-7 kB" "3 checkpoint-100 CLASH" "4 global_step100 CLASH")" ] || fail "dry-run clash marks: $(cat "$t/plan")"
+head -1 "$t/plan" | grep -q "  WRITE  NOTE$" || fail "no NOTE column: $(head -1 "$t/plan")"
+grep -q "clash_step_100: checkpoint-100, global_step100" "$t/err" || fail "dry-run clash error: $(cat "$t/err")"
+"$weld" batch --input-dir "$clash" --dry-run --count --all-checkpoints >"$t/log" 2>"$t/err"
+[ $? -eq 2 ] && [ ! -s "$t/log" ] && grep -q "^  clash_step_5: checkpoint-05, step_5$" "$t/err" ||
+	fail "--count counted a clashing run: $(cat "$t/log" "$t/err")"
+# --latest takes every checkpoint of the highest step: two are a clash, not one picked by name.
+"$weld" batch --input-dir "$clash" --output-dir "$t/cout" --device cpu >"$t/log" 2>"$t/err"
+[ $? -eq 2 ] && [ "$(sed 1d "$t/err")" = "  $t/cout/clash_step_100: checkpoint-100, global_step100" ] ||
+	fail "--latest over a clash: $(cat "$t/err")"
+[ "$(ls -A "$t/cout")" = keep ] || fail "--latest over a clash wrote: $(ls -A "$t/cout")"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails batch check(s) failed"

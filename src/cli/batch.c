@@ -2,7 +2,9 @@
  * weld batch: every checkpoint of a training run, as one command, a Slurm
  * array job (one checkpoint per task) or a job step. Checkpoints are found
  * in RUN (runs.c: HF Trainer checkpoint-N folders, DeepSpeed global_stepN
- * tags, plain HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/.
+ * tags, plain HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/
+ * (OUT/<NAME>_<FOLDER>/ without a step), and two that would go to one folder
+ * stop the batch before anything is written.
  */
 #include "cli.h"
 
@@ -131,54 +133,140 @@ static const char *run_name(const char *run, char *buf, size_t cap)
 }
 
 /* What became of one checkpoint; INTERRUPTED (by SIGINT/SIGTERM) ends the run. */
-typedef enum { DONE, SKIPPED, FAILED, PLANNED, INTERRUPTED } outcome;
+typedef enum { PLANNED, DONE, SKIPPED, FAILED, INTERRUPTED } outcome;
+static const char *const outcome_words[] = {"planned", "done", "skipped", "failed"};
 
-/* OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in BUF; -1 when too long. */
+/* One checkpoint of the selection: where it goes and what became of it. */
+typedef struct batch_row {
+	const ckpt_entry *c;
+	size_t index;       /* its place in the selection: what --array-index takes */
+	char out[4096];     /* its output folder */
+	const char *type;   /* its format's name; NULL when it does not open */
+	outcome result;
+	bool clash;         /* another checkpoint of the selection has the same output */
+	double secs;
+	weld_convert_result r;
+	char *error;        /* why it failed; NULL when it did not, or no memory was left for it */
+} batch_row;
+
+/*
+ * OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in
+ * BUF (NAME_... alone without OUT: --count needs none); -1 when too long.
+ */
 static int output_path(char *buf, size_t cap, const batch_args *b, const ckpt_entry *c)
 {
-	int len = c->step >= 0 ? snprintf(buf, cap, "%s/%s_step_%ld", b->outdir, b->name, c->step)
-			       : snprintf(buf, cap, "%s/%s_%s", b->outdir, b->name, c->base);
+	const char *dir = b->outdir ? b->outdir : "", *sep = b->outdir ? "/" : "";
+	int len = c->step >= 0 ? snprintf(buf, cap, "%s%s%s_step_%ld", dir, sep, b->name, c->step)
+			       : snprintf(buf, cap, "%s%s%s_%s", dir, sep, b->name, c->base);
 	return len < 0 || (size_t)len >= cap ? -1 : 0;
 }
 
-static outcome fail_one(const char *label, const weld_error *err)
+/* The rows of the N selected checkpoints from C; 0, or EXIT_FAILED after a message. */
+static int fill_rows(const batch_args *b, const ckpt_entry *c, size_t n, batch_row *rows)
 {
-	fprintf(stderr, "%s: error: %s\n", label, cli_error_text(err));
-	return FAILED;
+	for (size_t k = 0; k < n; k++) {
+		rows[k].c = &c[k];
+		rows[k].index = k;
+		if (output_path(rows[k].out, sizeof(rows[k].out), b, &c[k])) {
+			fprintf(stderr, "weld: error: %s: its output path is too long\n", c[k].base);
+			return EXIT_FAILED;
+		}
+	}
+	return 0;
 }
 
-/* The dry run's line for C: its format, where it would go, what it would read and write. */
-static outcome print_plan(const batch_args *b, const ckpt_entry *c, const char *label, const char *out,
-			  const weld_convert_result *r)
+static int cmp_output(const void *a, const void *b)
 {
-	/* weld_convert just read it, so only running out of memory can make this fail. */
-	weld_ckpt *ck = NULL;
-	weld_error err = {0};
-	if (weld_ckpt_open_as(&ck, c->dir, b->convert.type, &err))
-		return fail_one(label, &err);
-	char rd[32], wr[32];
-	printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step,
-	       weld_format_name(weld_ckpt_format(ck)), out, r->tensors, cli_human(rd, sizeof(rd), r->bytes_read),
-	       cli_human(wr, sizeof(wr), r->bytes_written));
-	weld_ckpt_free(ck);
-	return PLANNED;
+	const batch_row *x = *(const batch_row *const *)a, *y = *(const batch_row *const *)b;
+	int c = strcmp(x->out, y->out);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* How many rows from ORDER[K] on (ORDER sorted by output) have ORDER[K]'s output. */
+static size_t group_len(batch_row *const *order, size_t n, size_t k)
+{
+	size_t m = 1;
+	while (k + m < n && strcmp(order[k]->out, order[k + m]->out) == 0)
+		m++;
+	return m;
 }
 
 /*
- * Convert (or plan) checkpoint C; *SECS gets the time it took. FIRST: the
- * run's first checkpoint, the one whose notice (why not CUDA) is shown.
+ * Marks the N rows whose output another has too, and returns how many. The
+ * whole selection is checked, before --array-index narrows it, so every
+ * array task refuses alike instead of two racing for one folder. ORDER gets
+ * the rows sorted by output, each clash's rows together.
  */
-static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first, double *secs)
+static size_t mark_clashes(batch_row *rows, size_t n, batch_row **order)
 {
-	char out[4096], label[512];
-	if (output_path(out, sizeof(out), b, c) || (size_t)snprintf(label, sizeof(label), "%s", c->base) >= sizeof(label)) {
-		fprintf(stderr, "%s: error: output path too long\n", c->base);
-		return FAILED;
+	for (size_t k = 0; k < n; k++)
+		order[k] = &rows[k];
+	qsort(order, n, sizeof(*order), cmp_output);
+	size_t marked = 0;
+	for (size_t k = 0, m; k < n; k += m) {
+		m = group_len(order, n, k);
+		for (size_t i = 0; m > 1 && i < m; i++)
+			order[k + i]->clash = true;
+		marked += m > 1 ? m : 0;
 	}
+	return marked;
+}
+
+/* The clash error on stderr: each shared output with the checkpoints that map to it. EXIT_USAGE. */
+static int print_clashes(batch_row *const *order, size_t n)
+{
+	fputs("weld: error: checkpoints would share an output folder, so none is converted (--force or not); "
+	      "rename one or leave it out with --checkpoint-filter:\n",
+	      stderr);
+	for (size_t k = 0, m; k < n; k += m) {
+		if ((m = group_len(order, n, k)) < 2)
+			continue;
+		fprintf(stderr, "  %s: %s", order[k]->out, order[k]->c->base);
+		for (size_t i = 1; i < m; i++)
+			fprintf(stderr, ", %s", order[k + i]->c->base);
+		fputc('\n', stderr);
+	}
+	return EXIT_USAGE;
+}
+
+/*
+ * W's format name into W->type, when it opens: one that does not has none
+ * (weld_convert says why it fails). 0, or -1 when out of memory (in ERR).
+ */
+static int find_type(const batch_args *b, batch_row *w, weld_error *err)
+{
+	weld_ckpt *ck = NULL;
+	weld_status s = weld_ckpt_open_as(&ck, w->c->dir, b->convert.type, err);
+	if (s == WELD_ERR_NOMEM)
+		return -1;
+	if (!s)
+		w->type = weld_format_name(weld_ckpt_format(ck));
+	weld_ckpt_free(ck);
+	return 0;
+}
+
+/* W failed with ERR: said on stderr, kept for the JSON report. */
+static outcome fail_row(batch_row *w, const weld_error *err)
+{
+	fprintf(stderr, "%s: error: %s\n", w->c->base, cli_error_text(err));
+	w->error = strdup(cli_error_text(err));
+	return FAILED;
+}
+
+/*
+ * Convert (or plan) W's checkpoint, filling W. FIRST: the run's first
+ * checkpoint, the one whose notice (why not CUDA) is shown.
+ */
+static outcome convert_one(const batch_args *b, batch_row *w, bool first)
+{
+	const char *label = w->c->base;
+	weld_error err = {0};
 	if (cli_signal())
 		return INTERRUPTED;
-	if (b->skip && !b->dry && weld_output_intact(out, NULL) == WELD_OK) {
-		printf("%s: skipped: %s verifies\n", label, out);
+	if (find_type(b, w, &err))
+		return fail_row(w, &err);
+	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
+		fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
 	cli_progress ps = cli_progress_start(label, b->quiet);
@@ -188,76 +276,194 @@ static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first,
 	co.progress = cli_on_progress;
 	co.payload = &ps;
 	co.dry_run = b->dry;
-	weld_convert_result r;
-	weld_error err = {0};
 	double t0 = cli_wall();
-	weld_status s = weld_convert(c->dir, out, &co, &r, &err);
-	*secs = cli_wall() - t0;
+	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
+	w->secs = cli_wall() - t0;
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return INTERRUPTED;
 	if (s)
-		return fail_one(label, &err);
+		return fail_row(w, &err);
 	if (b->dry)
-		return print_plan(b, c, label, out, &r);
-	if (r.notice[0] && !b->quiet && first)
-		fprintf(stderr, "%s: %s\n", label, r.notice);
-	cli_print_summary(label, &r, *secs);
+		return PLANNED;
+	if (w->r.notice[0] && !b->quiet && first)
+		fprintf(stderr, "%s: %s\n", label, w->r.notice);
+	cli_print_summary(label, &w->r, w->secs);
 	return DONE;
 }
 
-typedef struct batch_row {
-	outcome result;
-	double secs;
-} batch_row;
+/* The tables' columns: the dry run's plan, and the results of a real run. */
+enum { COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE };
+static const struct {
+	const char *head;
+	bool right; /* numbers: aligned right */
+} columns[] = {{"INDEX", true},   {"NAME", false}, {"STEP", true},    {"TYPE", false},   {"OUTPUT", false},
+	       {"READ", true},    {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}};
+static const int plan_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_NOTE};
+static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS};
 
-static void print_table(const ckpt_entry *c, const batch_row *rows, size_t n, int failed)
+/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is a number. */
+static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 {
-	static const char *const words[] = {"done", "skipped", "FAILED", "planned"};
-	printf("%-32s %-8s %8s\n", "CHECKPOINT", "RESULT", "SECONDS");
-	for (size_t k = 0; k < n; k++)
-		printf("%-32s %-8s %8.2f\n", c[k].base, words[rows[k].result], rows[k].secs);
-	printf("weld batch: %zu checkpoint%s, %d failed\n", n, n == 1 ? "" : "s", failed);
+	bool sized = w->result == PLANNED || w->result == DONE;
+	switch (col) {
+	case COL_INDEX:
+		snprintf(buf, cap, "%zu", w->index);
+		return buf;
+	case COL_NAME:
+		return w->c->base;
+	case COL_STEP:
+		if (w->c->step < 0)
+			return "-";
+		snprintf(buf, cap, "%ld", w->c->step);
+		return buf;
+	case COL_TYPE:
+		return w->type ? w->type : "-";
+	case COL_OUTPUT:
+		return w->out;
+	case COL_READ:
+	case COL_WRITE:
+		return sized ? cli_human(buf, cap, col == COL_READ ? w->r.bytes_read : w->r.bytes_written) : "-";
+	case COL_RESULT:
+		return w->result == FAILED ? "FAILED" : outcome_words[w->result];
+	case COL_SECONDS:
+		snprintf(buf, cap, "%.2f", w->secs);
+		return buf;
+	default: /* COL_NOTE: what the dry run found wrong */
+		return w->clash ? (w->result == FAILED ? "CLASH, FAILED" : "CLASH") : w->result == FAILED ? "FAILED" : "";
+	}
 }
 
-/* Convert the N checkpoints from C in turn, then print the table (not for a dry run); the exit code. */
-static int convert_all(const batch_args *b, const ckpt_entry *c, size_t n)
+/* One line of the table: W's cells (the header when W is NULL), WIDTH wide but for the last. */
+static void print_line(FILE *f, const int *cols, size_t ncols, const int *width, const batch_row *w)
+{
+	for (size_t j = 0; j < ncols; j++) {
+		char buf[64];
+		const char *s = w ? cell(w, cols[j], buf, sizeof(buf)) : columns[cols[j]].head;
+		bool right = columns[cols[j]].right, last = j + 1 == ncols;
+		if (last && !*s)
+			break;
+		fprintf(f, right ? "%s%*s" : "%s%-*s", j ? "  " : "", last && !right ? 0 : width[j], s);
+	}
+	fputc('\n', f);
+}
+
+/* What the N rows add up to: bytes planned or converted, and failures. */
+typedef struct batch_totals {
+	uint64_t read, written;
+	int failed;
+} batch_totals;
+
+static batch_totals sum_rows(const batch_row *rows, size_t n)
+{
+	batch_totals t = {0, 0, 0};
+	for (size_t k = 0; k < n; k++) {
+		bool sized = rows[k].result == PLANNED || rows[k].result == DONE;
+		t.read += sized ? rows[k].r.bytes_read : 0;
+		t.written += sized ? rows[k].r.bytes_written : 0;
+		t.failed += rows[k].result == FAILED;
+	}
+	return t;
+}
+
+/*
+ * The N rows as a table on F, each column as wide as its widest cell, then
+ * the totals. The plan's NOTE column only when some row has a note.
+ */
+static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
+{
+	const int *cols = plan ? plan_cols : result_cols;
+	size_t ncols = plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) - 1 : sizeof(result_cols) / sizeof(result_cols[0]);
+	int width[sizeof(plan_cols) / sizeof(plan_cols[0])];
+	batch_totals t = sum_rows(rows, n);
+	bool notes = false;
+	for (size_t k = 0; k < n; k++)
+		notes = notes || rows[k].clash || rows[k].result == FAILED;
+	ncols += plan && notes;
+	for (size_t j = 0; j < ncols; j++) {
+		width[j] = (int)strlen(columns[cols[j]].head);
+		for (size_t k = 0; k < n; k++) {
+			char buf[64];
+			int len = (int)strlen(cell(&rows[k], cols[j], buf, sizeof(buf)));
+			width[j] = len > width[j] ? len : width[j];
+		}
+	}
+	print_line(f, cols, ncols, width, NULL);
+	for (size_t k = 0; k < n; k++)
+		print_line(f, cols, ncols, width, &rows[k]);
+	char rd[32], wr[32];
+	fprintf(f, "weld batch: %zu checkpoint%s, %s %s, %s %s, %d failed\n", n, n == 1 ? "" : "s",
+		cli_human(rd, sizeof(rd), t.read), plan ? "to read" : "read", cli_human(wr, sizeof(wr), t.written),
+		plan ? "to write" : "written", t.failed);
+}
+
+/* Convert (or plan) the N rows in turn; 0, or the exit code after a signal. */
+static int convert_all(const batch_args *b, batch_row *rows, size_t n)
 {
 	cli_install_signals();
-	batch_row *rows = calloc(n, sizeof(*rows));
-	if (!rows)
-		return cli_oom();
-	int failed = 0;
 	for (size_t k = 0; k < n; k++) {
-		rows[k].result = convert_one(b, &c[k], k == 0, &rows[k].secs);
-		if (rows[k].result == INTERRUPTED) {
-			free(rows);
+		rows[k].result = convert_one(b, &rows[k], k == 0);
+		if (rows[k].result == INTERRUPTED)
 			return cli_signal_exit();
-		}
-		failed += rows[k].result == FAILED;
 	}
-	if (!b->dry)
-		print_table(c, rows, n, failed);
-	free(rows);
-	return failed ? EXIT_FAILED : EXIT_OK;
+	return 0;
+}
+
+/*
+ * The N selected rows, ORDER sorted by output, CLASHING of them sharing one:
+ * counted, or refused when they clash, or else converted or planned (only
+ * the one the array index names, if any), and reported. The exit code.
+ */
+static int run_rows(const batch_args *b, batch_row *rows, size_t n, batch_row *const *order, size_t clashing)
+{
+	/* Before anything is written; a count would size an array job of tasks that all fail. */
+	if (clashing && (!b->dry || b->count))
+		return print_clashes(order, n);
+	if (b->count && !clashing) {
+		printf("%zu\n", n);
+		return EXIT_OK;
+	}
+	size_t first = 0;
+	int rc = clashing ? 0 : apply_array_index(b, &first, &n);
+	if (rc || (rc = convert_all(b, rows + first, n)))
+		return rc;
+	/* The plan is the dry run's result; a real run's table is a log, like its progress. */
+	print_table(b->dry ? stdout : stderr, rows + first, n, b->dry);
+	if (clashing)
+		return print_clashes(order, n);
+	return sum_rows(rows + first, n).failed ? EXIT_FAILED : EXIT_OK;
+}
+
+/*
+ * The part of the N sorted checkpoints this run is for, from *FIRST on: all
+ * with --all-checkpoints; else the newest: those of the highest step (two of
+ * one step are a clash to refuse, not one to pick by its name), or in a run
+ * without steps its last folder by name (those sort last). How many.
+ */
+static size_t select_newest(const batch_args *b, const ckpt_entry *list, size_t n, size_t *first)
+{
+	*first = 0;
+	if (b->all || n == 0)
+		return n;
+	size_t end = 0;
+	while (end < n && list[end].step >= 0)
+		end++;
+	if (end == 0) {
+		*first = n - 1;
+		return 1;
+	}
+	size_t k = end - 1;
+	while (k > 0 && list[k - 1].step == list[end - 1].step)
+		k--;
+	*first = k;
+	return end - k;
 }
 
 /* Of the N checkpoints found, count or convert those this run is for; the exit code. */
 static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 {
-	/*
-	 * Without --all-checkpoints only the newest counts: the highest step, or
-	 * in a run without steps the last folder by name (those sort last).
-	 */
-	size_t nstep = 0;
-	while (nstep < n && list[nstep].step >= 0)
-		nstep++;
-	size_t first = 0, selected = n;
-	if (!b->all && n) {
-		first = (nstep ? nstep : n) - 1;
-		selected = 1;
-	}
-	if (b->count) {
-		printf("%zu\n", selected);
+	size_t first, selected = select_newest(b, list, n, &first);
+	if (selected == 0 && b->count) {
+		printf("0\n");
 		return EXIT_OK;
 	}
 	if (selected == 0) {
@@ -265,13 +471,19 @@ static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 			b->nfilters ? " matching the filters" : "");
 		return EXIT_FAILED;
 	}
-	int rc = apply_array_index(b, &first, &selected);
-	if (rc)
-		return rc;
 	char name[1024];
 	if (!b->name)
 		b->name = run_name(b->run, name, sizeof(name));
-	return convert_all(b, list + first, selected);
+	batch_row *rows = calloc(selected, sizeof(*rows));
+	batch_row **order = calloc(selected, sizeof(*order));
+	int rc = rows && order ? fill_rows(b, list + first, selected, rows) : cli_oom();
+	if (!rc)
+		rc = run_rows(b, rows, selected, order, mark_clashes(rows, selected, order));
+	for (size_t k = 0; rows && k < selected; k++)
+		free(rows[k].error);
+	free(rows);
+	free(order);
+	return rc;
 }
 
 int cmd_batch(int argc, char **argv)
