@@ -46,6 +46,29 @@ for row, w in zip(rows, want):
 assert total == "weld batch: 3 checkpoints, 513.2 kB to read, 261.2 kB to write, 0 failed", total
 PY
 
+# --json: one object on stdout and nothing else (json.load refuses trailing
+# text), with the table's fields as numbers, step null when there is none.
+b --output-dir "$t/out" --dry-run --all-checkpoints --json >"$t/json" 2>"$t/err" || fail "dry-run --json failed: $(cat "$t/err")"
+python3 - "$t/json" "$t/out" "$run" <<'PY' || fail "dry-run JSON: $(cat "$t/json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+out = sys.argv[2]
+assert set(j) == {"run", "name", "output_dir", "dry_run", "checkpoints", "clashes", "totals"}, j.keys()
+assert (j["run"], j["name"], j["output_dir"], j["dry_run"], j["clashes"]) == (sys.argv[3], "myrun", out, True, []), j
+want = [(0, "checkpoint-2", 2, "safetensors-sharded", 501248, 253304), (1, "checkpoint-5", 5, "deepspeed", 6924, 4270),
+        (2, "checkpoint-10", 10, "deepspeed", 5064, 3578)]
+assert len(j["checkpoints"]) == 3
+for c, (i, name, step, kind, rd, wr) in zip(j["checkpoints"], want):
+    assert set(c) == {"index", "name", "step", "type", "output", "bytes_read", "bytes_written", "result", "seconds", "clash"}, c
+    assert (c["index"], c["name"], c["step"], c["type"], c["bytes_read"], c["bytes_written"]) == (i, name, step, kind, rd, wr), c
+    assert (c["output"], c["result"], c["clash"]) == ("%s/myrun_step_%d" % (out, step), "planned", False), c
+    assert 0 <= c["seconds"] < 60, c
+assert j["totals"] == {"count": 3, "bytes_read": 513236, "bytes_written": 261152, "failed": 0}, j["totals"]
+PY
+[ ! -e "$t/out" ] || fail "--dry-run --json wrote $t/out"
+b --dry-run --count --json >/dev/null 2>&1
+[ $? -eq 2 ] || fail "--count --json is not a usage error"
+
 # Latest only, by default.
 b --output-dir "$t/out" >"$t/log" 2>"$t/err" || fail "latest conversion failed"
 [ -f "$t/out/myrun_step_10/model.safetensors" ] && [ ! -e "$t/out/myrun_step_5" ] || fail "latest converted the wrong checkpoint"
@@ -102,6 +125,33 @@ grep -q "^checkpoint-7: error: .*bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt:
 grep -q "^ *2  checkpoint-7  *7  *-  *[^ ]*/myrun_step_7  *FAILED  " "$t/err" || fail "table lacks the failure: $(cat "$t/err")"
 grep -q "^weld batch: 4 checkpoints, .* read, .* written, 1 failed$" "$t/err" || fail "summary: $(tail -1 "$t/err")"
 [ -f "$t/br/myrun_step_10/model.safetensors" ] || fail "checkpoints after the broken one were not converted"
+# With --json: the same run as one object; the failed checkpoint's error, the
+# others' tensors, CRC-32 (zlib's, of the file written) and backend.
+b --output-dir "$t/bj" --all-checkpoints --json >"$t/json" 2>"$t/err"
+[ $? -eq 1 ] || fail "--json with a broken checkpoint should exit 1"
+python3 - "$t/json" "$t/bj" <<'PY' || fail "results JSON: $(cat "$t/json")"
+import json, os, sys, zlib
+j = json.load(open(sys.argv[1]))
+out = sys.argv[2]
+assert j["dry_run"] is False and j["clashes"] == [], j
+cs = j["checkpoints"]
+assert [(c["index"], c["name"], c["step"], c["result"]) for c in cs] == [
+    (0, "checkpoint-2", 2, "done"), (1, "checkpoint-5", 5, "done"), (2, "checkpoint-7", 7, "failed"),
+    (3, "checkpoint-10", 10, "done")], cs
+bad = cs[2]
+assert "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: not a zip archive or truncated" in bad["error"], bad
+assert bad["type"] is None and bad["bytes_written"] == 0 and "tensors" not in bad, bad
+for c, tensors, kind in zip([cs[0], cs[1], cs[3]], [26, 11, 12], ["safetensors-sharded", "deepspeed", "deepspeed"]):
+    f = os.path.join(out, "myrun_step_%d" % c["step"], "model.safetensors")
+    data = open(f, "rb").read()
+    assert c["output"] == os.path.dirname(f) and c["type"] == kind and "error" not in c, c
+    assert (c["tensors"], c["crc32"], c["bytes_written"], c["backend"]) == (tensors, zlib.crc32(data), len(data), "cpu"), c
+    assert c["bytes_read"] > 0 and c["seconds"] > 0, c
+t = j["totals"]
+assert t["count"] == 4 and t["failed"] == 1 and t["bytes_written"] == sum(c["bytes_written"] for c in cs), t
+assert t["bytes_read"] == sum(c["bytes_read"] for c in cs), t
+PY
+grep -q "^checkpoint-7: error: " "$t/err" || fail "--json: the error is not on stderr too: $(cat "$t/err")"
 rm -rf "$run/checkpoint-7"
 
 # SIGTERM in the middle: exit 143, nothing half-written; a rerun completes it,
@@ -181,11 +231,46 @@ grep -q "clash_step_100: checkpoint-100, global_step100" "$t/err" || fail "dry-r
 "$weld" batch --input-dir "$clash" --dry-run --count --all-checkpoints >"$t/log" 2>"$t/err"
 [ $? -eq 2 ] && [ ! -s "$t/log" ] && grep -q "^  clash_step_5: checkpoint-05, step_5$" "$t/err" ||
 	fail "--count counted a clashing run: $(cat "$t/log" "$t/err")"
+# With --json the clash is in the object too, and nothing else is on stdout.
+for dry in "" --dry-run; do
+	"$weld" batch --input-dir "$clash" --output-dir "$t/cout" --all-checkpoints --device cpu --force --json $dry >"$t/json" 2>"$t/err"
+	[ $? -eq 2 ] || fail "--json $dry clash did not exit 2"
+	[ "$(ls -A "$t/cout")" = keep ] || fail "--json $dry clash wrote: $(ls -A "$t/cout")"
+	python3 - "$t/json" "$t/cout" "$dry" <<'PY' || fail "--json $dry clash: $(cat "$t/json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+out, dry = sys.argv[2], sys.argv[3] == "--dry-run"
+assert j["dry_run"] is dry, j
+assert j["clashes"] == [{"output": out + "/clash_step_100", "checkpoints": ["checkpoint-100", "global_step100"]},
+                        {"output": out + "/clash_step_5", "checkpoints": ["checkpoint-05", "step_5"]}], j["clashes"]
+rows = [(c["index"], c["name"], c["step"], c["clash"], c["result"]) for c in j["checkpoints"]]
+r = "planned" if dry else "refused"
+assert rows == [(0, "checkpoint-05", 5, True, r), (1, "step_5", 5, True, r), (2, "checkpoint-7", 7, False, r),
+                (3, "checkpoint-100", 100, True, r), (4, "global_step100", 100, True, r)], rows
+assert j["totals"]["count"] == 5 and j["totals"]["failed"] == 0, j["totals"]
+assert (j["totals"]["bytes_read"] > 0) is dry and j["totals"]["bytes_written"] >= 0, j["totals"]
+PY
+	grep -q "^  $t/cout/clash_step_5: checkpoint-05, step_5$" "$t/err" || fail "--json $dry clash error: $(cat "$t/err")"
+done
 # --latest takes every checkpoint of the highest step: two are a clash, not one picked by name.
 "$weld" batch --input-dir "$clash" --output-dir "$t/cout" --device cpu >"$t/log" 2>"$t/err"
 [ $? -eq 2 ] && [ "$(sed 1d "$t/err")" = "  $t/cout/clash_step_100: checkpoint-100, global_step100" ] ||
 	fail "--latest over a clash: $(cat "$t/err")"
 [ "$(ls -A "$t/cout")" = keep ] || fail "--latest over a clash wrote: $(ls -A "$t/cout")"
+
+# The step names: all digits after checkpoint-, global_step, step_, step- or
+# iter_ (leading zeros too); others (checkpoint-9x) have no step and sort
+# last by name; --latest takes the highest step over them.
+for d in iter_0000100 step-7 step_30 global_step12 checkpoint-9x; do
+	make_run "$names" "qwen2_tied/st_sharded:$d"
+done
+"$weld" batch --input-dir "$names" --output-dir "$t/nout" --all-checkpoints --json --dry-run 2>"$t/err" |
+	python3 -c 'import json,sys; print(" ".join("%s=%s" % (c["name"], c["step"]) for c in json.load(sys.stdin)["checkpoints"]))' >"$t/steps"
+[ "$(cat "$t/steps")" = "step-7=7 global_step12=12 step_30=30 iter_0000100=100 checkpoint-9x=None dpo-v1=None sft-v1=None" ] ||
+	fail "steps and order: $(cat "$t/steps" "$t/err")"
+"$weld" batch --input-dir "$names" --output-dir "$t/nout" --dry-run --json 2>"$t/err" |
+	python3 -c 'import json,sys; c = json.load(sys.stdin)["checkpoints"]; print(len(c), c[0]["name"], c[0]["output"])' >"$t/steps"
+[ "$(cat "$t/steps")" = "1 iter_0000100 $t/nout/names_step_100" ] || fail "--latest: $(cat "$t/steps" "$t/err")"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails batch check(s) failed"

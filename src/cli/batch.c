@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,14 @@ static const char batch_usage[] =
 	"                             redo (replace) any other output of theirs\n"
 	"  --array-index I            convert only checkpoint I (0-based; default $SLURM_ARRAY_TASK_ID)\n"
 	"  --quiet                    no progress lines\n"
+	"  --json                     the plan or the results as one JSON object on stdout\n"
 	"  --help                     this help\n"
 	"convert's options: --dtype, --pytorch-bin, --safetensors, --device, --type, --threads,\n"
 	"--chunk-bytes, --force (see weld convert --help)\n";
 
 /* The command line of one batch run. */
 typedef struct batch_args {
-	bool all, latest, dry, count, skip, quiet;
+	bool all, latest, dry, count, skip, quiet, json;
 	const char *run, *outdir, *name, *index;
 	const char *filters[64];
 	size_t nfilters;
@@ -83,7 +85,8 @@ static int parse_args(int argc, char **argv, batch_args *b)
 				{"all-checkpoints", &b->all, NULL}, {"latest", &b->latest, NULL},
 				{"dry-run", &b->dry, NULL},       {"count", &b->count, NULL},
 				{"skip-existing", &b->skip, NULL}, {"quiet", &b->quiet, NULL},
-				CLI_CONVERT_OPTS(a),              {NULL, NULL, NULL}};
+				{"json", &b->json, NULL},         CLI_CONVERT_OPTS(a),
+				{NULL, NULL, NULL}};
 	const cli_command cmd = {"batch", batch_usage, opts, NULL};
 	int rc = cli_parse(&cmd, nrest, argv, NULL);
 	if (rc != CLI_PARSED)
@@ -94,6 +97,8 @@ static int parse_args(int argc, char **argv, batch_args *b)
 		return cli_usage_error("batch", "--all-checkpoints and --latest exclude each other");
 	if (b->count && !b->dry)
 		return cli_usage_error("batch", "--count goes with --dry-run");
+	if (b->count && b->json)
+		return cli_usage_error("batch", "--count and --json exclude each other");
 	if ((rc = cli_convert_options("batch", &a, &b->convert)))
 		return rc;
 	return CLI_PARSED;
@@ -133,8 +138,8 @@ static const char *run_name(const char *run, char *buf, size_t cap)
 }
 
 /* What became of one checkpoint; INTERRUPTED (by SIGINT/SIGTERM) ends the run. */
-typedef enum { PLANNED, DONE, SKIPPED, FAILED, INTERRUPTED } outcome;
-static const char *const outcome_words[] = {"planned", "done", "skipped", "failed"};
+typedef enum { PLANNED, DONE, SKIPPED, FAILED, REFUSED, INTERRUPTED } outcome;
+static const char *const outcome_words[] = {"planned", "done", "skipped", "failed", "refused"};
 
 /* One checkpoint of the selection: where it goes and what became of it. */
 typedef struct batch_row {
@@ -287,7 +292,9 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 		return PLANNED;
 	if (w->r.notice[0] && !b->quiet && first)
 		fprintf(stderr, "%s: %s\n", label, w->r.notice);
-	cli_print_summary(label, &w->r, w->secs);
+	/* With --json the object is the summary. */
+	if (!b->json)
+		cli_print_summary(label, &w->r, w->secs);
 	return DONE;
 }
 
@@ -396,6 +403,72 @@ static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
 		plan ? "to write" : "written", t.failed);
 }
 
+/* W as JSON: the table's fields, what became of it, and why it failed or what it wrote. */
+static cJSON *row_json(const batch_row *w)
+{
+	cJSON *o = cJSON_CreateObject();
+	bool sized = w->result == PLANNED || w->result == DONE;
+	cJSON_AddNumberToObject(o, "index", (double)w->index);
+	cJSON_AddStringToObject(o, "name", w->c->base);
+	cJSON_AddItemToObject(o, "step", w->c->step >= 0 ? cJSON_CreateNumber((double)w->c->step) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "type", w->type ? cJSON_CreateString(w->type) : cJSON_CreateNull());
+	cJSON_AddStringToObject(o, "output", w->out);
+	cJSON_AddNumberToObject(o, "bytes_read", sized ? (double)w->r.bytes_read : 0);
+	cJSON_AddNumberToObject(o, "bytes_written", sized ? (double)w->r.bytes_written : 0);
+	cJSON_AddStringToObject(o, "result", outcome_words[w->result]);
+	cJSON_AddNumberToObject(o, "seconds", w->secs);
+	cJSON_AddBoolToObject(o, "clash", w->clash);
+	if (w->result == FAILED)
+		cJSON_AddStringToObject(o, "error", w->error ? w->error : "out of memory");
+	if (w->result == DONE) {
+		cJSON_AddNumberToObject(o, "tensors", (double)w->r.tensors);
+		cJSON_AddNumberToObject(o, "crc32", (double)w->r.file_crc32);
+		cJSON_AddStringToObject(o, "backend", w->r.backend);
+	}
+	return o;
+}
+
+/* Each output two or more of the N rows in ORDER share, with their names, as a JSON array. */
+static cJSON *clashes_json(batch_row *const *order, size_t n)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t k = 0, m; k < n; k += m) {
+		if ((m = group_len(order, n, k)) < 2)
+			continue;
+		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
+		for (size_t i = 0; i < m; i++)
+			cJSON_AddItemToArray(names, cJSON_CreateString(order[k + i]->c->base));
+		cJSON_AddStringToObject(o, "output", order[k]->out);
+		cJSON_AddItemToObject(o, "checkpoints", names);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/*
+ * --json: the run, the N ROWS it reports, the clashes among the NALL rows in
+ * ORDER, and the totals, as one object on stdout. The exit code of printing.
+ */
+static int print_json(const batch_args *b, const batch_row *rows, size_t n, batch_row *const *order, size_t nall)
+{
+	cJSON *o = cJSON_CreateObject(), *list = cJSON_CreateArray(), *totals = cJSON_CreateObject();
+	batch_totals t = sum_rows(rows, n);
+	cJSON_AddStringToObject(o, "run", b->run);
+	cJSON_AddStringToObject(o, "name", b->name);
+	cJSON_AddStringToObject(o, "output_dir", b->outdir);
+	cJSON_AddBoolToObject(o, "dry_run", b->dry);
+	for (size_t k = 0; k < n; k++)
+		cJSON_AddItemToArray(list, row_json(&rows[k]));
+	cJSON_AddItemToObject(o, "checkpoints", list);
+	cJSON_AddItemToObject(o, "clashes", clashes_json(order, nall));
+	cJSON_AddNumberToObject(totals, "count", (double)n);
+	cJSON_AddNumberToObject(totals, "bytes_read", (double)t.read);
+	cJSON_AddNumberToObject(totals, "bytes_written", (double)t.written);
+	cJSON_AddNumberToObject(totals, "failed", t.failed);
+	cJSON_AddItemToObject(o, "totals", totals);
+	return cli_print_json(o);
+}
+
 /* Convert (or plan) the N rows in turn; 0, or the exit code after a signal. */
 static int convert_all(const batch_args *b, batch_row *rows, size_t n)
 {
@@ -416,21 +489,30 @@ static int convert_all(const batch_args *b, batch_row *rows, size_t n)
 static int run_rows(const batch_args *b, batch_row *rows, size_t n, batch_row *const *order, size_t clashing)
 {
 	/* Before anything is written; a count would size an array job of tasks that all fail. */
-	if (clashing && (!b->dry || b->count))
+	if (clashing && (!b->dry || b->count)) {
+		for (size_t k = 0; k < n; k++)
+			rows[k].result = REFUSED;
+		/* A failure to print it would still be a clash first. */
+		if (b->json)
+			print_json(b, rows, n, order, n);
 		return print_clashes(order, n);
-	if (b->count && !clashing) {
+	}
+	if (b->count) {
 		printf("%zu\n", n);
 		return EXIT_OK;
 	}
-	size_t first = 0;
+	size_t first = 0, all = n;
 	int rc = clashing ? 0 : apply_array_index(b, &first, &n);
 	if (rc || (rc = convert_all(b, rows + first, n)))
 		return rc;
 	/* The plan is the dry run's result; a real run's table is a log, like its progress. */
-	print_table(b->dry ? stdout : stderr, rows + first, n, b->dry);
+	if (b->json)
+		rc = print_json(b, rows + first, n, order, all);
+	else
+		print_table(b->dry ? stdout : stderr, rows + first, n, b->dry);
 	if (clashing)
 		return print_clashes(order, n);
-	return sum_rows(rows + first, n).failed ? EXIT_FAILED : EXIT_OK;
+	return rc ? rc : sum_rows(rows + first, n).failed ? EXIT_FAILED : EXIT_OK;
 }
 
 /*
