@@ -15,6 +15,14 @@ run=$t/myrun
 make_run "$run" qwen2_tied/st_sharded:checkpoint-2 zero/s2_w2_bf16:checkpoint-5 zero/s3_w2_bf16_all:checkpoint-10
 b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
 
+# --help: --json, the step names, the clash rule, the dtype aliases, and the exit codes last.
+"$weld" batch --help >"$t/help" || fail "batch --help failed"
+for want in "--json" "checkpoint-N, global_stepN," "step_N, step-N or iter_N, N all digits" \
+	"refused before anything is written, --force or not" "alias bf16" "float16 (fp16), float32 (fp32)" "exit codes:"; do
+	grep -qF -- "$want" "$t/help" || fail "batch --help lacks '$want'"
+done
+tail -1 "$t/help" | grep -q "143 SIGTERM$" || fail "batch --help does not end with the exit codes"
+
 # Counting and planning write nothing.
 [ "$(b --dry-run --count --all-checkpoints)" = 3 ] || fail "--count --all-checkpoints is not 3"
 [ "$(b --dry-run --count)" = 1 ] || fail "--count without --all-checkpoints is not 1 (the latest)"
