@@ -164,6 +164,12 @@ typedef struct batch_row {
 	char *error;        /* why it failed; NULL when it did not, or no memory was left for it */
 } batch_row;
 
+/* Whether W has the byte counts of a plan or a conversion (a skipped one read only to verify). */
+static bool sized(const batch_row *w)
+{
+	return w->result == PLANNED || w->result == DONE;
+}
+
 /*
  * OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in
  * BUF (NAME_... alone without OUT: --count needs none); -1 when too long.
@@ -280,7 +286,9 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 		return INTERRUPTED;
 	if (find_type(b, w, &err))
 		return fail_row(w, &err);
+	double t0 = cli_wall();
 	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
+		w->secs = cli_wall() - t0;
 		fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
@@ -291,7 +299,6 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 	co.progress = cli_on_progress;
 	co.payload = &ps;
 	co.dry_run = b->dry;
-	double t0 = cli_wall();
 	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
 	w->secs = cli_wall() - t0;
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
@@ -321,7 +328,6 @@ static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_O
 /* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is a number. */
 static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 {
-	bool sized = w->result == PLANNED || w->result == DONE;
 	switch (col) {
 	case COL_INDEX:
 		snprintf(buf, cap, "%zu", w->index);
@@ -339,7 +345,7 @@ static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 		return w->out;
 	case COL_READ:
 	case COL_WRITE:
-		return sized ? cli_human(buf, cap, col == COL_READ ? w->r.bytes_read : w->r.bytes_written) : "-";
+		return sized(w) ? cli_human(buf, cap, col == COL_READ ? w->r.bytes_read : w->r.bytes_written) : "-";
 	case COL_RESULT:
 		return w->result == FAILED ? "FAILED" : outcome_words[w->result];
 	case COL_SECONDS:
@@ -374,9 +380,8 @@ static batch_totals sum_rows(const batch_row *rows, size_t n)
 {
 	batch_totals t = {0, 0, 0};
 	for (size_t k = 0; k < n; k++) {
-		bool sized = rows[k].result == PLANNED || rows[k].result == DONE;
-		t.read += sized ? rows[k].r.bytes_read : 0;
-		t.written += sized ? rows[k].r.bytes_written : 0;
+		t.read += sized(&rows[k]) ? rows[k].r.bytes_read : 0;
+		t.written += sized(&rows[k]) ? rows[k].r.bytes_written : 0;
 		t.failed += rows[k].result == FAILED;
 	}
 	return t;
@@ -417,14 +422,13 @@ static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
 static cJSON *row_json(const batch_row *w)
 {
 	cJSON *o = cJSON_CreateObject();
-	bool sized = w->result == PLANNED || w->result == DONE;
 	cJSON_AddNumberToObject(o, "index", (double)w->index);
 	cJSON_AddStringToObject(o, "name", w->c->base);
 	cJSON_AddItemToObject(o, "step", w->c->step >= 0 ? cJSON_CreateNumber((double)w->c->step) : cJSON_CreateNull());
 	cJSON_AddItemToObject(o, "type", w->type ? cJSON_CreateString(w->type) : cJSON_CreateNull());
 	cJSON_AddStringToObject(o, "output", w->out);
-	cJSON_AddNumberToObject(o, "bytes_read", sized ? (double)w->r.bytes_read : 0);
-	cJSON_AddNumberToObject(o, "bytes_written", sized ? (double)w->r.bytes_written : 0);
+	cJSON_AddNumberToObject(o, "bytes_read", sized(w) ? (double)w->r.bytes_read : 0);
+	cJSON_AddNumberToObject(o, "bytes_written", sized(w) ? (double)w->r.bytes_written : 0);
 	cJSON_AddStringToObject(o, "result", outcome_words[w->result]);
 	cJSON_AddNumberToObject(o, "seconds", w->secs);
 	cJSON_AddBoolToObject(o, "clash", w->clash);
@@ -502,7 +506,7 @@ static int run_rows(const batch_args *b, batch_row *rows, size_t n, batch_row *c
 	if (clashing && (!b->dry || b->count)) {
 		for (size_t k = 0; k < n; k++)
 			rows[k].result = REFUSED;
-		/* A failure to print it would still be a clash first. */
+		/* The clash sets the exit code, even when the object could not be printed. */
 		if (b->json)
 			print_json(b, rows, n, order, n);
 		return print_clashes(order, n);
