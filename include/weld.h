@@ -186,6 +186,13 @@ size_t weld_ckpt_file_count(const weld_ckpt *ckpt);
 const char *weld_ckpt_file(const weld_ckpt *ckpt, size_t i);
 /* NULL unless the format is WELD_FORMAT_DEEPSPEED. */
 const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *ckpt);
+/*
+ * With --type auto on a folder holding several kinds of weights: one line
+ * saying which were read and which passed over (a DeepSpeed tag's fp32
+ * masters before an HF Trainer's 16-bit copy; safetensors before .bin).
+ * NULL when there was no choice. Borrowed.
+ */
+const char *weld_ckpt_choice_note(const weld_ckpt *ckpt);
 
 /*
  * Read tensor I as contiguous little-endian bytes (C order) into DST, which
@@ -223,6 +230,22 @@ typedef struct weld_progress {
 /* Called from the calling thread a few times a second; nonzero cancels the run. */
 typedef int (*weld_progress_fn)(const weld_progress *progress, void *payload);
 
+struct weld_convert_result;
+/*
+ * Called once from the calling thread when the plan is made and the backend
+ * chosen, before any tensor data moves: PLANNED holds the format, tensor
+ * count, bytes to read and write, output file, backend, threads and notice
+ * (e.g. why CUDA is not used) of the run about to start.
+ */
+typedef void (*weld_start_fn)(const struct weld_convert_result *planned, void *payload);
+
+/* What to do when HF 16-bit weights beside DeepSpeed masters disagree with them. */
+typedef enum weld_cross_check_mode {
+	WELD_CROSS_CHECK_WARN = 0, /* report it; convert anyway (the default) */
+	WELD_CROSS_CHECK_ERROR,    /* WELD_ERR_MISMATCH, nothing published */
+	WELD_CROSS_CHECK_OFF       /* do not read them at all */
+} weld_cross_check_mode;
+
 /*
  * Options of weld_convert. Initialise with weld_convert_options_init (or
  * WELD_CONVERT_OPTIONS_INIT) and then set fields: struct_size records the
@@ -242,14 +265,48 @@ typedef struct weld_convert_options {
 	void *payload;
 	int dry_run;           /* plan only: fill the result's byte counts, write nothing */
 	int replace;           /* replace an existing output folder, but never take over another's lock */
+	weld_start_fn start;   /* may be NULL; gets PAYLOAD too */
+	weld_cross_check_mode cross_check;
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
-	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0}
+	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0, \
+	 NULL, WELD_CROSS_CHECK_WARN}
 
 /* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
 void weld_convert_options_init(weld_convert_options *options);
 
+typedef enum weld_cross_check_result {
+	WELD_CROSS_CHECK_NONE = 0, /* no HF weights beside the masters (or the check was off) */
+	WELD_CROSS_CHECK_AGREE,    /* every compared tensor is byte-identical */
+	WELD_CROSS_CHECK_DIFFER,   /* at least one compared tensor differs */
+	WELD_CROSS_CHECK_SKIPPED   /* there, but nothing comparable (placeholders, another dtype, unreadable) */
+} weld_cross_check_result;
+
+/* "none", "agree", "differ", "skipped". */
+const char *weld_cross_check_result_name(weld_cross_check_result result);
+
+/*
+ * An HF Trainer checkpoint-N with DeepSpeed holds the model twice: the fp32
+ * masters weld converts, and the Trainer's own 16-bit copy. Each output
+ * tensor of that dtype is compared byte for byte with the copy's tensor of
+ * the same name: a free check that the masters are the model that trained.
+ */
+typedef struct weld_cross_check {
+	weld_cross_check_result result;
+	char against[32];      /* the copy's format, e.g. "safetensors" */
+	size_t compared;       /* tensors compared byte for byte */
+	size_t differing;
+	size_t placeholders;   /* empty tensors (ZeRO-3 without gathered weights): skipped */
+	size_t not_compared;   /* another dtype or shape, or a name the masters lack */
+	char first_difference[256]; /* name of the first differing tensor, or "" */
+	char summary[512];     /* one line saying all of it */
+} weld_cross_check;
+
+/*
+ * What weld_convert did. It grows at the end in new versions; callers
+ * compiled against an older weld.h must be rebuilt (0.x).
+ */
 typedef struct weld_convert_result {
 	size_t tensors;           /* written */
 	size_t tied;              /* aliases written once, under their owner's name */
@@ -263,6 +320,10 @@ typedef struct weld_convert_result {
 	char stripped_prefix[32]; /* "module." etc., empty when none */
 	char notice[256];         /* one line for the user (e.g. why not CUDA), or empty */
 	char output_file[4096];   /* path of the weights file */
+	char format[32];          /* the input's format name, e.g. "deepspeed" */
+	char format_detail[96];   /* e.g. "ZeRO-3, 16 ranks, tag global_step300"; may be empty */
+	uint64_t bytes_to_read;   /* what the plan reads (bytes_read: what was read) */
+	weld_cross_check cross_check;
 } weld_convert_result;
 
 /*

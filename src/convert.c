@@ -14,6 +14,7 @@
 #include "output/publish.h"
 #include "output/side_files.h"
 #include "output/writer.h"
+#include "pipeline/crosscheck.h"
 #include "pipeline/execute.h"
 
 #include <cjson/cJSON.h>
@@ -197,6 +198,8 @@ static weld_status prepare(conversion *cv, weld_error *err)
 		s = claim_target(cv, err);
 	if (!s)
 		s = weld_ckpt_open_as(&cv->c, cv->input, cv->opts.type, err);
+	if (!s && cv->c->choice_note)
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), cv->c->choice_note);
 	if (!s) {
 		weld_plan_options po = {.dtype = cv->opts.dtype, .tie_word_embeddings = config_ties_embeddings(cv->side_dir)};
 		s = weld_plan_build(&cv->p, cv->c, &po, err);
@@ -210,6 +213,22 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	if (!s)
 		s = cv->w->iface->layout(cv->w, cv->p, &cv->file_size, err);
 	return s;
+}
+
+/* What is known once prepared, for the start callback, the dry run and the result. */
+static void fill_planned(conversion *cv)
+{
+	weld_convert_result *r = cv->res;
+	r->tensors = cv->p->nt;
+	r->tied = cv->p->nalias;
+	r->bytes_written = cv->file_size;
+	r->bytes_to_read = cv->p->src_bytes;
+	r->threads = cv->opts.threads > 0 ? cv->opts.threads : default_threads();
+	snprintf(r->format, sizeof(r->format), "%s", weld_format_name(weld_ckpt_format(cv->c)));
+	snprintf(r->format_detail, sizeof(r->format_detail), "%s", cv->c->description ? cv->c->description : "");
+	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
+	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
+	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
 }
 
 /* The weights file in the staging folder: laid out, filled by the executor, finished and flushed. */
@@ -226,7 +245,6 @@ static weld_status write_weights(conversion *cv, weld_error *err)
 	if (!s)
 		s = w->iface->write_head(w, cv->weights.fd, tmp, err);
 	if (!s) {
-		cv->res->threads = cv->opts.threads > 0 ? cv->opts.threads : default_threads();
 		weld_exec_options eo = {.threads = cv->res->threads,
 					.chunk_bytes = cv->opts.chunk_bytes ? cv->opts.chunk_bytes : DEFAULT_CHUNK_BYTES,
 					.progress = cv->opts.progress,
@@ -242,10 +260,30 @@ static weld_status write_weights(conversion *cv, weld_error *err)
 	return weld__atomic_commit(&cv->weights, err);
 }
 
+/*
+ * The masters just written against the HF 16-bit copy beside them. A
+ * difference fails the run only when asked to: the masters are what trained.
+ */
+static weld_status cross_check(conversion *cv, weld_error *err)
+{
+	weld_cross_check *x = &cv->res->cross_check;
+	char *path = weld__path_join(cv->stage, cv->w->iface->file_name);
+	weld_status s = path ? weld__cross_check(cv->p, path, cv->c->hf_beside, x, err) : weld__nomem(err);
+	free(path);
+	if (!s && x->result == WELD_CROSS_CHECK_DIFFER && cv->opts.cross_check == WELD_CROSS_CHECK_ERROR)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %s; --cross-check warn converts anyway", cv->c->hf_beside,
+			       x->summary);
+	return s;
+}
+
 /* config.json (dtype set), tokenizer and other side files, then weld.json, all in the staging folder. */
 static weld_status write_side_files(conversion *cv, weld_error *err)
 {
-	weld_status s = weld_copy_side_files(cv->side_dir, cv->stage, config_dtype(cv->p, cv->opts.dtype), &cv->side,
+	weld_status s = WELD_OK;
+	if (cv->c->hf_beside && cv->opts.cross_check != WELD_CROSS_CHECK_OFF)
+		s = cross_check(cv, err);
+	if (!s)
+		s = weld_copy_side_files(cv->side_dir, cv->stage, config_dtype(cv->p, cv->opts.dtype), &cv->side,
 					     &cv->nside, err);
 	if (s)
 		return s;
@@ -258,7 +296,9 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 				 .tensor_crcs = cv->ex.tensor_crcs,
 				 .fp16_overflows = cv->ex.fp16_overflows,
 				 .side_files = cv->side,
-				 .nside = cv->nside};
+				 .nside = cv->nside,
+				 .choice_note = cv->c->choice_note,
+				 .cross_check = &cv->res->cross_check};
 	return weld_manifest_write(cv->stage, cv->p, &mi, err);
 }
 
@@ -276,19 +316,12 @@ static weld_status publish(conversion *cv, weld_error *err)
 	return s;
 }
 
-/* What the result says of a finished run, or (dry run) of the plan alone. */
+/* What the result says of a finished run, beyond the plan. */
 static void fill_result(conversion *cv)
 {
-	weld_convert_result *r = cv->res;
-	r->tensors = cv->p->nt;
-	r->tied = cv->p->nalias;
-	r->bytes_written = cv->file_size;
-	r->fp16_overflows = cv->ex.fp16_overflows;
-	r->file_crc32 = cv->file_crc;
-	r->seconds = cv->ex.seconds;
-	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
-	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
-	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
+	cv->res->fp16_overflows = cv->ex.fp16_overflows;
+	cv->res->file_crc32 = cv->file_crc;
+	cv->res->seconds = cv->ex.seconds;
 }
 
 static uint64_t total_bytes_read(const weld_ckpt *c)
@@ -330,12 +363,15 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	weld_status s = take_options(&cv.opts, options, err);
 	if (!s)
 		s = prepare(&cv, err);
+	if (!s)
+		fill_planned(&cv);
 	if (!s && cv.opts.dry_run) {
-		fill_result(&cv);
 		res->bytes_read = cv.p->src_bytes; /* what a real run would read */
 		release(&cv);
 		return WELD_OK;
 	}
+	if (!s && cv.opts.start)
+		cv.opts.start(res, cv.opts.payload);
 	if (!s)
 		s = write_weights(&cv, err);
 	if (!s)

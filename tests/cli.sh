@@ -62,9 +62,14 @@ expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded"
 has stderr "weld: convert: needs --input PATH and --output DIR"
 expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --dtype int4
 has stderr "weld: convert: --dtype must be bfloat16, float16, float32 or keep, not 'int4'"
-expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
-has stdout "weld: 26 tensors -> $out/c/model.safetensors: read "
-lines stdout 1
+expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu --threads 2
+# A Slurm log (stderr, no terminal): what runs, before any data moves; then the summary. stdout stays empty.
+lines stdout 0
+lines stderr 2
+head -n 1 "$out/stderr" >"$out/first"
+has first "weld: converting $fx/qwen2_tied/st_sharded (safetensors-sharded) -> $out/c/model.safetensors: 26 tensors, read 501.2 kB, write 253.3 kB bfloat16, cpu, 2 threads"
+tail -n 1 "$out/stderr" >"$out/final"
+like final "weld: done in [0-9.]+ s: 26 tensors -> $out/c/model.safetensors, read 504.2 kB \([0-9.]+ GB/s\), wrote 253.3 kB \([0-9.]+ GB/s\), peak memory [0-9]+ MB, cpu, 2 threads"
 cmp -s "$out/c/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
 	{ echo "FAIL: convert output differs from transformers' bf16 model"; fails=$((fails + 1)); }
 expect 1 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
@@ -74,7 +79,7 @@ lines stdout 1
 has stdout '"tensors":26'
 has stdout '"backend":"cpu"'
 SLURM_CPUS_PER_TASK=3 expect 0 "$weld" convert --input "$fx/qwen2_tied/bin_single" --output "$out/c" --force --device cpu
-has stdout "3 threads"
+has stderr ", 3 threads"
 expect 0 "$weld" convert --input "$fx/hf_edge/wrapped" --output "$out/e" --pytorch-bin --quiet --device cpu
 lines stdout 0
 [ -f "$out/e/pytorch_model.bin" ] && [ ! -e "$out/e/model.safetensors" ] ||
@@ -83,6 +88,35 @@ if ! "$weld" --version | grep -q "[1-9] device"; then
 	expect 3 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/g" --device cuda
 	has stderr "weld: error: --device cuda: no usable CUDA device: "
 fi
+
+# Formats weld recognises but does not read: inspect and convert both exit 1 with
+# one line naming the format and its evidence, and convert leaves nothing behind.
+# refused PATH MESSAGE
+refused() {
+	expect 1 "$weld" inspect "$1"
+	last stderr "weld: error: $1: $2"
+	lines stderr 1
+	mkdir -p "$out/made"
+	expect 1 "$weld" convert --input "$1" --output "$out/made/o" --device cpu
+	last stderr "weld: error: $1: $2"
+	lines stderr 1
+	[ -z "$(ls -A "$out/made")" ] || fail "convert of $1 left $(ls -A "$out/made")"
+}
+u=$out/unsupported
+not_yet="weld does not read this format yet"
+mkdir -p "$u/checkpoint-10/pytorch_model_fsdp_0" "$u/lora" "$u/uni/global_step1_universal/zero/fc.weight"
+touch "$u/checkpoint-10/pytorch_model_fsdp_0/.metadata" "$u/checkpoint-10/pytorch_model_fsdp_0/__0_0.distcp" \
+	"$u/checkpoint-10/trainer_state.json" "$u/lora/adapter_config.json" "$u/uni/latest_universal" \
+	"$u/uni/global_step1_universal/zero/fc.weight/fp32.pt"
+refused "$u/checkpoint-10" "a PyTorch Distributed Checkpoint (FSDP: pytorch_model_fsdp_0/ holds .metadata + __0_0.distcp); $not_yet"
+cp "$fx/megatron/model_optim_rng.pt" "$u/model.pt"
+refused "$u/model.pt" "a Megatron-LM checkpoint (its dict has 'checkpoint_version'); $not_yet"
+refused "$fx/megatron/model_optim_rng.pt" "a Megatron-LM checkpoint (named model_optim_rng.pt); $not_yet"
+cp "$fx/qwen2_tied/st_single_fp32/model.safetensors" "$u/lora/adapter_model.safetensors"
+refused "$u/lora" "a PEFT adapter (adapter_config.json + adapter_model.safetensors, no full weights); weld does not read adapters; merge it into its base model first (PEFT's merge_and_unload) and convert that"
+printf 'GGUF\003\000\000\000' >"$u/model.gguf"
+refused "$u/model.gguf" "a GGUF model (starts with GGUF); weld does not read GGUF, a serving format already (llama.cpp)"
+refused "$u/uni" "a DeepSpeed universal checkpoint (latest_universal, and no latest); $not_yet; convert the ZeRO checkpoint it was made from"
 
 # A signal mid-run: exit 143, and neither the weights nor a temporary file left behind.
 # The input is a 1 GiB safetensors file of zeros (sparse), converted in 4 KiB chunks.

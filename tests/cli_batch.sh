@@ -98,13 +98,13 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 # A corrupted output no longer verifies: --skip-existing converts it again.
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
 b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
-grep -q "^checkpoint-5: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
+grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
 # So is one an older weld left when killed between its weights and its manifest:
 # new weights, no weld.json. No --force needed, and nothing of it survives.
 rm "$t/out/myrun_step_2/weld.json"
 echo stale >"$t/out/myrun_step_2/old-notes.txt"
 b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
-grep -q "^checkpoint-2: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
+grep -q "^checkpoint-2: done in .* s: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
 [ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
 # An output locked by a conversion on another node is not taken over, however broken it looks.
 rm "$t/out/myrun_step_5/weld.json"
@@ -114,7 +114,7 @@ grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process
 	fail "foreign lock message: $(cat "$t/err")"
 rm "$t/out/.myrun_step_5.weld-lock"
 b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
-grep -q "^checkpoint-5: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
+grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
 
 # Slurm array tasks: one checkpoint each, by index.
 SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null 2>"$t/err" || fail "array task 1 failed: $(cat "$t/err")"

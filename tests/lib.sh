@@ -39,6 +39,14 @@ last() {
 		fails=$((fails + 1))
 	fi
 }
+# like FILE ERE: some line of $out/FILE matches the extended regular expression ERE whole.
+like() {
+	if ! grep -qE -- "^$2\$" "$out/$1"; then
+		echo "FAIL: no line of $1 matches '$2'"
+		sed "s/^/  $1: /" "$out/$1" | head -5
+		fails=$((fails + 1))
+	fi
+}
 # fail TEXT: count a failure and say what it was.
 fail() {
 	echo "FAIL: $*"

@@ -148,10 +148,17 @@ static void check_bad_folders(void)
 	mkdir(scratch("both"), 0755);
 	copy(fixture("qwen2_tied/bin_single/pytorch_model.bin"), scratch("both/pytorch_model.bin"));
 	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("both/model.safetensors"));
-	snprintf(msg, sizeof(msg),
-		 "%s: holds more than one kind of checkpoint (safetensors pytorch-bin); choose one with --type",
-		 scratch("both"));
-	expect_error(scratch("both"), WELD_ERR_INVALID_ARG, msg);
+	/* auto reads safetensors before .bin, as transformers and vLLM do, and notes it; --type hf says nothing. */
+	weld_error both_err = {0};
+	weld_ckpt *both = NULL;
+	CHECK_OK(weld_ckpt_open(&both, scratch("both"), &both_err), &both_err);
+	snprintf(msg, sizeof(msg), "%s: read the safetensors weights, not the pytorch-bin ones beside them", scratch("both"));
+	CHECK(both && weld_ckpt_format(both) == WELD_FORMAT_SAFETENSORS && weld_ckpt_choice_note(both) &&
+	      strcmp(weld_ckpt_choice_note(both), msg) == 0);
+	weld_ckpt_free(both);
+	CHECK_OK(weld_ckpt_open_as(&both, scratch("both"), WELD_INPUT_HF, &both_err), &both_err);
+	CHECK(both && weld_ckpt_format(both) == WELD_FORMAT_SAFETENSORS && weld_ckpt_choice_note(both) == NULL);
+	weld_ckpt_free(both);
 
 	/* Empty folder. */
 	mkdir(scratch("empty"), 0755);

@@ -296,7 +296,10 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 	weld_convert_options co = b->convert;
 	/* An output of this batch that does not verify (a killed run's, a damaged one) is redone whole. */
 	co.replace = b->skip;
+	ps.input = w->c->dir;
+	ps.dtype = cli_dtype_word(co.dtype);
 	co.progress = cli_on_progress;
+	co.start = cli_on_start;
 	co.payload = &ps;
 	co.dry_run = b->dry;
 	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
@@ -309,9 +312,7 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 		return PLANNED;
 	if (w->r.notice[0] && !b->quiet && first)
 		fprintf(stderr, "%s: %s\n", label, w->r.notice);
-	/* With --json the object is the summary. */
-	if (!b->json)
-		cli_print_summary(label, &w->r, w->secs);
+	cli_print_summary(label, &w->r, w->secs, &ps);
 	return DONE;
 }
 

@@ -46,6 +46,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)))
 #endif
 	;
+/* The cross-check as a JSON object (as weld.json records it). */
+struct cJSON *cli_cross_check_json(const weld_cross_check *x);
 /* Print O unformatted on one line of stdout and delete it; EXIT_OK, or cli_oom()'s code. */
 int cli_print_json(struct cJSON *o);
 
@@ -86,18 +88,21 @@ int cli_parse_device(const char *cmd, const char *s, weld_device *out);
 
 /* The conversion flags convert and batch share, as given on the command line. */
 typedef struct cli_convert_args {
-	const char *dtype, *device, *type, *threads, *chunk;
+	const char *dtype, *device, *type, *threads, *chunk, *cross_check;
 	bool pytorch_bin, safetensors, force;
 } cli_convert_args;
 
-#define CLI_CONVERT_ARGS_INIT {"bfloat16", "auto", "auto", NULL, NULL, false, false, false}
+#define CLI_CONVERT_ARGS_INIT {"bfloat16", "auto", "auto", NULL, NULL, "warn", false, false, false}
 /* cli_opt entries for every field of A, to splice into a command's table. */
 #define CLI_CONVERT_OPTS(a)                                                                       \
 	{"dtype", NULL, &(a).dtype}, {"device", NULL, &(a).device}, {"type", NULL, &(a).type},        \
 	{"threads", NULL, &(a).threads}, {"chunk-bytes", NULL, &(a).chunk},                           \
+	{"cross-check", NULL, &(a).cross_check},                                                      \
 	{"pytorch-bin", &(a).pytorch_bin, NULL}, {"safetensors", &(a).safetensors, NULL},             \
 	{"force", &(a).force, NULL}
 
+/* "bfloat16", "float16", "float32", or "as stored" for keep. */
+const char *cli_dtype_word(weld_out_dtype d);
 /* Fill O from A (threads default to $SLURM_CPUS_PER_TASK); 0 or EXIT_USAGE after a message. */
 int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o);
 
@@ -108,17 +113,29 @@ typedef struct cli_progress {
 	bool tty, quiet;
 	double last_print;
 	const char *label;
+	const char *input, *dtype; /* for the first line */
+	size_t notice_shown;       /* how much of the result's notice the first line showed */
 } cli_progress;
 /* A progress state for LABEL on stderr, its clock started now. */
 cli_progress cli_progress_start(const char *label, bool quiet);
 int cli_on_progress(const weld_progress *p, void *payload); /* nonzero after SIGINT/SIGTERM */
+/*
+ * weld_convert's start callback: the first line (input, format, tensors,
+ * bytes to read and write, output, backend) and the notice so far, before
+ * any data moves, so that even a short Slurm log says what ran.
+ */
+void cli_on_start(const weld_convert_result *planned, void *payload);
 void cli_install_signals(void);
 int cli_signal(void);      /* the signal received, or 0 */
 int cli_signal_exit(void); /* says so on stderr; returns 130 or 143 */
 double cli_wall(void);
 const char *cli_human(char *buf, size_t cap, uint64_t n);
 double cli_peak_rss_mb(void);
-void cli_print_summary(const char *label, const weld_convert_result *r, double secs);
+/*
+ * The end of a conversion on stderr: the summary line, the cross-check, and
+ * the notices the first line did not show (PS may be NULL: all of them).
+ */
+void cli_print_summary(const char *label, const weld_convert_result *r, double secs, const cli_progress *ps);
 
 /* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
 

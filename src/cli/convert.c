@@ -20,12 +20,18 @@ static const char convert_usage[] =
 	"  --pytorch-bin       write pytorch_model.bin instead of model.safetensors\n"
 	"  --safetensors       write model.safetensors (the default)\n"
 	"  --device D          auto (default), cpu, or cuda\n"
-	"  --type T            auto (default), hf, or zero (aliases: hf_sharded, deepspeed)\n"
+	"  --type T            auto (default), hf, or zero (aliases: hf_sharded, deepspeed);\n"
+	"                      auto reads a DeepSpeed tag's fp32 masters before HF weights\n"
+	"                      in the same folder, and safetensors before .bin\n"
 	"  --threads N         CPU threads (default: $SLURM_CPUS_PER_TASK, else all cores)\n"
 	"  --chunk-bytes N     output bytes per work unit (default 8388608)\n"
-	"  --force             replace an existing output and remove stale weight files\n"
+	"  --cross-check M     warn (default), error or off: what to do when the HF 16-bit\n"
+	"                      weights an HF Trainer saves beside DeepSpeed's fp32 masters\n"
+	"                      are not the masters cast to the output dtype\n"
+	"  --force             replace an existing output folder whole\n"
 	"  --quiet             no progress and no summary\n"
-	"  --json              print the summary as one JSON object on stdout\n"
+	"  --json              the summary as one JSON object on stdout (progress and\n"
+	"                      notes stay on stderr; without --json stdout is empty)\n"
 	"  --help              this help\n" CLI_EXIT_CODES_HELP;
 
 static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
@@ -45,6 +51,11 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 	cJSON_AddNumberToObject(o, "threads", r->threads);
 	cJSON_AddStringToObject(o, "backend", r->backend);
 	cJSON_AddStringToObject(o, "stripped_prefix", r->stripped_prefix);
+	cJSON_AddStringToObject(o, "format", r->format);
+	cJSON_AddStringToObject(o, "format_detail", r->format_detail);
+	cJSON_AddNumberToObject(o, "bytes_to_read", (double)r->bytes_to_read);
+	cJSON_AddStringToObject(o, "notice", r->notice);
+	cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&r->cross_check));
 	return cli_print_json(o);
 }
 
@@ -65,7 +76,10 @@ int cmd_convert(int argc, char **argv)
 	if ((rc = cli_convert_options("convert", &a, &o)))
 		return rc;
 	cli_progress ps = cli_progress_start("weld", quiet);
+	ps.input = input;
+	ps.dtype = cli_dtype_word(o.dtype);
 	o.progress = cli_on_progress;
+	o.start = cli_on_start;
 	o.payload = &ps;
 	cli_install_signals();
 
@@ -79,11 +93,7 @@ int cmd_convert(int argc, char **argv)
 		return cli_signal_exit();
 	if (s)
 		return cli_fail_status(s, &err);
-	if (r.notice[0] && !quiet)
-		fprintf(stderr, "weld: %s\n", r.notice);
-	if (json)
-		return print_json(&r, input, output, secs);
 	if (!quiet)
-		cli_print_summary("weld", &r, secs);
-	return EXIT_OK;
+		cli_print_summary("weld", &r, secs, &ps);
+	return json ? print_json(&r, input, output, secs) : EXIT_OK;
 }

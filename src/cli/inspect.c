@@ -117,6 +117,8 @@ static int print_json(const weld_ckpt *c, const char *path)
 	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
 	if (ds)
 		cJSON_AddItemToObject(o, "deepspeed", deepspeed_json(ds, path));
+	if (weld_ckpt_choice_note(c))
+		cJSON_AddStringToObject(o, "choice", weld_ckpt_choice_note(c));
 	return cli_print_json(o);
 }
 
@@ -133,6 +135,8 @@ static int print_table(const weld_ckpt *c, const char *path)
 		for (size_t i = 0; i < ds->nfiles; i++)
 			printf("  %s\n", short_path(ds->files[i], path));
 	}
+	if (weld_ckpt_choice_note(c))
+		printf("note: %s\n", weld_ckpt_choice_note(c));
 	size_t wname = 4;
 	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
 		weld_tensor_info ti;

@@ -89,6 +89,17 @@ int cli_parse_device(const char *cmd, const char *s, weld_device *out)
 	return 0;
 }
 
+const char *cli_dtype_word(weld_out_dtype d)
+{
+	switch (d) {
+	case WELD_OUT_BF16: return "bfloat16";
+	case WELD_OUT_F16: return "float16";
+	case WELD_OUT_F32: return "float32";
+	case WELD_OUT_KEEP: break;
+	}
+	return "as stored";
+}
+
 static int parse_dtype(const char *cmd, const char *s, weld_out_dtype *out)
 {
 	static const struct {
@@ -119,6 +130,19 @@ static int parse_type(const char *cmd, const char *s, weld_input_type *out)
 	return 0;
 }
 
+static int parse_cross_check(const char *cmd, const char *s, weld_cross_check_mode *out)
+{
+	if (strcmp(s, "warn") == 0)
+		*out = WELD_CROSS_CHECK_WARN;
+	else if (strcmp(s, "error") == 0)
+		*out = WELD_CROSS_CHECK_ERROR;
+	else if (strcmp(s, "off") == 0)
+		*out = WELD_CROSS_CHECK_OFF;
+	else
+		return cli_usage_error(cmd, "--cross-check must be warn, error or off, not '%s'", s);
+	return 0;
+}
+
 /* --threads N, else $SLURM_CPUS_PER_TASK when it is a valid count, else 0 (all cores). */
 static int parse_threads(const char *cmd, const char *s, int *out)
 {
@@ -141,7 +165,8 @@ int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert
 		return cli_usage_error(cmd, "--pytorch-bin and --safetensors exclude each other");
 	int rc;
 	if ((rc = parse_dtype(cmd, a->dtype, &o->dtype)) || (rc = cli_parse_device(cmd, a->device, &o->device)) ||
-	    (rc = parse_type(cmd, a->type, &o->type)) || (rc = parse_threads(cmd, a->threads, &o->threads)))
+	    (rc = parse_type(cmd, a->type, &o->type)) || (rc = parse_threads(cmd, a->threads, &o->threads)) ||
+	    (rc = parse_cross_check(cmd, a->cross_check, &o->cross_check)))
 		return rc;
 	if (a->chunk) {
 		long v;

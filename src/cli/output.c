@@ -54,3 +54,20 @@ int cli_print_json(cJSON *o)
 	free(text);
 	return EXIT_OK;
 }
+
+cJSON *cli_cross_check_json(const weld_cross_check *x)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "result", weld_cross_check_result_name(x->result));
+	cJSON_AddStringToObject(o, "against", x->against);
+	cJSON_AddNumberToObject(o, "compared", (double)x->compared);
+	cJSON_AddNumberToObject(o, "differing", (double)x->differing);
+	cJSON_AddNumberToObject(o, "placeholders", (double)x->placeholders);
+	cJSON_AddNumberToObject(o, "not_compared", (double)x->not_compared);
+	if (x->first_difference[0])
+		cJSON_AddStringToObject(o, "first_difference", x->first_difference);
+	else
+		cJSON_AddNullToObject(o, "first_difference");
+	cJSON_AddStringToObject(o, "summary", x->summary);
+	return o;
+}

@@ -6,6 +6,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,20 +51,21 @@ cli_progress cli_progress_start(const char *label, bool quiet)
 }
 
 /* A bar redrawn in place, at most 8 times a second; true when it printed. */
-static bool draw_bar(const cli_progress *ps, double t, bool done, double pct, double rate, double eta)
+static bool draw_bar(const cli_progress *ps, double t, bool done, double pct, const double rate[2], double eta)
 {
 	if (t - ps->last_print < 0.125 && !done)
 		return false;
 	int width = 30, fill = (int)(pct / 100.0 * width);
-	fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% %.2f GB/s ETA %3.0fs ", ps->label, fill,
-		"##############################", width - fill, "", pct, rate, eta);
+	fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% read %.2f GB/s write %.2f GB/s ETA %3.0fs ", ps->label, fill,
+		"##############################", width - fill, "", pct, rate[0], rate[1], eta);
 	if (done)
 		fputc('\n', stderr);
 	return true;
 }
 
 /* Slurm logs: plain lines starting with the checkpoint, at most one every 10 s. */
-static bool log_line(const cli_progress *ps, const weld_progress *p, double t, double pct, double rate, double eta)
+static bool log_line(const cli_progress *ps, const weld_progress *p, double t, double pct, const double rate[2],
+		     double eta)
 {
 	if (t - ps->last_print < 10.0)
 		return false;
@@ -72,8 +74,8 @@ static bool log_line(const cli_progress *ps, const weld_progress *p, double t, d
 	char stamp[32] = "?";
 	if (tm)
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", tm);
-	fprintf(stderr, "%s: %s %5.1f%% of %.2f GB written, %.2f GB/s, ETA %.0f s\n", ps->label, stamp, pct,
-		(double)p->bytes_total / 1e9, rate, eta);
+	fprintf(stderr, "%s: %s %5.1f%% of %.2f GB written, read %.2f GB/s, write %.2f GB/s, ETA %.0f s\n", ps->label,
+		stamp, pct, (double)p->bytes_total / 1e9, rate[0], rate[1], eta);
 	return true;
 }
 
@@ -87,14 +89,33 @@ int cli_on_progress(const weld_progress *p, void *payload)
 	double t = cli_wall();
 	bool done = p->bytes_done >= p->bytes_total;
 	double pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0;
-	double rate = p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e9 : 0;
-	double eta = rate > 0 ? ((double)(p->bytes_total - p->bytes_done) / 1e9) / rate : 0;
+	/* Read and write rates apart: fp32 -> bf16 reads twice what it writes, and disks are quoted by reads. */
+	double rate[2] = {p->seconds > 0 ? (double)p->bytes_read / p->seconds / 1e9 : 0,
+			  p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e9 : 0};
+	double eta = rate[1] > 0 ? ((double)(p->bytes_total - p->bytes_done) / 1e9) / rate[1] : 0;
 	bool printed = ps->tty ? draw_bar(ps, t, done, pct, rate, eta) : log_line(ps, p, t, pct, rate, eta);
 	if (printed) {
 		fflush(stderr);
 		ps->last_print = t;
 	}
 	return 0;
+}
+
+void cli_on_start(const weld_convert_result *r, void *payload)
+{
+	cli_progress *ps = payload;
+	if (ps->quiet)
+		return;
+	char rd[32], wr[32];
+	fprintf(stderr, "%s: converting %s (%s%s%s) -> %s: %zu tensors, read %s, write %s %s, %s, %d thread%s\n",
+		ps->label, ps->input, r->format, r->format_detail[0] ? ": " : "", r->format_detail, r->output_file,
+		r->tensors, cli_human(rd, sizeof(rd), r->bytes_to_read), cli_human(wr, sizeof(wr), r->bytes_written),
+		ps->dtype, r->backend, r->threads, r->threads == 1 ? "" : "s");
+	if (r->notice[0])
+		fprintf(stderr, "%s: note: %s\n", ps->label, r->notice);
+	ps->notice_shown = strlen(r->notice);
+	ps->last_print = cli_wall();
+	fflush(stderr);
 }
 
 const char *cli_human(char *buf, size_t cap, uint64_t n)
@@ -116,18 +137,37 @@ double cli_peak_rss_mb(void)
 	return (double)ru.ru_maxrss / 1024.0;
 }
 
-void cli_print_summary(const char *label, const weld_convert_result *r, double secs)
+/* The cross-check's line: a warning when the copy differs. */
+static void print_cross_check(const char *label, const weld_cross_check *x)
 {
-	char rd[32], wr[32], tied[64] = "";
+	if (x->result == WELD_CROSS_CHECK_DIFFER)
+		fprintf(stderr, "%s: warning: %s\n", label, x->summary);
+	else if (x->result != WELD_CROSS_CHECK_NONE)
+		fprintf(stderr, "%s: cross-check: %s\n", label, x->summary);
+}
+
+void cli_print_summary(const char *label, const weld_convert_result *r, double secs, const cli_progress *ps)
+{
+	char rd[32], wr[32], tied[64] = "", prefix[64] = "";
 	if (r->tied)
 		snprintf(tied, sizeof(tied), " (+%zu tied alias%s written once)", r->tied, r->tied == 1 ? "" : "es");
-	printf("%s: %zu tensors%s -> %s: read %s, wrote %s in %.2f s (%.2f GB/s), peak memory %.0f MB, %d thread%s%s%s%s\n",
-	       label, r->tensors, tied, r->output_file, cli_human(rd, sizeof(rd), r->bytes_read),
-	       cli_human(wr, sizeof(wr), r->bytes_written), secs,
-	       secs > 0 ? (double)r->bytes_written / 1e9 / secs : 0.0, cli_peak_rss_mb(), r->threads,
-	       r->threads == 1 ? "" : "s", r->stripped_prefix[0] ? ", stripped prefix '" : "", r->stripped_prefix,
-	       r->stripped_prefix[0] ? "'" : "");
+	if (r->stripped_prefix[0])
+		snprintf(prefix, sizeof(prefix), ", stripped prefix '%s'", r->stripped_prefix);
+	double gbs = secs > 0 ? 1e9 * secs : 0;
+	fprintf(stderr,
+		"%s: done in %.2f s: %zu tensors%s -> %s, read %s (%.2f GB/s), wrote %s (%.2f GB/s), peak memory %.0f MB, "
+		"%s, %d thread%s%s\n",
+		label, secs, r->tensors, tied, r->output_file, cli_human(rd, sizeof(rd), r->bytes_read),
+		gbs > 0 ? (double)r->bytes_read / gbs : 0.0, cli_human(wr, sizeof(wr), r->bytes_written),
+		gbs > 0 ? (double)r->bytes_written / gbs : 0.0, cli_peak_rss_mb(), r->backend, r->threads,
+		r->threads == 1 ? "" : "s", prefix);
 	if (r->fp16_overflows)
-		printf("%s: %llu finite values overflowed to inf in the float16 cast\n", label,
-		       (unsigned long long)r->fp16_overflows);
+		fprintf(stderr, "%s: %llu finite values overflowed to inf in the float16 cast\n", label,
+			(unsigned long long)r->fp16_overflows);
+	print_cross_check(label, &r->cross_check);
+	/* Notices that came after the first line (e.g. how the output was published). */
+	const char *rest = r->notice + (ps && ps->notice_shown <= strlen(r->notice) ? ps->notice_shown : 0);
+	rest += strspn(rest, "; ");
+	if (*rest)
+		fprintf(stderr, "%s: note: %s\n", label, rest);
 }

@@ -268,6 +268,11 @@ const weld_deepspeed_info *weld_ckpt_deepspeed(const weld_ckpt *c)
 	return c->deepspeed;
 }
 
+const char *weld_ckpt_choice_note(const weld_ckpt *c)
+{
+	return c->choice_note;
+}
+
 /*
  * Strided fragment F: the window of the file its runs lie in, read once and
  * gathered into DST. A view of a zip record is read as the whole record, so

@@ -77,6 +77,9 @@ struct weld_ckpt {
 	weld_pattern *pat;
 	size_t npat;
 	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */
+	const char *description;        /* a few words on what the format found (ZeRO stage, ranks, tag), or NULL */
+	const char *choice_note;        /* why this kind was read, when the folder held several; else NULL */
+	const char *hf_beside;          /* a folder whose HF weights hold the same model as this one's masters */
 	void **owned;                   /* freed with the checkpoint (weld__ckpt_own) */
 	size_t nowned;
 };

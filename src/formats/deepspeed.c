@@ -12,6 +12,7 @@
 #include "formats/deepspeed.h"
 
 #include "formats/torch_file.h"
+#include "formats/unsupported.h"
 #include "formats/zero.h"
 
 #include <dirent.h>
@@ -338,6 +339,20 @@ static weld_status build(weld_ckpt *c, const weld_deepspeed_info *ds, const ds_f
 	return s;
 }
 
+/* "ZeRO-2, 8 ranks, tag global_step300": what a log line says of the run. */
+static weld_status describe(weld_ckpt *c, const weld_deepspeed_info *ds, weld_error *err)
+{
+	char stage[32] = "", ranks[32] = "";
+	if (ds->bf16_optimizer)
+		snprintf(stage, sizeof(stage), "BF16_Optimizer, ");
+	else if (ds->zero_stage >= 0)
+		snprintf(stage, sizeof(stage), "ZeRO-%d, ", ds->zero_stage);
+	if (ds->world_size > 0)
+		snprintf(ranks, sizeof(ranks), "%d rank%s, ", ds->world_size, ds->world_size == 1 ? "" : "s");
+	c->description = weld__ckpt_own(c, weld__format("%s%stag %s", stage, ranks, ds->tag));
+	return c->description ? WELD_OK : weld__nomem(err);
+}
+
 weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 {
 	weld_deepspeed_info *ds = weld__ckpt_own(c, calloc(1, sizeof(*ds)));
@@ -346,6 +361,9 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 	if (!ds)
 		return weld__nomem(err);
 	weld_status s = find_tag(c, ds, dir, err);
+	/* ds_to_universal copies the model states into its tag: read alone, they would pass for stage 0. */
+	if (!s)
+		s = weld__unsupported_ds_tag(ds->tag_dir, err);
 	if (!s)
 		s = list_files(c, ds->tag_dir, &f, err);
 	int world = (f.noptim + f.nbf16 || f.nzero3) ? (int)f.max_rank + 1 : 0;
@@ -366,5 +384,8 @@ weld_status weld__deepspeed_open(weld_ckpt *c, const char *dir, weld_error *err)
 	ds->files = f.paths;
 	c->deepspeed = ds;
 	c->format = WELD_FORMAT_DEEPSPEED;
-	return build(c, ds, &f, world, states_src, err);
+	s = build(c, ds, &f, world, states_src, err);
+	if (!s)
+		s = describe(c, ds, err);
+	return s;
 }

@@ -6,6 +6,7 @@
 #include "formats/hf.h"
 
 #include "formats/torch_file.h"
+#include "formats/unsupported.h"
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -70,7 +71,8 @@ weld_status weld__hf_open_file(weld_ckpt *c, const char *path, weld_error *err)
 	size_t n = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
 	s = weld_file_pread(f, head, n, 0, err);
 	weld_file_close(f);
-	if (s)
+	/* Formats weld does not read, by name or magic, before the bytes are guessed at (unsupported.c). */
+	if (s || (s = weld__unsupported_file(path, head, n, err)))
 		return s;
 	if (st_sniff(head, n)) {
 		c->format = WELD_FORMAT_SAFETENSORS;

@@ -5,6 +5,8 @@
  */
 #include "formats/torch_file.h"
 
+#include "formats/unsupported.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,11 +242,37 @@ weld_status weld__torch_add_tree(weld_ckpt *c, uint32_t src, const weld_py *root
 	return s;
 }
 
+/* KEY of dict D, when it is there and is not a tensor (a state dict's keys name tensors). */
+static bool has_plain(const weld_py *d, const char *key)
+{
+	const weld_py *v = weld_py_dict_get(d, key);
+	return v && v->kind != WELD_PY_TENSOR;
+}
+
+/*
+ * Megatron-LM's files (model_optim_rng.pt) are torch files like any other,
+ * but its tensors sit under model.language_model.* or model.decoder.*, cut
+ * by tensor and pipeline rank: names no HF loader understands. Known by
+ * what its save_checkpoint puts beside them (a checkpoint_version, or the
+ * iteration and the run's args beside model / model0...), whatever the file
+ * is called; DeepSpeed's model states keep theirs under 'module'.
+ */
+static weld_status refuse_megatron(const char *path, const weld_py *root, weld_error *err)
+{
+	if (has_plain(root, "checkpoint_version"))
+		return weld__foreign_fail(err, path, WELD_FOREIGN_MEGATRON, "its dict has 'checkpoint_version'");
+	if (has_plain(root, "iteration") && has_plain(root, "args") && (has_plain(root, "model") || has_plain(root, "model0")))
+		return weld__foreign_fail(err, path, WELD_FOREIGN_MEGATRON, "its dict has 'iteration', 'args' and 'model'");
+	return WELD_OK;
+}
+
 weld_status weld__torch_add_file(weld_ckpt *c, const char *path, weld_torch_kind *kind, weld_error *err)
 {
 	uint32_t src;
-	const weld_py *root;
+	const weld_py *root = NULL;
 	weld_status s = weld__torch_source(c, path, &src, &root, err);
+	if (!s)
+		s = refuse_megatron(path, root, err);
 	if (s)
 		return s;
 	*kind = weld_torch_kind_of(weld__torch_of(c, src));

@@ -42,6 +42,22 @@ static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
 	return e;
 }
 
+/* "cross_check": what the HF 16-bit copy beside the masters said of them. */
+static cJSON *cross_check_entry(const weld_cross_check *x, bool *ok)
+{
+	cJSON *e = cJSON_CreateObject();
+	put_str(e, "result", weld_cross_check_result_name(x->result), ok);
+	put_str(e, "against", x->against, ok);
+	put_num(e, "compared", (double)x->compared, ok);
+	put_num(e, "differing", (double)x->differing, ok);
+	put_num(e, "placeholders", (double)x->placeholders, ok);
+	put_num(e, "not_compared", (double)x->not_compared, ok);
+	put(e, "first_difference", x->first_difference[0] ? cJSON_CreateString(x->first_difference) : cJSON_CreateNull(),
+	    ok);
+	put_str(e, "summary", x->summary, ok);
+	return e;
+}
+
 static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok)
 {
 	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *f = cJSON_CreateObject();
@@ -68,6 +84,10 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	for (size_t i = 0; i < info->nside; i++)
 		put_str(side, NULL, info->side_files[i], ok);
 	put(o, "side_files", side, ok);
+	if (info->choice_note)
+		put_str(o, "source_choice", info->choice_note, ok);
+	if (info->cross_check && info->cross_check->result != WELD_CROSS_CHECK_NONE)
+		put(o, "cross_check", cross_check_entry(info->cross_check, ok), ok);
 	return o;
 }
 

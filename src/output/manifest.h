@@ -22,6 +22,8 @@ typedef struct weld_manifest_info {
 	uint64_t fp16_overflows;
 	char *const *side_files;
 	size_t nside;
+	const char *choice_note;              /* why these weights were read, or NULL */
+	const weld_cross_check *cross_check;  /* NULL or result NONE: not recorded */
 } weld_manifest_info;
 
 /* Write DIR/weld.json for plan P atomically (temporary name, fsync, rename). */

@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "output/target.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,4 +408,20 @@ weld_status weld_output_intact(const char *dir, weld_error *err)
 	free(path);
 	weld_manifest_free(m);
 	return s;
+}
+
+/*
+ * What the conversion found when it compared the masters with the HF 16-bit
+ * copy beside them (weld.json's cross_check): a difference stays a warning
+ * for as long as the output lives, since nothing in the folder shows it.
+ */
+void weld__vf_check_cross_check(weld_verifier *v)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(v->manifest->json, "cross_check");
+	const char *result = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "result"));
+	const char *summary = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "summary"));
+	if (!result || !summary)
+		return;
+	weld__vf_check(v->r, "cross_check", strcmp(result, "differ") == 0 ? WELD_CHECK_WARN : WELD_CHECK_PASS,
+		       "at conversion, %s", summary);
 }

@@ -77,6 +77,8 @@ static weld_status run_checks(weld_verifier *v, const char *against, weld_error 
 		s = weld__vf_check_size_and_crcs(v, err);
 	if (!s)
 		s = weld__vf_check_leftovers(v, err);
+	if (!s && v->manifest)
+		weld__vf_check_cross_check(v);
 	if (!s)
 		weld__vf_check_config(v);
 	if (!s && v->out && v->config)

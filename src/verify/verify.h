@@ -91,6 +91,8 @@ weld_status weld__vf_check_weight_files(weld_verifier *v, weld_error *err);
 void weld__vf_check_manifest_tensors(weld_verifier *v);
 weld_status weld__vf_check_size_and_crcs(weld_verifier *v, weld_error *err);
 weld_status weld__vf_check_leftovers(weld_verifier *v, weld_error *err);
+/* weld.json's record of the cross-check against HF 16-bit weights, when there is one (needs v->manifest). */
+void weld__vf_check_cross_check(weld_verifier *v);
 
 /* servable.c */
 void weld__vf_check_config(weld_verifier *v);

@@ -1,0 +1,233 @@
+/* Output tensors against a second copy of the model (crosscheck.h). */
+#include "pipeline/crosscheck.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes compared per read; tensors that are not one run are read whole up to WHOLE_MAX. */
+#define CMP_CHUNK (1u << 20)
+#define WHOLE_MAX ((uint64_t)64 << 20)
+
+const char *weld_cross_check_result_name(weld_cross_check_result r)
+{
+	switch (r) {
+	case WELD_CROSS_CHECK_AGREE: return "agree";
+	case WELD_CROSS_CHECK_DIFFER: return "differ";
+	case WELD_CROSS_CHECK_SKIPPED: return "skipped";
+	case WELD_CROSS_CHECK_NONE: break;
+	}
+	return "none";
+}
+
+typedef struct by_name {
+	const char *name;
+	size_t i;
+} by_name;
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(((const by_name *)a)->name, ((const by_name *)b)->name);
+}
+
+/* What one comparison needs: the copy, the written file, two buffers. */
+typedef struct xcheck {
+	const weld_plan *p;
+	weld_ckpt *hf;
+	weld_file *out;
+	uint8_t *a, *b;
+	weld_dtype dtype_seen; /* the copy's dtype where it differed from the output's */
+} xcheck;
+
+/* Copy tensor I (one run at F, OFF) against N output bytes at AT: *SAME. */
+static weld_status cmp_run(xcheck *x, weld_file *f, uint64_t off, uint64_t at, uint64_t n, bool *same,
+			   weld_error *err)
+{
+	*same = true;
+	for (uint64_t done = 0; done < n && *same;) {
+		size_t k = n - done < CMP_CHUNK ? (size_t)(n - done) : CMP_CHUNK;
+		weld_status s = weld_file_pread(f, x->a, k, off + done, err);
+		if (!s)
+			s = weld_file_pread(x->out, x->b, k, at + done, err);
+		if (s)
+			return s;
+		*same = memcmp(x->a, x->b, k) == 0;
+		done += k;
+	}
+	return WELD_OK;
+}
+
+/* Copy tensor I, not one run, read whole and compared with N output bytes at AT. */
+static weld_status cmp_whole(xcheck *x, size_t i, uint64_t at, uint64_t n, bool *same, weld_error *err)
+{
+	uint8_t *mine = malloc(n ? (size_t)n : 1), *theirs = malloc(n ? (size_t)n : 1);
+	weld_status s = mine && theirs ? WELD_OK : weld__nomem(err);
+	if (!s)
+		s = weld_ckpt_read_tensor(x->hf, i, mine, (size_t)n, err);
+	if (!s)
+		s = weld_file_pread(x->out, theirs, (size_t)n, at, err);
+	if (!s)
+		*same = memcmp(mine, theirs, (size_t)n) == 0;
+	free(mine);
+	free(theirs);
+	return s;
+}
+
+static bool same_shape(const weld_tensor_info *a, const weld_plan_tensor *t)
+{
+	return a->ndim == t->ndim && memcmp(a->shape, t->shape, sizeof(uint64_t) * t->ndim) == 0;
+}
+
+/* Copy tensor I against plan tensor T, counted in *R. */
+static weld_status compare_one(xcheck *x, size_t i, const weld_tensor_info *info, const weld_plan_tensor *t,
+			       weld_cross_check *r, weld_error *err)
+{
+	if (info->numel == 0 && t->numel > 0) {
+		r->placeholders++;
+		return WELD_OK;
+	}
+	if (info->dtype != t->dtype || !same_shape(info, t)) {
+		if (info->dtype != t->dtype)
+			x->dtype_seen = info->dtype;
+		r->not_compared++;
+		return WELD_OK;
+	}
+	weld_file *f;
+	uint64_t off;
+	bool same = false;
+	weld_status s;
+	if (weld__ckpt_one_run(x->hf, i, &f, &off))
+		s = cmp_run(x, f, off, t->offset, t->nbytes, &same, err);
+	else if (t->nbytes <= WHOLE_MAX)
+		s = cmp_whole(x, i, t->offset, t->nbytes, &same, err);
+	else {
+		r->not_compared++;
+		return WELD_OK;
+	}
+	if (s)
+		return s;
+	r->compared++;
+	if (!same && r->differing++ == 0)
+		snprintf(r->first_difference, sizeof(r->first_difference), "%s", t->name);
+	return WELD_OK;
+}
+
+/* Every tensor of the copy, matched by name to the plan's (sorted in INDEX). */
+static weld_status compare_all(xcheck *x, const by_name *index, weld_cross_check *r, weld_error *err)
+{
+	size_t n = weld_ckpt_tensor_count(x->hf);
+	for (size_t i = 0; i < n; i++) {
+		weld_tensor_info info;
+		weld_status s = weld_ckpt_tensor(x->hf, i, &info);
+		if (s)
+			return weld__fail(err, s, "%s: tensor %zu: cannot describe it", x->out->path, i);
+		if (info.alias_of)
+			continue; /* a tied name: its owner is compared */
+		by_name key = {info.name, 0};
+		const by_name *hit = bsearch(&key, index, x->p->nt, sizeof(*index), cmp_name);
+		if (!hit) {
+			r->not_compared++;
+			continue;
+		}
+		if ((s = compare_one(x, i, &info, &x->p->t[hit->i], r, err)))
+			return s;
+	}
+	return WELD_OK;
+}
+
+static const char *dtype_word(weld_dtype d)
+{
+	const char *t = weld__dtype_torch_name(d);
+	return strncmp(t, "torch.", 6) == 0 ? t + 6 : t;
+}
+
+/* R's one-line summary, from its counts. */
+static void summarise(weld_cross_check *r, const xcheck *x, weld_dtype out_dtype)
+{
+	char extra[160] = "";
+	if (r->placeholders)
+		snprintf(extra, sizeof(extra), "; %zu empty placeholder%s skipped", r->placeholders,
+			 r->placeholders == 1 ? "" : "s");
+	if (r->not_compared)
+		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "; %zu not comparable", r->not_compared);
+	const char *dt = dtype_word(out_dtype);
+	if (r->differing) {
+		r->result = WELD_CROSS_CHECK_DIFFER;
+		snprintf(r->summary, sizeof(r->summary),
+			 "the HF %s weights beside the masters DIFFER from the masters cast to %s in %zu of %zu tensors "
+			 "(first: %s)%s",
+			 r->against, dt, r->differing, r->compared, r->first_difference, extra);
+	} else if (r->compared) {
+		r->result = WELD_CROSS_CHECK_AGREE;
+		snprintf(r->summary, sizeof(r->summary),
+			 "the HF %s weights beside the masters agree: %zu tensors byte-identical to the masters cast to %s%s",
+			 r->against, r->compared, dt, extra);
+	} else {
+		r->result = WELD_CROSS_CHECK_SKIPPED;
+		if (r->placeholders)
+			snprintf(r->summary, sizeof(r->summary),
+				 "the HF %s weights beside the masters are placeholders (ZeRO-3 saved without gathering "
+				 "16-bit weights): not compared%s",
+				 r->against, extra);
+		else if (x->dtype_seen)
+			snprintf(r->summary, sizeof(r->summary),
+				 "the HF %s weights beside the masters are %s and the output %s: not compared",
+				 r->against, dtype_word(x->dtype_seen), dt);
+		else
+			snprintf(r->summary, sizeof(r->summary),
+				 "the HF %s weights beside the masters share no tensor with them: not compared", r->against);
+	}
+}
+
+/* The plan's dtype for the summary: its first floating tensor's. */
+static weld_dtype plan_float_dtype(const weld_plan *p)
+{
+	for (size_t i = 0; i < p->nt; i++)
+		if (weld__dtype_is_float(p->t[i].dtype))
+			return p->t[i].dtype;
+	return p->nt ? p->t[0].dtype : WELD_DTYPE_BF16;
+}
+
+static weld_status run_check(xcheck *x, weld_cross_check *r, weld_error *err)
+{
+	by_name *index = calloc(x->p->nt ? x->p->nt : 1, sizeof(*index));
+	x->a = malloc(CMP_CHUNK);
+	x->b = malloc(CMP_CHUNK);
+	weld_status s = index && x->a && x->b ? WELD_OK : weld__nomem(err);
+	if (!s) {
+		for (size_t i = 0; i < x->p->nt; i++)
+			index[i] = (by_name){x->p->t[i].name, i};
+		qsort(index, x->p->nt, sizeof(*index), cmp_name);
+		snprintf(r->against, sizeof(r->against), "%s", weld_format_name(weld_ckpt_format(x->hf)));
+		s = compare_all(x, index, r, err);
+	}
+	if (!s)
+		summarise(r, x, plan_float_dtype(x->p));
+	free(index);
+	free(x->a);
+	free(x->b);
+	return s;
+}
+
+weld_status weld__cross_check(const weld_plan *p, const char *out_path, const char *dir, weld_cross_check *r,
+			      weld_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	xcheck x = {.p = p};
+	weld_error why = {0};
+	weld_status s = weld_ckpt_open_as(&x.hf, dir, WELD_INPUT_HF, &why);
+	if (s == WELD_ERR_NOMEM)
+		return weld__nomem(err);
+	if (s) {
+		r->result = WELD_CROSS_CHECK_SKIPPED;
+		snprintf(r->summary, sizeof(r->summary), "the HF weights beside the masters could not be read: %s",
+			 why.message);
+		return WELD_OK;
+	}
+	s = weld_file_open(&x.out, out_path, err);
+	if (!s)
+		s = run_check(&x, r, err);
+	weld_file_close(x.out);
+	weld_ckpt_free(x.hf);
+	return s;
+}
