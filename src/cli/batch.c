@@ -156,7 +156,7 @@ typedef struct batch_row {
 	const ckpt_entry *c;
 	size_t index;       /* its place in the selection: what --array-index takes */
 	char out[4096];     /* its output folder */
-	const char *type;   /* its format's name; NULL when it does not open */
+	const char *type;   /* its format's name; NULL when not read (skipped, or it does not open) */
 	outcome result;
 	bool clash;         /* another checkpoint of the selection has the same output */
 	double secs;
@@ -250,22 +250,6 @@ static int print_clashes(batch_row *const *order, size_t n)
 	return EXIT_USAGE;
 }
 
-/*
- * W's format name into W->type, when it opens: one that does not has none
- * (weld_convert says why it fails). 0, or -1 when out of memory (in ERR).
- */
-static int find_type(const batch_args *b, batch_row *w, weld_error *err)
-{
-	weld_ckpt *ck = NULL;
-	weld_status s = weld_ckpt_open_as(&ck, w->c->dir, b->convert.type, err);
-	if (s == WELD_ERR_NOMEM)
-		return -1;
-	if (!s)
-		w->type = weld_format_name(weld_ckpt_format(ck));
-	weld_ckpt_free(ck);
-	return 0;
-}
-
 /* W failed with ERR: said on stderr, kept for the JSON report. */
 static outcome fail_row(batch_row *w, const weld_error *err)
 {
@@ -274,18 +258,13 @@ static outcome fail_row(batch_row *w, const weld_error *err)
 	return FAILED;
 }
 
-/*
- * Convert (or plan) W's checkpoint, filling W. FIRST: the run's first
- * checkpoint, the one whose notice (why not CUDA) is shown.
- */
-static outcome convert_one(const batch_args *b, batch_row *w, bool first)
+/* Convert (or plan) W's checkpoint, filling W. */
+static outcome convert_one(const batch_args *b, batch_row *w)
 {
 	const char *label = w->c->base;
 	weld_error err = {0};
 	if (cli_signal())
 		return INTERRUPTED;
-	if (find_type(b, w, &err))
-		return fail_row(w, &err);
 	double t0 = cli_wall();
 	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
 		w->secs = cli_wall() - t0;
@@ -304,14 +283,15 @@ static outcome convert_one(const batch_args *b, batch_row *w, bool first)
 	co.dry_run = b->dry;
 	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
 	w->secs = cli_wall() - t0;
+	/* Set once the checkpoint is read, before anything is written: a late failure keeps it. */
+	w->type = w->r.format[0] ? w->r.format : NULL;
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return INTERRUPTED;
 	if (s)
 		return fail_row(w, &err);
 	if (b->dry)
 		return PLANNED;
-	if (w->r.notice[0] && !b->quiet && first)
-		fprintf(stderr, "%s: %s\n", label, w->r.notice);
+	/* The notice (why not CUDA) is on the start line and in the summary already. */
 	cli_print_summary(label, &w->r, w->secs, &ps);
 	return DONE;
 }
@@ -489,7 +469,7 @@ static int convert_all(const batch_args *b, batch_row *rows, size_t n)
 {
 	cli_install_signals();
 	for (size_t k = 0; k < n; k++) {
-		rows[k].result = convert_one(b, &rows[k], k == 0);
+		rows[k].result = convert_one(b, &rows[k]);
 		if (rows[k].result == INTERRUPTED)
 			return cli_signal_exit();
 	}
