@@ -2,10 +2,13 @@
  * weld batch: every checkpoint of a training run, as one command, a Slurm
  * array job (one checkpoint per task) or a job step. Checkpoints are found
  * in RUN (runs.c: HF Trainer checkpoint-N folders, DeepSpeed global_stepN
- * tags, plain HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/.
+ * tags, plain HF folders), sorted by step; each goes to OUT/<NAME>_step_<N>/
+ * (OUT/<NAME>_<FOLDER>/ without a step), and two that would go to one folder
+ * stop the batch before anything is written.
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,29 +17,40 @@ static const char batch_usage[] =
 	"usage: weld batch --input-dir RUN --output-dir OUT [options] [convert's options]\n"
 	"\n"
 	"Convert the checkpoints of a training run: HF Trainer checkpoint-N folders,\n"
-	"DeepSpeed global_stepN tags, or plain HF model folders found in RUN, sorted\n"
-	"by step. Each goes to OUT/NAME_step_N/, a complete output folder. One failing\n"
-	"checkpoint does not stop the others; the table and the exit code say which.\n"
+	"DeepSpeed global_stepN tags, or plain HF model folders found in RUN.\n"
+	"\n"
+	"A folder's name gives a step only when it is checkpoint-N, global_stepN,\n"
+	"step_N, step-N or iter_N, N all digits (iter_0000100 is step 100); that\n"
+	"checkpoint goes to OUT/NAME_step_N/, any other folder F (sft-v1) to\n"
+	"OUT/NAME_F/. They are taken by step, those without one last by name.\n"
+	"Checkpoints that would share an output folder (checkpoint-100 and\n"
+	"global_step100) are refused before anything is written, --force or not\n"
+	"(exit 2). One failing checkpoint does not stop the others; the results\n"
+	"table (on stderr) and the exit code say which.\n"
 	"\n"
 	"  --input-dir RUN            the run's folder\n"
 	"  --output-dir OUT           where the outputs go\n"
-	"  --latest                   only the newest checkpoint (the default)\n"
+	"  --latest                   only the newest checkpoint, the highest step (default)\n"
 	"  --all-checkpoints          every checkpoint\n"
 	"  --checkpoint-filter GLOB   only checkpoints whose folder name matches (repeatable)\n"
 	"  --name NAME                output name prefix (default: RUN's folder name)\n"
-	"  --dry-run                  print the plan (type, output, bytes to read and write), write nothing\n"
+	"  --dry-run                  print the plan, write nothing: a table of INDEX, NAME,\n"
+	"                             STEP, TYPE, OUTPUT, bytes to READ and WRITE, and totals\n"
 	"  --count                    with --dry-run: print only how many checkpoints there are\n"
 	"  --skip-existing            skip checkpoints whose output verifies against its weld.json;\n"
 	"                             redo (replace) any other output of theirs\n"
-	"  --array-index I            convert only checkpoint I (0-based; default $SLURM_ARRAY_TASK_ID)\n"
+	"  --array-index I            convert only checkpoint I, the plan's INDEX\n"
+	"                             (default $SLURM_ARRAY_TASK_ID)\n"
 	"  --quiet                    no progress lines\n"
+	"  --json                     the plan or the results as one JSON object on stdout\n"
 	"  --help                     this help\n"
-	"convert's options: --dtype, --pytorch-bin, --safetensors, --device, --type, --threads,\n"
-	"--chunk-bytes, --force (see weld convert --help)\n";
+	"\n"
+	"convert's options (see weld convert --help): --pytorch-bin, --safetensors,\n"
+	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
 
 /* The command line of one batch run. */
 typedef struct batch_args {
-	bool all, latest, dry, count, skip, quiet;
+	bool all, latest, dry, count, skip, quiet, json;
 	const char *run, *outdir, *name, *index;
 	const char *filters[64];
 	size_t nfilters;
@@ -81,7 +95,8 @@ static int parse_args(int argc, char **argv, batch_args *b)
 				{"all-checkpoints", &b->all, NULL}, {"latest", &b->latest, NULL},
 				{"dry-run", &b->dry, NULL},       {"count", &b->count, NULL},
 				{"skip-existing", &b->skip, NULL}, {"quiet", &b->quiet, NULL},
-				CLI_CONVERT_OPTS(a),              {NULL, NULL, NULL}};
+				{"json", &b->json, NULL},         CLI_CONVERT_OPTS(a),
+				{NULL, NULL, NULL}};
 	const cli_command cmd = {"batch", batch_usage, opts, NULL};
 	int rc = cli_parse(&cmd, nrest, argv, NULL);
 	if (rc != CLI_PARSED)
@@ -92,6 +107,8 @@ static int parse_args(int argc, char **argv, batch_args *b)
 		return cli_usage_error("batch", "--all-checkpoints and --latest exclude each other");
 	if (b->count && !b->dry)
 		return cli_usage_error("batch", "--count goes with --dry-run");
+	if (b->count && b->json)
+		return cli_usage_error("batch", "--count and --json exclude each other");
 	if ((rc = cli_convert_options("batch", &a, &b->convert)))
 		return rc;
 	return CLI_PARSED;
@@ -131,126 +148,399 @@ static const char *run_name(const char *run, char *buf, size_t cap)
 }
 
 /* What became of one checkpoint; INTERRUPTED (by SIGINT/SIGTERM) ends the run. */
-typedef enum { DONE, SKIPPED, FAILED, PLANNED, INTERRUPTED } outcome;
+typedef enum { PLANNED, DONE, SKIPPED, FAILED, REFUSED, INTERRUPTED } outcome;
+static const char *const outcome_words[] = {"planned", "done", "skipped", "failed", "refused"};
 
-/* OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in BUF; -1 when too long. */
-static int output_path(char *buf, size_t cap, const batch_args *b, const ckpt_entry *c)
-{
-	int len = c->step >= 0 ? snprintf(buf, cap, "%s/%s_step_%ld", b->outdir, b->name, c->step)
-			       : snprintf(buf, cap, "%s/%s_%s", b->outdir, b->name, c->base);
-	return len < 0 || (size_t)len >= cap ? -1 : 0;
-}
+/* One checkpoint of the selection: where it goes and what became of it. */
+typedef struct batch_row {
+	const ckpt_entry *c;
+	size_t index;       /* its place in the selection: what --array-index takes */
+	char out[4096];     /* its output folder */
+	const char *type;   /* its format's name; NULL when not read (skipped, or it does not open) */
+	outcome result;
+	bool clash;         /* another checkpoint of the selection has the same output */
+	double secs;
+	weld_convert_result r;
+	char *error;        /* why it failed; NULL when it did not, or no memory was left for it */
+} batch_row;
 
-static outcome fail_one(const char *label, const weld_error *err)
+/* Whether W has the byte counts of a plan or a conversion (a skipped one read only to verify). */
+static bool sized(const batch_row *w)
 {
-	fprintf(stderr, "%s: error: %s\n", label, cli_error_text(err));
-	return FAILED;
-}
-
-/* The dry run's line for C: its format, where it would go, what it would read and write. */
-static outcome print_plan(const batch_args *b, const ckpt_entry *c, const char *label, const char *out,
-			  const weld_convert_result *r)
-{
-	/* weld_convert just read it, so only running out of memory can make this fail. */
-	weld_ckpt *ck = NULL;
-	weld_error err = {0};
-	if (weld_ckpt_open_as(&ck, c->dir, b->convert.type, &err))
-		return fail_one(label, &err);
-	char rd[32], wr[32];
-	printf("%s: step %ld, %s -> %s: %zu tensors, reads %s, writes %s\n", label, c->step,
-	       weld_format_name(weld_ckpt_format(ck)), out, r->tensors, cli_human(rd, sizeof(rd), r->bytes_read),
-	       cli_human(wr, sizeof(wr), r->bytes_written));
-	weld_ckpt_free(ck);
-	return PLANNED;
+	return w->result == PLANNED || w->result == DONE;
 }
 
 /*
- * Convert (or plan) checkpoint C; *SECS gets the time it took. FIRST: the
- * run's first checkpoint, the one whose notice (why not CUDA) is shown.
+ * OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in
+ * BUF (NAME_... alone without OUT: --count needs none); -1 when too long.
  */
-static outcome convert_one(const batch_args *b, const ckpt_entry *c, bool first, double *secs)
+static int output_path(char *buf, size_t cap, const batch_args *b, const ckpt_entry *c)
 {
-	char out[4096], label[512];
-	if (output_path(out, sizeof(out), b, c) || (size_t)snprintf(label, sizeof(label), "%s", c->base) >= sizeof(label)) {
-		fprintf(stderr, "%s: error: output path too long\n", c->base);
-		return FAILED;
+	const char *dir = b->outdir ? b->outdir : "", *sep = b->outdir ? "/" : "";
+	int len = c->step >= 0 ? snprintf(buf, cap, "%s%s%s_step_%ld", dir, sep, b->name, c->step)
+			       : snprintf(buf, cap, "%s%s%s_%s", dir, sep, b->name, c->base);
+	return len < 0 || (size_t)len >= cap ? -1 : 0;
+}
+
+/* The rows of the N selected checkpoints from C; 0, or EXIT_FAILED after a message. */
+static int fill_rows(const batch_args *b, const ckpt_entry *c, size_t n, batch_row *rows)
+{
+	for (size_t k = 0; k < n; k++) {
+		rows[k].c = &c[k];
+		rows[k].index = k;
+		if (output_path(rows[k].out, sizeof(rows[k].out), b, &c[k])) {
+			fprintf(stderr, "weld: error: %s: its output path is too long\n", c[k].base);
+			return EXIT_FAILED;
+		}
 	}
+	return 0;
+}
+
+static int cmp_output(const void *a, const void *b)
+{
+	const batch_row *x = *(const batch_row *const *)a, *y = *(const batch_row *const *)b;
+	int c = strcmp(x->out, y->out);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* How many rows from ORDER[K] on (ORDER sorted by output) have ORDER[K]'s output. */
+static size_t group_len(batch_row *const *order, size_t n, size_t k)
+{
+	size_t m = 1;
+	while (k + m < n && strcmp(order[k]->out, order[k + m]->out) == 0)
+		m++;
+	return m;
+}
+
+/*
+ * Marks the N rows whose output another has too, and returns how many. The
+ * whole selection is checked, before --array-index narrows it, so every
+ * array task refuses alike instead of two racing for one folder. ORDER gets
+ * the rows sorted by output, each clash's rows together.
+ */
+static size_t mark_clashes(batch_row *rows, size_t n, batch_row **order)
+{
+	for (size_t k = 0; k < n; k++)
+		order[k] = &rows[k];
+	qsort(order, n, sizeof(*order), cmp_output);
+	size_t marked = 0;
+	for (size_t k = 0, m; k < n; k += m) {
+		m = group_len(order, n, k);
+		for (size_t i = 0; m > 1 && i < m; i++)
+			order[k + i]->clash = true;
+		marked += m > 1 ? m : 0;
+	}
+	return marked;
+}
+
+/* The clash error on stderr: each shared output with the checkpoints that map to it. EXIT_USAGE. */
+static int print_clashes(batch_row *const *order, size_t n)
+{
+	fputs("weld: error: checkpoints would share an output folder, so none is converted (--force or not); "
+	      "rename one or leave it out with --checkpoint-filter:\n",
+	      stderr);
+	for (size_t k = 0, m; k < n; k += m) {
+		if ((m = group_len(order, n, k)) < 2)
+			continue;
+		fprintf(stderr, "  %s: %s", order[k]->out, order[k]->c->base);
+		for (size_t i = 1; i < m; i++)
+			fprintf(stderr, ", %s", order[k + i]->c->base);
+		fputc('\n', stderr);
+	}
+	return EXIT_USAGE;
+}
+
+/* W failed with ERR: said on stderr, kept for the JSON report. */
+static outcome fail_row(batch_row *w, const weld_error *err)
+{
+	fprintf(stderr, "%s: error: %s\n", w->c->base, cli_error_text(err));
+	w->error = strdup(cli_error_text(err));
+	return FAILED;
+}
+
+/* Convert (or plan) W's checkpoint, filling W. */
+static outcome convert_one(const batch_args *b, batch_row *w)
+{
+	const char *label = w->c->base;
+	weld_error err = {0};
 	if (cli_signal())
 		return INTERRUPTED;
-	if (b->skip && !b->dry && weld_output_intact(out, NULL) == WELD_OK) {
-		printf("%s: skipped: %s verifies\n", label, out);
+	double t0 = cli_wall();
+	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
+		w->secs = cli_wall() - t0;
+		fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
 	cli_progress ps = cli_progress_start(label, b->quiet);
 	weld_convert_options co = b->convert;
 	/* An output of this batch that does not verify (a killed run's, a damaged one) is redone whole. */
 	co.replace = b->skip;
-	ps.input = c->dir;
+	ps.input = w->c->dir;
 	ps.dtype = cli_dtype_word(co.dtype);
 	co.progress = cli_on_progress;
 	co.start = cli_on_start;
 	co.payload = &ps;
 	co.dry_run = b->dry;
-	weld_convert_result r;
-	weld_error err = {0};
-	double t0 = cli_wall();
-	weld_status s = weld_convert(c->dir, out, &co, &r, &err);
-	*secs = cli_wall() - t0;
+	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
+	w->secs = cli_wall() - t0;
+	/* Set once the checkpoint is read, before anything is written: a late failure keeps it. */
+	w->type = w->r.format[0] ? w->r.format : NULL;
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
 		return INTERRUPTED;
 	if (s)
-		return fail_one(label, &err);
+		return fail_row(w, &err);
 	if (b->dry)
-		return print_plan(b, c, label, out, &r);
-	if (r.notice[0] && !b->quiet && first)
-		fprintf(stderr, "%s: %s\n", label, r.notice);
-	cli_print_summary(label, &r, *secs, &ps);
+		return PLANNED;
+	/* The notice (why not CUDA) is on the start line and in the summary already. */
+	cli_print_summary(label, &w->r, w->secs, &ps);
 	return DONE;
 }
 
-typedef struct batch_row {
-	outcome result;
-	double secs;
-} batch_row;
+/* The tables' columns: the dry run's plan, and the results of a real run. */
+enum { COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE };
+static const struct {
+	const char *head;
+	bool right; /* numbers: aligned right */
+} columns[] = {{"INDEX", true},   {"NAME", false}, {"STEP", true},    {"TYPE", false},   {"OUTPUT", false},
+	       {"READ", true},    {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}};
+static const int plan_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_NOTE};
+static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS};
 
-static void print_table(const ckpt_entry *c, const batch_row *rows, size_t n, int failed)
+/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is a number. */
+static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 {
-	static const char *const words[] = {"done", "skipped", "FAILED", "planned"};
-	printf("%-32s %-8s %8s\n", "CHECKPOINT", "RESULT", "SECONDS");
-	for (size_t k = 0; k < n; k++)
-		printf("%-32s %-8s %8.2f\n", c[k].base, words[rows[k].result], rows[k].secs);
-	printf("weld batch: %zu checkpoint%s, %d failed\n", n, n == 1 ? "" : "s", failed);
+	switch (col) {
+	case COL_INDEX:
+		snprintf(buf, cap, "%zu", w->index);
+		return buf;
+	case COL_NAME:
+		return w->c->base;
+	case COL_STEP:
+		if (w->c->step < 0)
+			return "-";
+		snprintf(buf, cap, "%ld", w->c->step);
+		return buf;
+	case COL_TYPE:
+		return w->type ? w->type : "-";
+	case COL_OUTPUT:
+		return w->out;
+	case COL_READ:
+	case COL_WRITE:
+		return sized(w) ? cli_human(buf, cap, col == COL_READ ? w->r.bytes_read : w->r.bytes_written) : "-";
+	case COL_RESULT:
+		return w->result == FAILED ? "FAILED" : outcome_words[w->result];
+	case COL_SECONDS:
+		snprintf(buf, cap, "%.2f", w->secs);
+		return buf;
+	default: /* COL_NOTE: what the dry run found wrong */
+		return w->clash ? (w->result == FAILED ? "CLASH, FAILED" : "CLASH") : w->result == FAILED ? "FAILED" : "";
+	}
 }
 
-/* Convert the N checkpoints from C in turn, then print the table (not for a dry run); the exit code. */
-static int convert_all(const batch_args *b, const ckpt_entry *c, size_t n)
+/* One line of the table: W's cells (the header when W is NULL), WIDTH wide but for the last. */
+static void print_line(FILE *f, const int *cols, size_t ncols, const int *width, const batch_row *w)
+{
+	for (size_t j = 0; j < ncols; j++) {
+		char buf[64];
+		const char *s = w ? cell(w, cols[j], buf, sizeof(buf)) : columns[cols[j]].head;
+		bool right = columns[cols[j]].right, last = j + 1 == ncols;
+		if (last && !*s)
+			break;
+		fprintf(f, right ? "%s%*s" : "%s%-*s", j ? "  " : "", last && !right ? 0 : width[j], s);
+	}
+	fputc('\n', f);
+}
+
+/* What the N rows add up to: bytes planned or converted, and failures. */
+typedef struct batch_totals {
+	uint64_t read, written;
+	int failed;
+} batch_totals;
+
+static batch_totals sum_rows(const batch_row *rows, size_t n)
+{
+	batch_totals t = {0, 0, 0};
+	for (size_t k = 0; k < n; k++) {
+		t.read += sized(&rows[k]) ? rows[k].r.bytes_read : 0;
+		t.written += sized(&rows[k]) ? rows[k].r.bytes_written : 0;
+		t.failed += rows[k].result == FAILED;
+	}
+	return t;
+}
+
+/*
+ * The N rows as a table on F, each column as wide as its widest cell, then
+ * the totals. The plan's NOTE column only when some row has a note.
+ */
+static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
+{
+	const int *cols = plan ? plan_cols : result_cols;
+	size_t ncols = plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) - 1 : sizeof(result_cols) / sizeof(result_cols[0]);
+	int width[sizeof(plan_cols) / sizeof(plan_cols[0])];
+	batch_totals t = sum_rows(rows, n);
+	bool notes = false;
+	for (size_t k = 0; k < n; k++)
+		notes = notes || rows[k].clash || rows[k].result == FAILED;
+	ncols += plan && notes;
+	for (size_t j = 0; j < ncols; j++) {
+		width[j] = (int)strlen(columns[cols[j]].head);
+		for (size_t k = 0; k < n; k++) {
+			char buf[64];
+			int len = (int)strlen(cell(&rows[k], cols[j], buf, sizeof(buf)));
+			width[j] = len > width[j] ? len : width[j];
+		}
+	}
+	print_line(f, cols, ncols, width, NULL);
+	for (size_t k = 0; k < n; k++)
+		print_line(f, cols, ncols, width, &rows[k]);
+	char rd[32], wr[32];
+	fprintf(f, "weld batch: %zu checkpoint%s, %s %s, %s %s, %d failed\n", n, n == 1 ? "" : "s",
+		cli_human(rd, sizeof(rd), t.read), plan ? "to read" : "read", cli_human(wr, sizeof(wr), t.written),
+		plan ? "to write" : "written", t.failed);
+}
+
+/* W as JSON: the table's fields, what became of it, and why it failed or what it wrote. */
+static cJSON *row_json(const batch_row *w)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "index", (double)w->index);
+	cJSON_AddStringToObject(o, "name", w->c->base);
+	cJSON_AddItemToObject(o, "step", w->c->step >= 0 ? cJSON_CreateNumber((double)w->c->step) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "type", w->type ? cJSON_CreateString(w->type) : cJSON_CreateNull());
+	cJSON_AddStringToObject(o, "output", w->out);
+	cJSON_AddNumberToObject(o, "bytes_read", sized(w) ? (double)w->r.bytes_read : 0);
+	cJSON_AddNumberToObject(o, "bytes_written", sized(w) ? (double)w->r.bytes_written : 0);
+	cJSON_AddStringToObject(o, "result", outcome_words[w->result]);
+	cJSON_AddNumberToObject(o, "seconds", w->secs);
+	cJSON_AddBoolToObject(o, "clash", w->clash);
+	if (w->result == FAILED)
+		cJSON_AddStringToObject(o, "error", w->error ? w->error : "out of memory");
+	if (w->result == DONE) {
+		cJSON_AddNumberToObject(o, "tensors", (double)w->r.tensors);
+		cJSON_AddNumberToObject(o, "crc32", (double)w->r.file_crc32);
+		cJSON_AddStringToObject(o, "backend", w->r.backend);
+	}
+	return o;
+}
+
+/* Each output two or more of the N rows in ORDER share, with their names, as a JSON array. */
+static cJSON *clashes_json(batch_row *const *order, size_t n)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t k = 0, m; k < n; k += m) {
+		if ((m = group_len(order, n, k)) < 2)
+			continue;
+		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
+		for (size_t i = 0; i < m; i++)
+			cJSON_AddItemToArray(names, cJSON_CreateString(order[k + i]->c->base));
+		cJSON_AddStringToObject(o, "output", order[k]->out);
+		cJSON_AddItemToObject(o, "checkpoints", names);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/*
+ * --json: the run, the N ROWS it reports, the clashes among the NALL rows in
+ * ORDER, and the totals, as one object on stdout. The exit code of printing.
+ */
+static int print_json(const batch_args *b, const batch_row *rows, size_t n, batch_row *const *order, size_t nall)
+{
+	cJSON *o = cJSON_CreateObject(), *list = cJSON_CreateArray(), *totals = cJSON_CreateObject();
+	batch_totals t = sum_rows(rows, n);
+	cJSON_AddStringToObject(o, "run", b->run);
+	cJSON_AddStringToObject(o, "name", b->name);
+	cJSON_AddStringToObject(o, "output_dir", b->outdir);
+	cJSON_AddBoolToObject(o, "dry_run", b->dry);
+	for (size_t k = 0; k < n; k++)
+		cJSON_AddItemToArray(list, row_json(&rows[k]));
+	cJSON_AddItemToObject(o, "checkpoints", list);
+	cJSON_AddItemToObject(o, "clashes", clashes_json(order, nall));
+	cJSON_AddNumberToObject(totals, "count", (double)n);
+	cJSON_AddNumberToObject(totals, "bytes_read", (double)t.read);
+	cJSON_AddNumberToObject(totals, "bytes_written", (double)t.written);
+	cJSON_AddNumberToObject(totals, "failed", t.failed);
+	cJSON_AddItemToObject(o, "totals", totals);
+	return cli_print_json(o);
+}
+
+/* Convert (or plan) the N rows in turn; 0, or the exit code after a signal. */
+static int convert_all(const batch_args *b, batch_row *rows, size_t n)
 {
 	cli_install_signals();
-	batch_row *rows = calloc(n, sizeof(*rows));
-	if (!rows)
-		return cli_oom();
-	int failed = 0;
 	for (size_t k = 0; k < n; k++) {
-		rows[k].result = convert_one(b, &c[k], k == 0, &rows[k].secs);
-		if (rows[k].result == INTERRUPTED) {
-			free(rows);
+		rows[k].result = convert_one(b, &rows[k]);
+		if (rows[k].result == INTERRUPTED)
 			return cli_signal_exit();
-		}
-		failed += rows[k].result == FAILED;
 	}
-	if (!b->dry)
-		print_table(c, rows, n, failed);
-	free(rows);
-	return failed ? EXIT_FAILED : EXIT_OK;
+	return 0;
+}
+
+/*
+ * The N selected rows, ORDER sorted by output, CLASHING of them sharing one:
+ * counted, or refused when they clash, or else converted or planned (only
+ * the one the array index names, if any), and reported. The exit code.
+ */
+static int run_rows(const batch_args *b, batch_row *rows, size_t n, batch_row *const *order, size_t clashing)
+{
+	/* Before anything is written; a count would size an array job of tasks that all fail. */
+	if (clashing && (!b->dry || b->count)) {
+		for (size_t k = 0; k < n; k++)
+			rows[k].result = REFUSED;
+		/* The clash sets the exit code, even when the object could not be printed. */
+		if (b->json)
+			print_json(b, rows, n, order, n);
+		return print_clashes(order, n);
+	}
+	if (b->count) {
+		printf("%zu\n", n);
+		return EXIT_OK;
+	}
+	size_t first = 0, all = n;
+	int rc = clashing ? 0 : apply_array_index(b, &first, &n);
+	if (rc || (rc = convert_all(b, rows + first, n)))
+		return rc;
+	/* The plan is the dry run's result; a real run's table is a log, like its progress. */
+	if (b->json)
+		rc = print_json(b, rows + first, n, order, all);
+	else
+		print_table(b->dry ? stdout : stderr, rows + first, n, b->dry);
+	if (clashing)
+		return print_clashes(order, n);
+	return rc ? rc : sum_rows(rows + first, n).failed ? EXIT_FAILED : EXIT_OK;
+}
+
+/*
+ * The part of the N sorted checkpoints this run is for, from *FIRST on: all
+ * with --all-checkpoints; else the newest: those of the highest step (two of
+ * one step are a clash to refuse, not one to pick by its name), or in a run
+ * without steps its last folder by name (those sort last). How many.
+ */
+static size_t select_newest(const batch_args *b, const ckpt_entry *list, size_t n, size_t *first)
+{
+	*first = 0;
+	if (b->all || n == 0)
+		return n;
+	size_t end = 0;
+	while (end < n && list[end].step >= 0)
+		end++;
+	if (end == 0) {
+		*first = n - 1;
+		return 1;
+	}
+	size_t k = end - 1;
+	while (k > 0 && list[k - 1].step == list[end - 1].step)
+		k--;
+	*first = k;
+	return end - k;
 }
 
 /* Of the N checkpoints found, count or convert those this run is for; the exit code. */
 static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 {
-	/* Without --all-checkpoints only the newest counts. */
-	size_t first = (!b->all && n) ? n - 1 : 0, selected = n - first;
-	if (b->count) {
-		printf("%zu\n", selected);
+	size_t first, selected = select_newest(b, list, n, &first);
+	if (selected == 0 && b->count) {
+		printf("0\n");
 		return EXIT_OK;
 	}
 	if (selected == 0) {
@@ -258,13 +548,19 @@ static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 			b->nfilters ? " matching the filters" : "");
 		return EXIT_FAILED;
 	}
-	int rc = apply_array_index(b, &first, &selected);
-	if (rc)
-		return rc;
 	char name[1024];
 	if (!b->name)
 		b->name = run_name(b->run, name, sizeof(name));
-	return convert_all(b, list + first, selected);
+	batch_row *rows = calloc(selected, sizeof(*rows));
+	batch_row **order = calloc(selected, sizeof(*order));
+	int rc = rows && order ? fill_rows(b, list + first, selected, rows) : cli_oom();
+	if (!rc)
+		rc = run_rows(b, rows, selected, order, mark_clashes(rows, selected, order));
+	for (size_t k = 0; rows && k < selected; k++)
+		free(rows[k].error);
+	free(rows);
+	free(order);
+	return rc;
 }
 
 int cmd_batch(int argc, char **argv)

@@ -142,13 +142,13 @@ void cli_print_summary(const char *label, const weld_convert_result *r, double s
 typedef struct ckpt_entry {
 	char *dir;  /* input path */
 	char *base; /* folder name */
-	long step;  /* -1 when the name carries none */
+	long step;  /* -1 when the name means none (only checkpoint-N, global_stepN, step_N, ...) */
 } ckpt_entry;
 
 /*
  * The checkpoint folders in RUN whose names match one of the FILTERS (any
- * when there are none), sorted by step, into *OUT (*N of them). 0, or
- * EXIT_FAILED after a message: never a partial list.
+ * when there are none), sorted by step, those without one last by name, into
+ * *OUT (*N of them). 0, or EXIT_FAILED after a message: never a partial list.
  */
 int cli_find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
 			 size_t *n);

@@ -1,7 +1,7 @@
 /*
  * The checkpoints of a training run, for weld batch: HF Trainer checkpoint-N
  * folders, DeepSpeed save folders (global_stepN tags) and plain HF folders
- * found in the run's folder, sorted by step.
+ * found in the run's folder, sorted by step, the folders without one last.
  */
 #include "cli.h"
 
@@ -13,13 +13,26 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Step from "checkpoint-N", "global_stepN", or a trailing number. */
+/*
+ * The step in a name that means one: a prefix below, then only digits
+ * ("iter_0000100" is step 100). Any other name, "sft-v1" say, is a model
+ * folder of its own: its digits are part of its name, not a step (taking
+ * them as one gave "sft-v1" and "dpo-v1" one output). -1 when none, or too
+ * large for a long.
+ */
 static long step_of(const char *name)
 {
-	const char *p = name + strlen(name);
-	while (p > name && p[-1] >= '0' && p[-1] <= '9')
-		p--;
-	return *p ? strtol(p, NULL, 10) : -1;
+	static const char *const prefixes[] = {"checkpoint-", "global_step", "step_", "step-", "iter_"};
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		size_t len = strlen(prefixes[i]);
+		const char *d = name + len;
+		if (strncmp(name, prefixes[i], len) != 0 || !*d || strspn(d, "0123456789") != strlen(d))
+			continue;
+		errno = 0;
+		long v = strtol(d, NULL, 10);
+		return errno ? -1 : v;
+	}
+	return -1;
 }
 
 static bool has_weights(const char *dir)
@@ -50,9 +63,15 @@ static bool checkpoint_path(const char *run, const char *name, char *path, size_
 	       S_ISDIR(st.st_mode) && is_checkpoint_dir(path, name);
 }
 
+/*
+ * By step, then the folders without a step by name: an order that does not
+ * depend on the directory's, so every array task numbers the run alike.
+ */
 static int cmp_entry(const void *a, const void *b)
 {
 	const ckpt_entry *x = a, *y = b;
+	if ((x->step < 0) != (y->step < 0))
+		return x->step < 0 ? 1 : -1;
 	if (x->step != y->step)
 		return x->step < y->step ? -1 : 1;
 	return strcmp(x->base, y->base);

@@ -75,7 +75,8 @@ for s in 2 5 10; do
 	fi
 done
 # Every output must verify, and each array task's log starts its lines with its checkpoint.
-out=$("$weld" batch --input-dir "$run" --output-dir "$t/out" --all-checkpoints --skip-existing)
+# (The per-checkpoint lines are a log: on stderr.)
+out=$("$weld" batch --input-dir "$run" --output-dir "$t/out" --all-checkpoints --skip-existing 2>&1)
 [ "$(echo "$out" | grep -c ": skipped: .* verifies")" = 3 ] || { echo "slurm: outputs do not verify: $out"; fails=$((fails + 1)); }
 grep -h "^checkpoint-" "$t"/weld-*.log | head -3
 [ $fails -eq 0 ] && echo "slurm: array job of $n tasks converted every checkpoint" && rm -rf "$t"
