@@ -102,6 +102,15 @@ same "$out/ph2/model.safetensors" "$tr/z3_gather/oracle/checkpoint-1.bf16.safete
 tail -n 1 "$out/stderr" >"$out/final"
 like final "weld: cross-check: the HF weights beside the masters could not be read: $ph/model.safetensors: .*"
 
+# A whole Trainer run through batch: every checkpoint from its masters, cross-checked, the oracle's bytes.
+cp -r "$tr/z2_untied" "$out/run" && rm -r "$out/run/oracle"
+expect 0 "$weld" batch --input-dir "$out/run" --output-dir "$out/outs" --all-checkpoints --device cpu
+for s in 1 2; do
+	same "$out/outs/run_step_$s/model.safetensors" "$tr/z2_untied/oracle/checkpoint-$s.bf16.safetensors"
+	has stderr "checkpoint-$s: cross-check: the HF safetensors weights beside the masters agree: 21 tensors"
+done
+lines stdout 0
+
 # inspect names the choice too.
 expect 0 "$weld" inspect "$tr/z2_tied/checkpoint-1"
 has stdout "note: $tr/z2_tied/checkpoint-1: read the DeepSpeed fp32 master weights (tag global_step1), not the HF safetensors weights beside them (--type hf reads those)"

@@ -174,7 +174,7 @@ static size_t json_outside_value(const char *text, size_t len, size_t end)
 weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld_error *err)
 {
 	char *text = NULL;
-	size_t len;
+	size_t len = 0;
 	const char *end = NULL;
 	*out = NULL;
 	weld_status s = weld__read_small_file(path, max, &text, &len, err);
