@@ -278,7 +278,7 @@ void weld_convert_options_init(weld_convert_options *options);
 
 typedef enum weld_cross_check_result {
 	WELD_CROSS_CHECK_NONE = 0, /* no HF weights beside the masters (or the check was off) */
-	WELD_CROSS_CHECK_AGREE,    /* every compared tensor is byte-identical */
+	WELD_CROSS_CHECK_AGREE,    /* every compared tensor has the CRC-32 of the output's */
 	WELD_CROSS_CHECK_DIFFER,   /* at least one compared tensor differs */
 	WELD_CROSS_CHECK_SKIPPED   /* there, but nothing comparable (placeholders, another dtype, unreadable) */
 } weld_cross_check_result;
@@ -289,13 +289,13 @@ const char *weld_cross_check_result_name(weld_cross_check_result result);
 /*
  * An HF Trainer checkpoint-N with DeepSpeed holds the model twice: the fp32
  * masters weld converts, and the Trainer's own 16-bit copy. Each output
- * tensor of that dtype is compared byte for byte with the copy's tensor of
+ * tensor of that dtype is compared (by CRC-32) with the copy's tensor of
  * the same name: a free check that the masters are the model that trained.
  */
 typedef struct weld_cross_check {
 	weld_cross_check_result result;
 	char against[32];      /* the copy's format, e.g. "safetensors" */
-	size_t compared;       /* tensors compared byte for byte */
+	size_t compared;       /* tensors of the copy compared */
 	size_t differing;
 	size_t placeholders;   /* empty tensors (ZeRO-3 without gathered weights): skipped */
 	size_t not_compared;   /* another dtype or shape, or a name the masters lack */

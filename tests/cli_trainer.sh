@@ -31,7 +31,7 @@ for ck in z2_untied/checkpoint-1:global_step1:2:21 z2_untied/checkpoint-2:global
 	first_line stderr
 	like first "weld: converting $in \\(deepspeed: ZeRO-$stage, 2 ranks, tag $tag\\) -> $o/model.safetensors: [0-9]+ tensors, [0-9.]+ kB to read, [0-9.]+ kB to write as bfloat16, cpu, 2 threads"
 	has stderr "weld: note: $in: read the DeepSpeed fp32 master weights (tag $tag), not the HF safetensors weights beside them (--type hf reads those)"
-	last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: $n tensors byte-identical to the masters cast to bfloat16"
+	last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: $n tensors match the masters cast to bfloat16 (CRC-32)"
 	[ "$(json_field "$o/weld.json" '["cross_check"]["result"]')" = agree ] || fail "$rel: weld.json cross_check"
 	[ "$(json_field "$o/weld.json" '["source_choice"]')" = "$in: read the DeepSpeed fp32 master weights (tag $tag), not the HF safetensors weights beside them (--type hf reads those)" ] ||
 		fail "$rel: weld.json source_choice"

@@ -1,9 +1,10 @@
 /*
  * The cross-check of an output against a second copy of the same model: an
  * HF Trainer's 16-bit weights saved beside the DeepSpeed masters that were
- * converted (weld_cross_check in weld.h). It compares bytes already written,
- * so it costs one read of the copy, and it knows no format: the checkpoint
- * says where the copy is (hf_beside), the plan what was written.
+ * converted (weld_cross_check in weld.h). It compares the copy's tensors
+ * with the CRC-32s of the tensors written, so it costs one read of the copy
+ * and none of the output; and it knows no format: the checkpoint says where
+ * the copy is (hf_beside), the plan what was written.
  */
 #ifndef WELD_PIPELINE_CROSSCHECK_H
 #define WELD_PIPELINE_CROSSCHECK_H
@@ -12,12 +13,12 @@
 
 /*
  * Compare the tensors of the HF weights in DIR with the plan's tensors of the
- * same name, dtype and shape, as written at their offsets in the weights file
- * OUT_PATH. Fills *OUT, its summary included. HF weights that cannot be read
- * are a SKIPPED result saying why, not an error: an error is only running
- * out of memory or failing to read OUT_PATH.
+ * same name (or tied to it), dtype and shape, whose CRC-32s as written are
+ * CRCS (plan order). Fills *OUT, its summary included. HF weights that
+ * cannot be opened are a SKIPPED result saying why, not an error; an error
+ * is running out of memory or failing to read them once opened.
  */
-weld_status weld__cross_check(const weld_plan *p, const char *out_path, const char *dir, weld_cross_check *out,
+weld_status weld__cross_check(const weld_plan *p, const uint32_t *crcs, const char *dir, weld_cross_check *out,
 			      weld_error *err);
 
 #endif /* WELD_PIPELINE_CROSSCHECK_H */
