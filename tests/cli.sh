@@ -58,6 +58,18 @@ lines stderr 1
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"
+has stdout "  --dtype D           bfloat16 (default; alias bf16), float16 (fp16), float32 (fp32),"
+# `weld help CMD` is CMD's --help, and every help ends with the exit codes.
+for c in convert batch inspect verify; do
+	"$weld" "$c" --help >"$out/h1" && "$weld" help "$c" >"$out/h2" && cmp -s "$out/h1" "$out/h2" ||
+		fail "weld help $c is not weld $c --help"
+	grep -q "^exit codes: 0 " "$out/h1" && tail -n 1 "$out/h1" | grep -q "2 usage error\|3 --device cuda" ||
+		fail "weld $c --help does not end with the exit codes"
+done
+expect 0 "$weld" help
+has stdout "  weld help COMMAND       the same as \`weld COMMAND --help\`"
+expect 2 "$weld" help frobnicate
+has stderr "weld: no command 'frobnicate'"
 expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded"
 has stderr "weld: convert: needs --input PATH and --output DIR"
 expect 2 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --dtype int4
