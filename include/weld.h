@@ -221,10 +221,17 @@ typedef enum weld_device {
 	WELD_DEVICE_CUDA
 } weld_device;
 
+/* What a run is doing when it reports progress. */
+typedef enum weld_phase {
+	WELD_PHASE_CONVERT = 0,  /* bytes_done/total: output tensor bytes */
+	WELD_PHASE_CROSS_CHECK   /* bytes_done/total: bytes of the HF 16-bit copy read (weld_cross_check) */
+} weld_phase;
+
 typedef struct weld_progress {
-	uint64_t bytes_done, bytes_total; /* output tensor bytes */
-	uint64_t bytes_read;              /* from the sources so far */
-	double seconds;                   /* since the data started to move */
+	uint64_t bytes_done, bytes_total; /* output tensor bytes (see phase) */
+	uint64_t bytes_read;              /* from the sources so far, in this phase */
+	double seconds;                   /* since the data started to move, in this phase */
+	weld_phase phase;
 } weld_progress;
 
 /* Called from the calling thread a few times a second; nonzero cancels the run. */
@@ -298,7 +305,9 @@ typedef struct weld_cross_check {
 	size_t compared;       /* tensors of the copy compared */
 	size_t differing;
 	size_t placeholders;   /* empty tensors (ZeRO-3 without gathered weights): skipped */
-	size_t not_compared;   /* another dtype or shape, or a name the masters lack */
+	size_t not_compared;   /* another dtype or shape, a name the masters lack, a view too costly to read */
+	size_t missing;        /* output tensors the copy does not hold */
+	uint64_t bytes_read;   /* of the copy (also counted in the result's bytes_read) */
 	char first_difference[256]; /* name of the first differing tensor, or "" */
 	char summary[512];     /* one line saying all of it */
 } weld_cross_check;
@@ -318,10 +327,11 @@ typedef struct weld_convert_result {
 	int threads;
 	char backend[16];         /* "cpu" or "cuda" */
 	char stripped_prefix[32]; /* "module." etc., empty when none */
-	char notice[256];         /* one line for the user (e.g. why not CUDA), or empty */
+	char notice[2048];        /* one line for the user (e.g. why not CUDA, how it was published), or empty */
 	char output_file[4096];   /* path of the weights file */
 	char format[32];          /* the input's format name, e.g. "deepspeed" */
 	char format_detail[96];   /* e.g. "ZeRO-3, 16 ranks, tag global_step300"; may be empty */
+	char source_choice[4608]; /* weld_ckpt_choice_note: which weights of the folder were read; may be empty */
 	uint64_t bytes_to_read;   /* what the plan reads (bytes_read: what was read) */
 	weld_cross_check cross_check;
 } weld_convert_result;

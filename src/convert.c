@@ -198,8 +198,6 @@ static weld_status prepare(conversion *cv, weld_error *err)
 		s = claim_target(cv, err);
 	if (!s)
 		s = weld_ckpt_open_as(&cv->c, cv->input, cv->opts.type, err);
-	if (!s && cv->c->choice_note)
-		weld__append_note(cv->res->notice, sizeof(cv->res->notice), cv->c->choice_note);
 	if (!s) {
 		weld_plan_options po = {.dtype = cv->opts.dtype, .tie_word_embeddings = config_ties_embeddings(cv->side_dir)};
 		s = weld_plan_build(&cv->p, cv->c, &po, err);
@@ -226,6 +224,7 @@ static void fill_planned(conversion *cv)
 	r->threads = cv->opts.threads > 0 ? cv->opts.threads : default_threads();
 	snprintf(r->format, sizeof(r->format), "%s", weld_format_name(weld_ckpt_format(cv->c)));
 	snprintf(r->format_detail, sizeof(r->format_detail), "%s", cv->c->description ? cv->c->description : "");
+	snprintf(r->source_choice, sizeof(r->source_choice), "%s", cv->c->choice_note ? cv->c->choice_note : "");
 	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
 	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
 	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
@@ -267,7 +266,8 @@ static weld_status write_weights(conversion *cv, weld_error *err)
 static weld_status cross_check(conversion *cv, weld_error *err)
 {
 	weld_cross_check *x = &cv->res->cross_check;
-	weld_status s = weld__cross_check(cv->p, cv->ex.tensor_crcs, cv->c->hf_beside, x, err);
+	weld_cross_check_io io = {cv->c->hf_beside, cv->opts.progress, cv->opts.payload};
+	weld_status s = weld__cross_check(cv->p, cv->ex.tensor_crcs, &io, x, err);
 	if (!s && x->result == WELD_CROSS_CHECK_DIFFER && cv->opts.cross_check == WELD_CROSS_CHECK_ERROR)
 		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %s; --cross-check warn converts anyway", cv->c->hf_beside,
 			       x->summary);
@@ -379,7 +379,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 	if (!s)
 		fill_result(&cv);
 	if (cv.c)
-		res->bytes_read = total_bytes_read(cv.c);
+		res->bytes_read = total_bytes_read(cv.c) + res->cross_check.bytes_read;
 	release(&cv);
 	return s;
 }

@@ -5,9 +5,12 @@
 # save_pretrained write, says so from its first line, and cross-checks the
 # Trainer's own 16-bit weights: agreement, a difference, placeholders,
 # another dtype, unreadable weights, --cross-check error, --type hf.
-# Usage: cli_trainer.sh WELD SOURCE_DIR
+# Usage: cli_trainer.sh WELD SOURCE_DIR [FAULT_SHIM]
+# With FAULT_SHIM (tests/fault/fault_io.c, not under a sanitizer): a SIGTERM
+# during the cross-check cancels the run and publishes nothing.
 set -u
 weld=$1
+shim=${3:-}
 fx=$2/tests/fixtures
 tr=$fx/trainer
 fails=0
@@ -17,6 +20,26 @@ trap 'rm -rf "$out"' EXIT
 c() { "$weld" convert --device cpu --threads 2 "$@"; }
 same() { cmp -s "$1" "$2" || fail "$1 differs from $2"; }
 json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d"+sys.argv[2]))' "$@"; }
+# rewrite_st FILE empty|first5: the safetensors FILE with every tensor an empty placeholder (what a ZeRO-3
+# module state holds when not gathered), or with only the first five names (sorted) and their data.
+rewrite_st() {
+	python3 - "$1" "$2" <<'EOF'
+import json, struct, sys
+path, mode = sys.argv[1], sys.argv[2]
+raw = open(path, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+names = sorted(k for k in head if k != "__metadata__")
+out, keep = {"__metadata__": head["__metadata__"]}, b""
+for k in names if mode == "empty" else names[:5]:
+    b, e = (0, 0) if mode == "empty" else head[k]["data_offsets"]
+    shape = [0] if mode == "empty" else head[k]["shape"]
+    out[k] = {"dtype": head[k]["dtype"], "shape": shape, "data_offsets": [len(keep), len(keep) + e - b]}
+    keep += data[b:e]
+text = json.dumps(out).encode()
+open(path, "wb").write(struct.pack("<Q", len(text)) + text + keep)
+EOF
+}
 # first_line FILE: $out/FILE's first line alone in $out/first.
 first_line() { head -n 1 "$out/$1" >"$out/first"; }
 
@@ -80,17 +103,7 @@ last stderr "weld: cross-check: the HF safetensors weights beside the masters ar
 # Placeholders (what a ZeRO-3 module state holds when not gathered: every tensor empty) are skipped, saying so.
 ph=$out/placeholder
 cp -r "$tr/z3_gather/checkpoint-1" "$ph"
-python3 - "$ph/model.safetensors" <<'EOF'
-import json, struct, sys
-path = sys.argv[1]
-raw = open(path, "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-head = json.loads(raw[8:8 + n])
-empty = {k: ({"dtype": v["dtype"], "shape": [0], "data_offsets": [0, 0]} if k != "__metadata__" else v)
-         for k, v in head.items()}
-text = json.dumps(empty).encode()
-open(path, "wb").write(struct.pack("<Q", len(text)) + text)
-EOF
+rewrite_st "$ph/model.safetensors" empty
 expect 0 c --input "$ph" --output "$out/ph"
 same "$out/ph/model.safetensors" "$tr/z3_gather/oracle/checkpoint-1.bf16.safetensors"
 last stderr "weld: cross-check: the HF safetensors weights beside the masters are placeholders (ZeRO-3 saved without gathering 16-bit weights): not compared; 26 empty placeholders skipped"
@@ -110,6 +123,77 @@ for s in 1 2; do
 	has stderr "checkpoint-$s: cross-check: the HF safetensors weights beside the masters agree: 21 tensors"
 done
 lines stdout 0
+
+# A .bin copy (save_safetensors=False) whose 2-D tensors are strided views: gathered and compared.
+bin=$out/bin
+cp -r "$tr/z2_untied/checkpoint-2" "$bin" && rm "$bin/model.safetensors"
+cp "$tr/variants/checkpoint-2.views.bin" "$bin/pytorch_model.bin"
+expect 0 c --input "$bin" --output "$out/bin-out"
+same "$out/bin-out/model.safetensors" "$tr/z2_untied/oracle/checkpoint-2.bf16.safetensors"
+last stderr "weld: cross-check: the HF torch-zip weights beside the masters agree: 21 tensors match the masters cast to bfloat16 (CRC-32)"
+# ... damaged inside a zip record (its CRC-32 no longer matches): the copy differs; the masters still convert.
+python3 - "$bin/pytorch_model.bin" <<'EOF2'
+import sys, zipfile
+path = sys.argv[1]
+with zipfile.ZipFile(path) as z:
+    info = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
+    at = info.header_offset + 30 + name_len + extra_len
+with open(path, "r+b") as f:
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 1]))
+EOF2
+expect 0 c --input "$bin" --output "$out/bin-bad"
+same "$out/bin-bad/model.safetensors" "$tr/z2_untied/oracle/checkpoint-2.bf16.safetensors"
+tail -n 1 "$out/stderr" >"$out/final"
+like final "weld: warning: the HF torch-zip weights beside the masters DIFFER from the masters cast to bfloat16 in [0-9]+ of 21 tensors \\(first: [a-z0-9_.]+, unreadable: $bin/pytorch_model.bin: CRC-32 mismatch in record 'data/0' \\(stored 0x[0-9a-f]+, computed 0x[0-9a-f]+\\)\\)"
+
+# A copy that lacks tensors agrees only on what it holds, and says what it lacks.
+part=$out/part
+cp -r "$tr/z2_untied/checkpoint-2" "$part"
+rewrite_st "$part/model.safetensors" first5
+expect 0 c --input "$part" --output "$out/part-out" --json
+last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: 5 tensors match the masters cast to bfloat16 (CRC-32); 16 output tensors not in the copy (first: model.layers.0.mlp.up_proj.weight)"
+[ "$(json_field "$out/stdout" '["cross_check"]["missing"]')" = 16 ] || fail "--json cross_check.missing"
+
+# The tag given itself, inside its Trainer folder: the copy one level up is still cross-checked.
+expect 0 c --input "$tr/z2_tied/checkpoint-1/global_step1" --output "$out/tag"
+same "$out/tag/model.safetensors" "$tr/z2_tied/oracle/checkpoint-1.bf16.safetensors"
+last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: 27 tensors match the masters cast to bfloat16 (CRC-32)"
+# --type zero on the Trainer folder: no choice to note, but the copy is checked.
+expect 0 c --input "$tr/z2_tied/checkpoint-1" --output "$out/zero" --type zero
+grep -q "weld: note:" "$out/stderr" && fail "--type zero: a choice noted"
+last stderr "weld: cross-check: the HF safetensors weights beside the masters agree: 27 tensors match the masters cast to bfloat16 (CRC-32)"
+
+# Without `latest`, auto reads the Trainer's copy, and says where the masters are.
+nol=$out/nolatest
+cp -r "$tr/z2_untied/checkpoint-2" "$nol" && rm "$nol/latest"
+expect 0 c --input "$nol" --output "$out/nol-out"
+has stderr "weld: note: $nol: read the HF safetensors weights; global_step2/ holds DeepSpeed masters, but no 'latest' names it (--input $nol/global_step2 reads them)"
+cp -r "$tr/z3_nogather/checkpoint-1" "$out/nol3" && rm "$out/nol3/latest"
+expect 1 c --input "$out/nol3" --output "$out/nol3-out"
+last stderr "weld: error: $out/nol3: no 'latest' names the DeepSpeed tag global_step1/ (--input $out/nol3/global_step1 reads it)"
+# A broken tag where HF weights were passed over: the error says how to read those.
+brk=$out/broken
+cp -r "$tr/z2_untied/checkpoint-2" "$brk" && rm "$brk"/global_step2/bf16_zero_pp_rank_1_*
+expect 1 c --input "$brk" --output "$out/brk-out"
+tail -n 1 "$out/stderr" >"$out/final"
+like final "weld: error: $brk/.*; --type hf reads the HF safetensors weights beside it"
+
+# Slurm's time limit (SIGTERM) during the cross-check: the run stops, exit 143, nothing published.
+if [ -n "$shim" ]; then
+	WELD_FAULT_DIR=$alt WELD_FAULT_LOG=$out/calls LD_PRELOAD=$shim "$weld" convert --input "$alt" --output "$out/log-run" \
+		--device cpu --quiet || fail "logging run failed"
+	n=$(grep " $alt/model.safetensors\$" "$out/calls" | head -n 1 | cut -d' ' -f2)
+	[ -n "$n" ] || fail "the cross-check never opened the copy"
+	WELD_FAULT_DIR=$alt WELD_FAULT=open:$n:term LD_PRELOAD=$shim expect 143 c --input "$alt" --output "$out/term"
+	last stderr "weld: interrupted by SIGTERM; the output folder is as it was"
+	[ -z "$(ls -A "$out" | grep term)" ] || fail "SIGTERM in the cross-check left $(ls -A "$out" | grep term)"
+fi
 
 # inspect names the choice too.
 expect 0 "$weld" inspect "$tr/z2_tied/checkpoint-1"

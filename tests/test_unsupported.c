@@ -63,6 +63,19 @@ static void refused(const char *rel, const char *what)
 	refused_as(rel, WELD_INPUT_AUTO, what);
 }
 
+/* Opening scratch REL as TYPE finds nothing weld reads, and nothing it recognises either. */
+static void not_found_as(const char *rel, weld_input_type type)
+{
+	char msg[8192];
+	snprintf(msg, sizeof(msg),
+		 "%s: no checkpoint found (no model.safetensors, pytorch_model.bin, index file or DeepSpeed tag)",
+		 scratch(rel));
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_ERR(weld_ckpt_open_as(&c, scratch(rel), type, &err), WELD_ERR_FORMAT, &err, msg);
+	CHECK(c == NULL);
+}
+
 /* Opening scratch REL succeeds as FORMAT. */
 static void readable(const char *rel, weld_format format)
 {
@@ -117,7 +130,7 @@ static void check_megatron(void)
 	/* No tracker file; tensor and pipeline ranks; no optimizer (model_rng.pt). */
 	tree((const char *[]){"mega_pp/iter_0000200/mp_rank_00_000/model_rng.pt",
 			      "mega_pp/iter_0000200/mp_rank_00_001/model_rng.pt", NULL});
-	refused("mega_pp", "a Megatron-LM checkpoint (iter_0000200/)" NOT_YET);
+	refused("mega_pp", "a Megatron-LM checkpoint (iter_0000200/mp_rank_00_000/model_rng.pt)" NOT_YET);
 	refused("mega_pp/iter_0000200", "a Megatron-LM checkpoint (mp_rank_00_000/model_rng.pt)" NOT_YET);
 	refused("mega_pp/iter_0000200/mp_rank_00_001/model_rng.pt", "a Megatron-LM checkpoint (named model_rng.pt)" NOT_YET);
 
@@ -125,6 +138,11 @@ static void check_megatron(void)
 	tree((const char *[]){"mega_dist/iter_0000300/metadata.json", "mega_dist/iter_0000300/common.pt",
 			      "mega_dist/iter_0000300/.metadata", "mega_dist/iter_0000300/__0_0.distcp", NULL});
 	refused("mega_dist/iter_0000300", "a Megatron-LM checkpoint (metadata.json + common.pt)" NOT_YET);
+
+	/* An iter_N folder of HF weights (a hand-written loop's) is no Megatron run: batch and convert both read it. */
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), "loop/iter_0000100/model.safetensors");
+	not_found_as("loop", WELD_INPUT_AUTO);
+	readable("loop/iter_0000100", WELD_FORMAT_SAFETENSORS);
 
 	/* Renamed, by its dict: as a file, as a folder's only weights, and from before checkpoint_version. */
 	copy(file, "renamed/megatron.pt");
@@ -195,11 +213,26 @@ static void check_peft(void)
 	refused("lora_bin", what);
 
 	/* A LoRA run under DeepSpeed: its tag holds the adapter-wrapped model, not one to serve. */
-	tree((const char *[]){"lora_ds/adapter_config.json", "lora_ds/global_step5/", NULL});
-	CHECK(write_file(scratch("lora_ds/latest"), "global_step5", 12) == 0);
+	static const char *const ds_files[] = {"latest", "global_step1/mp_rank_00_model_states.pt",
+					       "global_step1/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt",
+					       "global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt"};
+	for (size_t i = 0; i < sizeof(ds_files) / sizeof(ds_files[0]); i++) {
+		char from[512], to[512];
+		snprintf(from, sizeof(from), "zero/s2_w2_bf16/%s", ds_files[i]);
+		snprintf(to, sizeof(to), "lora_ds/%s", ds_files[i]);
+		copy(fixture(from), to);
+	}
+	tree((const char *[]){"lora_ds/adapter_config.json", NULL});
 	copy(st, "lora_ds/adapter_model.safetensors");
-	snprintf(what, sizeof(what), "a PEFT adapter (adapter_config.json beside a DeepSpeed tag); %s", merge);
+	snprintf(what, sizeof(what),
+		 "a PEFT adapter (adapter_config.json beside a DeepSpeed tag; --type zero reads the tag anyway); %s", merge);
 	refused("lora_ds", what);
+	/* ... also when the tag is given itself: the folder whose `latest` names it is the run's. */
+	refused("lora_ds/global_step1", what);
+	weld_ckpt *tag = NULL;
+	weld_error tag_err = {0};
+	CHECK_OK(weld_ckpt_open_as(&tag, scratch("lora_ds"), WELD_INPUT_ZERO, &tag_err), &tag_err);
+	weld_ckpt_free(tag);
 
 	/* Full weights beside the adapter win; an adapter file alone is just a safetensors file. */
 	copy(st, "lora/model.safetensors");
@@ -207,13 +240,7 @@ static void check_peft(void)
 	copy(st, "alone/adapter_model.safetensors");
 	readable("alone/adapter_model.safetensors", WELD_FORMAT_SAFETENSORS);
 	/* --type names what to read: not found is what it says then. */
-	char msg[4096];
-	snprintf(msg, sizeof(msg),
-		 "%s: no checkpoint found (no model.safetensors, pytorch_model.bin, index file or DeepSpeed tag)",
-		 scratch("lora_bin"));
-	weld_error err = {0};
-	weld_ckpt *c = NULL;
-	CHECK_ERR(weld_ckpt_open_as(&c, scratch("lora_bin"), WELD_INPUT_HF, &err), WELD_ERR_FORMAT, &err, msg);
+	not_found_as("lora_bin", WELD_INPUT_HF);
 }
 
 static void check_gguf(void)

@@ -55,6 +55,7 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 	cJSON_AddStringToObject(o, "format_detail", r->format_detail);
 	cJSON_AddNumberToObject(o, "bytes_to_read", (double)r->bytes_to_read);
 	cJSON_AddStringToObject(o, "notice", r->notice);
+	cJSON_AddStringToObject(o, "source_choice", r->source_choice);
 	cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&r->cross_check));
 	return cli_print_json(o);
 }

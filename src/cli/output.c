@@ -64,6 +64,7 @@ cJSON *cli_cross_check_json(const weld_cross_check *x)
 	cJSON_AddNumberToObject(o, "differing", (double)x->differing);
 	cJSON_AddNumberToObject(o, "placeholders", (double)x->placeholders);
 	cJSON_AddNumberToObject(o, "not_compared", (double)x->not_compared);
+	cJSON_AddNumberToObject(o, "missing", (double)x->missing);
 	if (x->first_difference[0])
 		cJSON_AddStringToObject(o, "first_difference", x->first_difference);
 	else

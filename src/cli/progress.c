@@ -50,22 +50,28 @@ cli_progress cli_progress_start(const char *label, bool quiet)
 	return (cli_progress){.tty = isatty(STDERR_FILENO), .quiet = quiet, .label = label, .last_print = cli_wall()};
 }
 
+/* How far a phase has got, as the bar and the log lines show it. */
+typedef struct shown {
+	bool cross_check; /* reading the HF copy (WELD_PHASE_CROSS_CHECK), not converting */
+	double pct, eta, total_gb;
+	char rates[64];
+} shown;
+
 /* A bar redrawn in place, at most 8 times a second; true when it printed. */
-static bool draw_bar(const cli_progress *ps, double t, bool done, double pct, const double rate[2], double eta)
+static bool draw_bar(const cli_progress *ps, double t, bool done, const shown *w)
 {
 	if (t - ps->last_print < 0.125 && !done)
 		return false;
-	int width = 30, fill = (int)(pct / 100.0 * width);
-	fprintf(stderr, "\r%s [%.*s%*s] %5.1f%% read %.2f GB/s write %.2f GB/s ETA %3.0fs ", ps->label, fill,
-		"##############################", width - fill, "", pct, rate[0], rate[1], eta);
+	int width = 30, fill = (int)(w->pct / 100.0 * width);
+	fprintf(stderr, "\r%s%s [%.*s%*s] %5.1f%% %s ETA %3.0fs ", ps->label, w->cross_check ? " cross-check" : "", fill,
+		"##############################", width - fill, "", w->pct, w->rates, w->eta);
 	if (done)
 		fputc('\n', stderr);
 	return true;
 }
 
 /* Slurm logs: plain lines starting with the checkpoint, at most one every 10 s. */
-static bool log_line(const cli_progress *ps, const weld_progress *p, double t, double pct, const double rate[2],
-		     double eta)
+static bool log_line(const cli_progress *ps, double t, const shown *w)
 {
 	if (t - ps->last_print < 10.0)
 		return false;
@@ -74,8 +80,9 @@ static bool log_line(const cli_progress *ps, const weld_progress *p, double t, d
 	char stamp[32] = "?";
 	if (tm)
 		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", tm);
-	fprintf(stderr, "%s: %s %5.1f%% of %.2f GB written, read %.2f GB/s, write %.2f GB/s, ETA %.0f s\n", ps->label,
-		stamp, pct, (double)p->bytes_total / 1e9, rate[0], rate[1], eta);
+	fprintf(stderr, "%s: %s %s%5.1f%% of %.2f GB %s, %s, ETA %.0f s\n", ps->label, stamp,
+		w->cross_check ? "cross-check: " : "", w->pct, w->total_gb,
+		w->cross_check ? "of the HF copy read" : "written", w->rates, w->eta);
 	return true;
 }
 
@@ -88,12 +95,17 @@ int cli_on_progress(const weld_progress *p, void *payload)
 		return 0;
 	double t = cli_wall();
 	bool done = p->bytes_done >= p->bytes_total;
-	double pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0;
+	shown w = {.cross_check = p->phase == WELD_PHASE_CROSS_CHECK, .total_gb = (double)p->bytes_total / 1e9};
+	w.pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 100.0;
 	/* Read and write rates apart: fp32 -> bf16 reads twice what it writes, and disks are quoted by reads. */
-	double rate[2] = {p->seconds > 0 ? (double)p->bytes_read / p->seconds / 1e9 : 0,
-			  p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e9 : 0};
-	double eta = rate[1] > 0 ? ((double)(p->bytes_total - p->bytes_done) / 1e9) / rate[1] : 0;
-	bool printed = ps->tty ? draw_bar(ps, t, done, pct, rate, eta) : log_line(ps, p, t, pct, rate, eta);
+	double rd = p->seconds > 0 ? (double)p->bytes_read / p->seconds / 1e9 : 0;
+	double wr = p->seconds > 0 ? (double)p->bytes_done / p->seconds / 1e9 : 0;
+	if (w.cross_check)
+		snprintf(w.rates, sizeof(w.rates), "read %.2f GB/s", rd);
+	else
+		snprintf(w.rates, sizeof(w.rates), "read %.2f GB/s, write %.2f GB/s", rd, wr);
+	w.eta = wr > 0 ? ((double)(p->bytes_total - p->bytes_done) / 1e9) / wr : 0;
+	bool printed = ps->tty ? draw_bar(ps, t, done, &w) : log_line(ps, t, &w);
 	if (printed) {
 		fflush(stderr);
 		ps->last_print = t;
@@ -111,6 +123,8 @@ void cli_on_start(const weld_convert_result *r, void *payload)
 		ps->label, ps->input, r->format, r->format_detail[0] ? ": " : "", r->format_detail, r->output_file,
 		r->tensors, cli_human(rd, sizeof(rd), r->bytes_to_read), cli_human(wr, sizeof(wr), r->bytes_written),
 		ps->dtype, r->backend, r->threads, r->threads == 1 ? "" : "s");
+	if (r->source_choice[0])
+		fprintf(stderr, "%s: note: %s\n", ps->label, r->source_choice);
 	if (r->notice[0])
 		fprintf(stderr, "%s: note: %s\n", ps->label, r->notice);
 	ps->notice_shown = strlen(r->notice);

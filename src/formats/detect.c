@@ -35,7 +35,7 @@ static const folder_format formats[] = {
 
 /*
  * What C notes when FOUND[0] was chosen over the other N - 1 kinds in DIR:
- * the sentence a conversion shows, and the HF weights it may cross-check.
+ * the sentence a conversion shows.
  */
 static weld_status note_choice(weld_ckpt *c, const char *dir, const folder_format *const *found, size_t n,
 			       weld_error *err)
@@ -51,30 +51,132 @@ static weld_status note_choice(weld_ckpt *c, const char *dir, const folder_forma
 				    dir, c->deepspeed ? c->deepspeed->tag : "?", others);
 	else
 		note = weld__format("%s: read the %s weights, not the %s ones beside them", dir, found[0]->kind, others);
-	if (!weld__ckpt_own(c, note))
+	c->choice_note = weld__ckpt_own(c, note);
+	return c->choice_note ? WELD_OK : weld__nomem(err);
+}
+
+static bool holds_file(const char *dir, const char *name)
+{
+	char *path = weld__path_join(dir, name);
+	bool yes = path && weld__is_file(path);
+	free(path);
+	return yes;
+}
+
+/*
+ * The HF Trainer checkpoint-N the masters of C came from, in *HOME
+ * (malloc'd): DIR itself when its `latest` led to the tag, or the folder
+ * above a tag given directly when that folder's `latest` names it.
+ */
+static weld_status trainer_home(const weld_ckpt *c, const char *dir, char **home, weld_error *err)
+{
+	const char *tag = c->deepspeed->tag;
+	if (strcmp(c->deepspeed->tag_dir, dir) != 0) {
+		*home = weld__strdup(dir);
+		return *home ? WELD_OK : weld__nomem(err);
+	}
+	size_t n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	while (n > 0 && dir[n - 1] != '/')
+		n--;
+	*home = n ? weld__strndup(dir, n) : weld__strdup(".");
+	char *latest = *home ? weld__path_join(*home, "latest") : NULL, *text = NULL;
+	size_t len = 0;
+	if (!latest) {
+		free(*home);
+		*home = NULL;
 		return weld__nomem(err);
-	c->choice_note = note;
-	if (found[0]->type == WELD_INPUT_ZERO && !(c->hf_beside = weld__ckpt_own(c, weld__strdup(dir))))
-		return weld__nomem(err);
+	}
+	bool names_it = weld__read_small_file(latest, 4096, &text, &len, NULL) == WELD_OK &&
+			strncmp(text, tag, strlen(tag)) == 0 && strspn(text + strlen(tag), "\r\n ") == len - strlen(tag);
+	free(text);
+	free(latest);
+	if (!names_it) {
+		free(*home);
+		*home = NULL;
+	}
 	return WELD_OK;
 }
 
 /*
- * A LoRA run trained with DeepSpeed: its tag holds the PEFT-wrapped model
- * (base_model.model.* names, adapter weights apart), which no HF loader
- * takes as a model. Read only when --type zero asks for it.
+ * After DeepSpeed masters were opened from DIR: the Trainer folder around
+ * them decides the rest. A LoRA run (adapter_config.json there) holds the
+ * adapter-wrapped model, base_model.model.* names no loader serves: refused
+ * unless --type zero asked for it. HF weights there are worth the
+ * cross-check (c->hf_beside).
  */
-static weld_status peft_run(const char *dir, const folder_format *chosen, weld_input_type type, weld_error *err)
+static weld_status after_masters(weld_ckpt *c, const char *dir, weld_input_type type, weld_error *err)
 {
-	if (type != WELD_INPUT_AUTO || chosen->type != WELD_INPUT_ZERO)
-		return WELD_OK;
-	char *config = weld__path_join(dir, "adapter_config.json");
-	bool adapter = config && weld__is_file(config);
-	free(config);
-	if (!config)
-		return weld__nomem(err);
-	return adapter ? weld__foreign_fail(err, dir, WELD_FOREIGN_PEFT, "adapter_config.json beside a DeepSpeed tag")
-		       : WELD_OK;
+	char *home = NULL;
+	weld_status s = trainer_home(c, dir, &home, err);
+	if (s || !home)
+		return s;
+	bool hf = weld__hf_safetensors_present(home) || weld__hf_bin_present(home);
+	if (type == WELD_INPUT_AUTO && holds_file(home, "adapter_config.json"))
+		s = weld__foreign_fail(err, dir, WELD_FOREIGN_PEFT,
+				       "adapter_config.json beside a DeepSpeed tag; --type zero reads the tag anyway");
+	else if (hf && !(c->hf_beside = weld__ckpt_own(c, weld__strdup(home))))
+		s = weld__nomem(err);
+	free(home);
+	return s;
+}
+
+/* A failed read of the masters, when HF weights were passed over for them: say how to read those. */
+static weld_status hint_hf(weld_status s, const folder_format *other, weld_error *err)
+{
+	size_t used = strlen(err->message);
+	if (s != WELD_ERR_NOMEM)
+		snprintf(err->message + used, sizeof(err->message) - used, "; --type hf reads the HF %s weights beside it",
+			 other->kind);
+	return s;
+}
+
+/*
+ * A tag folder in DIR that no `latest` names (the file deleted or not yet
+ * written): its name, malloc'd in *TAG, else NULL.
+ */
+static weld_status unnamed_tag(const char *dir, char **tag, weld_error *err)
+{
+	char **names = NULL;
+	size_t n = 0;
+	*tag = NULL;
+	weld_status s = weld__list_dir(dir, &names, &n, err);
+	if (s)
+		return s == WELD_ERR_NOMEM ? s : WELD_OK; /* unlistable: nothing to say */
+	for (size_t i = 0; i < n && !*tag && !s; i++) {
+		char *sub = weld__path_join(dir, names[i]);
+		if (!sub)
+			s = weld__nomem(err);
+		else if (weld__is_dir(sub) && weld__deepspeed_present(sub) && !holds_file(sub, "latest") &&
+			 !(*tag = weld__strdup(names[i])))
+			s = weld__nomem(err);
+		free(sub);
+	}
+	weld__free_strings(names, n);
+	return s;
+}
+
+static weld_status open_found(weld_ckpt *c, const char *dir, const folder_format *const *found, size_t n,
+			      weld_input_type type, weld_error *err)
+{
+	weld_status s = found[0]->open(c, dir, err);
+	if (s && n > 1 && type == WELD_INPUT_AUTO && found[0]->type == WELD_INPUT_ZERO)
+		return hint_hf(s, found[1], err);
+	if (!s && found[0]->type == WELD_INPUT_ZERO)
+		s = after_masters(c, dir, type, err);
+	/* Only the choice among kinds needs a note: HF's safetensors-over-.bin under --type hf is documented. */
+	if (!s && n > 1 && type == WELD_INPUT_AUTO)
+		s = note_choice(c, dir, found, n, err);
+	char *tag = NULL;
+	if (!s && found[0]->type == WELD_INPUT_HF && type == WELD_INPUT_AUTO && !(s = unnamed_tag(dir, &tag, err)) && tag) {
+		c->choice_note = weld__ckpt_own(c, weld__format("%s: read the HF %s weights; %s/ holds DeepSpeed masters, but no "
+								"'latest' names it (--input %s/%s reads them)",
+								dir, found[0]->kind, tag, dir, tag));
+		s = c->choice_note ? WELD_OK : weld__nomem(err);
+	}
+	free(tag);
+	return s;
 }
 
 static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type type, weld_error *err)
@@ -84,21 +186,17 @@ static weld_status open_folder(weld_ckpt *c, const char *dir, weld_input_type ty
 	for (size_t i = 0; i < NFORMATS; i++)
 		if ((type == WELD_INPUT_AUTO || formats[i].type == type) && formats[i].present(dir))
 			found[n++] = &formats[i];
-	if (n > 0) {
-		weld_status s = peft_run(dir, found[0], type, err);
-		if (!s)
-			s = found[0]->open(c, dir, err);
-		/* Only the choice among kinds needs a note: HF's safetensors-over-.bin under --type hf is documented. */
-		if (!s && n > 1 && type == WELD_INPUT_AUTO)
-			s = note_choice(c, dir, found, n, err);
-		/* --type zero on a Trainer folder: its HF weights are still worth the cross-check. */
-		if (!s && type == WELD_INPUT_ZERO && (weld__hf_safetensors_present(dir) || weld__hf_bin_present(dir)) &&
-		    !(c->hf_beside = weld__ckpt_own(c, weld__strdup(dir))))
-			s = weld__nomem(err);
-		return s;
-	}
+	if (n > 0)
+		return open_found(c, dir, found, n, type, err);
 	/* Nothing weld reads: a format it knows but does not read is named (not with --type: it asked for one). */
 	weld_status s = type == WELD_INPUT_AUTO ? weld__unsupported_folder(dir, err) : WELD_OK;
+	char *tag = NULL;
+	if (!s)
+		s = unnamed_tag(dir, &tag, err);
+	if (!s && tag)
+		s = weld__fail(err, WELD_ERR_FORMAT, "%s: no 'latest' names the DeepSpeed tag %s/ (--input %s/%s reads it)", dir,
+			       tag, dir, tag);
+	free(tag);
 	if (s)
 		return s;
 	if (type == WELD_INPUT_ZERO)

@@ -153,22 +153,6 @@ static bool dcp_below(look *l)
 	return dcp_in_sub(l, NULL, "");
 }
 
-/* Megatron names its iteration folders iter_%07d. */
-static bool megatron_iterations(look *l)
-{
-	for (size_t i = 0; i < l->n && !l->ev[0]; i++) {
-		const char *s = l->names[i];
-		if (strncmp(s, "iter_", 5) != 0 || !s[5] || strspn(s + 5, "0123456789") != strlen(s + 5))
-			continue;
-		char *p = weld__path_join(l->path, s);
-		l->nomem |= !p;
-		if (p && weld__is_dir(p))
-			snprintf(l->ev, sizeof(l->ev), "%s/", s);
-		free(p);
-	}
-	return l->ev[0];
-}
-
 /* An iteration folder: one mp_rank_TT[_PPP]/ per tensor (and pipeline) rank. */
 static bool megatron_ranks(look *l)
 {
@@ -190,6 +174,29 @@ static bool megatron_dist(look *l)
 		return false;
 	snprintf(l->ev, sizeof(l->ev), "metadata.json + common.pt");
 	return true;
+}
+
+/*
+ * Megatron names its iteration folders iter_%07d; one counts when it holds
+ * what Megatron writes there (a hand-written loop's iter_N of HF weights is
+ * a checkpoint weld reads, as batch does).
+ */
+static bool megatron_iterations(look *l)
+{
+	for (size_t i = 0; i < l->n && !l->ev[0] && !l->nomem; i++) {
+		const char *s = l->names[i];
+		if (strncmp(s, "iter_", 5) != 0 || !s[5] || strspn(s + 5, "0123456789") != strlen(s + 5))
+			continue;
+		look in = {.path = weld__path_join(l->path, s)};
+		l->nomem |= !in.path;
+		list_sub(l, s, &in.names, &in.n);
+		if (in.path && (megatron_ranks(&in) || megatron_dist(&in)))
+			snprintf(l->ev, sizeof(l->ev), "%s/%s", s, in.ev);
+		l->nomem |= in.nomem;
+		weld__free_strings(in.names, in.n);
+		free((char *)in.path);
+	}
+	return l->ev[0];
 }
 
 /* Only where there is no `latest`: with one, deepspeed.c reads the tag it names. */

@@ -52,6 +52,7 @@ static cJSON *cross_check_entry(const weld_cross_check *x, bool *ok)
 	put_num(e, "differing", (double)x->differing, ok);
 	put_num(e, "placeholders", (double)x->placeholders, ok);
 	put_num(e, "not_compared", (double)x->not_compared, ok);
+	put_num(e, "missing", (double)x->missing, ok);
 	put(e, "first_difference", x->first_difference[0] ? cJSON_CreateString(x->first_difference) : cJSON_CreateNull(),
 	    ok);
 	put_str(e, "summary", x->summary, ok);

@@ -353,7 +353,7 @@ static void tensor_crcs(const exec_state *st, uint32_t *crcs)
 
 static bool report(exec_state *st, const weld_exec_options *opts, uint64_t done, double t0)
 {
-	weld_progress pr = {done, st->p->out_bytes, atomic_load(&st->bytes_read), now() - t0};
+	weld_progress pr = {done, st->p->out_bytes, atomic_load(&st->bytes_read), now() - t0, WELD_PHASE_CONVERT};
 	return opts->progress && opts->progress(&pr, opts->payload) != 0;
 }
 

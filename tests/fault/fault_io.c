@@ -5,9 +5,10 @@
  *
  *   WELD_FAULT_LOG=F     append "KIND N PATH" to F for every call seen
  *   WELD_FAULT=KIND:N:HOW
- *                        the Nth call of KIND fails (HOW = fail) or the
+ *                        the Nth call of KIND fails (HOW = fail), the
  *                        process is killed with SIGKILL just before it
- *                        (HOW = kill)
+ *                        (HOW = kill), or gets a SIGTERM just before it and
+ *                        the call goes on (HOW = term: Slurm's time limit)
  *
  *   WELD_FAULT_NO_EXCHANGE=1
  *                        renameat2 refuses RENAME_EXCHANGE with EINVAL, as
@@ -42,7 +43,7 @@ static const int kind_errno[NKINDS] = {EIO, ENOSPC, EIO, EIO, ENOSPC, EIO, EIO, 
 
 static const char *dir, *log_path;
 static size_t dir_len;
-static int fault_kind = -1, fault_kill, no_exchange;
+static int fault_kind = -1, fault_kill, fault_term, no_exchange;
 static unsigned long fault_at;
 static unsigned long counts[NKINDS];
 static char *fd_path[MAX_FDS]; /* paths of the descriptors we watch */
@@ -60,6 +61,7 @@ __attribute__((constructor)) static void init(void)
 			if (strcmp(kind, kind_names[k]) == 0)
 				fault_kind = k;
 		fault_kill = strcmp(how, "kill") == 0;
+		fault_term = strcmp(how, "term") == 0;
 	}
 }
 
@@ -97,6 +99,10 @@ static int fault(int k, const char *path, int creating)
 		return 0;
 	if (fault_kill)
 		kill(getpid(), SIGKILL);
+	if (fault_term) {
+		kill(getpid(), SIGTERM);
+		return 0;
+	}
 	errno = k == K_OPEN && creating ? ENOSPC : kind_errno[k];
 	return 1;
 }
