@@ -312,6 +312,15 @@ typedef struct weld_cross_check {
 	char summary[512];     /* one line saying all of it */
 } weld_cross_check;
 
+/* Files of one name pattern (digit runs as N) and the tensor bytes a conversion reads from them. */
+typedef struct weld_read_group {
+	char pattern[96];  /* e.g. "bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt"; "other files" for the rest */
+	size_t files;
+	uint64_t bytes;    /* tensor data to read; 0 for files read only for their headers and pickles */
+} weld_read_group;
+
+#define WELD_READ_GROUPS_MAX 8
+
 /*
  * What weld_convert did. It grows at the end in new versions; callers
  * compiled against an older weld.h must be rebuilt (0.x).
@@ -334,6 +343,9 @@ typedef struct weld_convert_result {
 	char source_choice[4608]; /* weld_ckpt_choice_note: which weights of the folder were read; may be empty */
 	uint64_t bytes_to_read;   /* what the plan reads (bytes_read: what was read) */
 	weld_cross_check cross_check;
+	weld_read_group reads[WELD_READ_GROUPS_MAX]; /* the plan's reads by kind of file, largest first */
+	size_t nreads;
+	uint64_t plan_bytes;      /* memory of the plan's tables: tensors, fragments, records, names */
 } weld_convert_result;
 
 /*

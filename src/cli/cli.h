@@ -137,6 +137,13 @@ double cli_peak_rss_mb(void);
  */
 void cli_print_summary(const char *label, const weld_convert_result *r, double secs, const cli_progress *ps);
 
+/* ---- dryrun.c: weld convert --dry-run ------------------------------------------ */
+
+/* The plan in R (a dry run's result) on stdout: input, reads by kind of file, the write, the plan's memory. */
+void cli_print_plan(const weld_convert_result *r, const char *input);
+/* R's reads by kind of file as a JSON array. */
+struct cJSON *cli_reads_json(const weld_convert_result *r);
+
 /* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
 
 typedef struct ckpt_entry {
