@@ -280,6 +280,29 @@ done
 	python3 -c 'import json,sys; c = json.load(sys.stdin)["checkpoints"]; print(len(c), c[0]["name"], c[0]["output"])' >"$t/steps"
 [ "$(cat "$t/steps")" = "1 iter_0000100 $t/nout/names_step_100" ] || fail "--latest: $(cat "$t/steps" "$t/err")"
 
+# A run of a format weld recognises but does not read (Megatron-LM, a PyTorch
+# DCP) holds no folder batch takes for a checkpoint: it is refused naming the
+# format, not with "no checkpoints found". --count too: 0 would size an empty array.
+mkdir -p "$t/mega/iter_0000100/mp_rank_00" "$t/dcp"
+echo 100 >"$t/mega/latest_checkpointed_iteration.txt"
+: >"$t/mega/iter_0000100/mp_rank_00/model_optim_rng.pt"
+: >"$t/dcp/.metadata"
+: >"$t/dcp/__0_0.distcp"
+for r in "mega:a Megatron-LM checkpoint (latest_checkpointed_iteration.txt)" \
+	"dcp:a PyTorch Distributed Checkpoint (.metadata + __0_0.distcp)"; do
+	for extra in "" "--dry-run --count" "--checkpoint-filter iter_*"; do
+		"$weld" batch --input-dir "$t/${r%%:*}" --output-dir "$t/uout" $extra >"$t/log" 2>"$t/err"
+		rc=$?
+		[ $rc -eq 1 ] && [ ! -s "$t/log" ] && [ ! -e "$t/uout" ] &&
+			[ "$(cat "$t/err")" = "weld: error: $t/${r%%:*}: ${r#*:}; weld does not read this format yet" ] ||
+			fail "unsupported run ${r%%:*} ($extra): exit $rc: $(cat "$t/log" "$t/err")"
+	done
+done
+# A folder of nothing weld knows is still "no checkpoints found".
+mkdir "$t/empty"
+"$weld" batch --input-dir "$t/empty" --output-dir "$t/uout" >/dev/null 2>"$t/err"
+[ $? -eq 1 ] && [ "$(cat "$t/err")" = "weld: error: $t/empty: no checkpoints found" ] || fail "empty run: $(cat "$t/err")"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails batch check(s) failed"
 	exit 1

@@ -535,19 +535,36 @@ static size_t select_newest(const batch_args *b, const ckpt_entry *list, size_t 
 	return end - k;
 }
 
+/*
+ * No checkpoint in RUN: a count of 0, or an error. A Megatron-LM run or a
+ * PyTorch DCP holds no folder taken for a checkpoint, yet "no checkpoints
+ * found" would hide what it is: the run itself, opened, names its format
+ * (and an array sized by a count of 0 would convert nothing). The exit code.
+ */
+static int none_found(const batch_args *b)
+{
+	weld_ckpt *c = NULL;
+	weld_error err = {0};
+	weld_status s = weld_ckpt_open(&c, b->run, &err);
+	weld_ckpt_free(c);
+	if (s == WELD_ERR_UNSUPPORTED)
+		return cli_fail(&err);
+	if (s == WELD_ERR_NOMEM)
+		return cli_oom();
+	if (b->count) {
+		printf("0\n");
+		return EXIT_OK;
+	}
+	fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run, b->nfilters ? " matching the filters" : "");
+	return EXIT_FAILED;
+}
+
 /* Of the N checkpoints found, count or convert those this run is for; the exit code. */
 static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 {
 	size_t first, selected = select_newest(b, list, n, &first);
-	if (selected == 0 && b->count) {
-		printf("0\n");
-		return EXIT_OK;
-	}
-	if (selected == 0) {
-		fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run,
-			b->nfilters ? " matching the filters" : "");
-		return EXIT_FAILED;
-	}
+	if (selected == 0)
+		return none_found(b);
 	char name[1024];
 	if (!b->name)
 		b->name = run_name(b->run, name, sizeof(name));
