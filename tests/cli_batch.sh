@@ -13,7 +13,9 @@ trap 'rm -rf "$t"' EXIT
 . "$(dirname "$0")/lib.sh"
 run=$t/myrun
 make_run "$run" qwen2_tied/st_sharded:checkpoint-2 zero/s2_w2_bf16:checkpoint-5 zero/s3_w2_bf16_all:checkpoint-10
-b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
+# b: quiet (errors and the results table only); bl: with each checkpoint's log lines.
+bl() { "$weld" batch --input-dir "$run" --device cpu "$@"; }
+b() { bl --quiet "$@"; }
 
 # --help: --json, the step names, the clash rule, the dtype aliases, and the exit codes last.
 "$weld" batch --help >"$t/help" || fail "batch --help failed"
@@ -87,7 +89,7 @@ grep -q "^ *0  checkpoint-10  *10  deepspeed  *$t/out/myrun_step_10  *done  *[0-
 
 # All, with --skip-existing: the latest is skipped because its manifest verifies.
 b --output-dir "$t/out" --all-checkpoints --skip-existing --name m >"$t/log" 2>&1 || fail "all failed"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "all (myrun) failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "all (myrun) failed"
 grep -q "^checkpoint-10: skipped: $t/out/myrun_step_10 verifies" "$t/log" || fail "no skip: $(cat "$t/log")"
 for s in 2 5 10; do
 	[ -f "$t/out/myrun_step_$s/weld.json" ] || fail "myrun_step_$s missing"
@@ -97,13 +99,13 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 	fail "checkpoint-2's output is not transformers' bf16 file"
 # A corrupted output no longer verifies: --skip-existing converts it again.
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
 # So is one an older weld left when killed between its weights and its manifest:
 # new weights, no weld.json. No --force needed, and nothing of it survives.
 rm "$t/out/myrun_step_2/weld.json"
 echo stale >"$t/out/myrun_step_2/old-notes.txt"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
 grep -q "^checkpoint-2: done in .* s: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
 [ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
 # An output locked by a conversion on another node is not taken over, however broken it looks.
@@ -113,7 +115,7 @@ b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>"$t/err" &
 grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process 4242 on host other-node-3 since " "$t/err" ||
 	fail "foreign lock message: $(cat "$t/err")"
 rm "$t/out/.myrun_step_5.weld-lock"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
 
 # Slurm array tasks: one checkpoint each, by index.
@@ -279,6 +281,20 @@ done
 "$weld" batch --input-dir "$names" --output-dir "$t/nout" --dry-run --json 2>"$t/err" |
 	python3 -c 'import json,sys; c = json.load(sys.stdin)["checkpoints"]; print(len(c), c[0]["name"], c[0]["output"])' >"$t/steps"
 [ "$(cat "$t/steps")" = "1 iter_0000100 $t/nout/names_step_100" ] || fail "--latest: $(cat "$t/steps" "$t/err")"
+
+# A real HF Trainer + DeepSpeed run (tests/fixtures/trainer): checkpoint-1's
+# 16-bit copy agrees with its masters, checkpoint-2's differs in one tensor.
+trun=$t/trun
+make_run "$trun" trainer/z2_untied/checkpoint-1:checkpoint-1 trainer/z2_altered/checkpoint-2:checkpoint-2
+# --quiet: the results table and nothing else on stderr (no start line,
+# summary, note or cross-check line), nothing on stdout; a rerun's skips too.
+for extra in "" --skip-existing; do
+	"$weld" batch --input-dir "$trun" --output-dir "$t/tq" --all-checkpoints --device cpu --quiet $extra >"$t/log" 2>"$t/err" ||
+		fail "--quiet $extra: $(cat "$t/err")"
+	[ ! -s "$t/log" ] && [ "$(wc -l <"$t/err")" -eq 4 ] && head -1 "$t/err" | grep -q "^INDEX  NAME " &&
+		tail -1 "$t/err" | grep -q "^weld batch: 2 checkpoints, " || fail "--quiet $extra printed: $(cat "$t/log" "$t/err")"
+done
+grep -q "^ *1  checkpoint-2  *2  *-  *$t/tq/trun_step_2  *skipped  " "$t/err" || fail "--quiet rerun's table: $(cat "$t/err")"
 
 # A run of a format weld recognises but does not read (Megatron-LM, a PyTorch
 # DCP) holds no folder batch takes for a checkpoint: it is refused naming the

@@ -41,7 +41,8 @@ static const char batch_usage[] =
 	"                             redo (replace) any other output of theirs\n"
 	"  --array-index I            convert only checkpoint I, the plan's INDEX\n"
 	"                             (default $SLURM_ARRAY_TASK_ID)\n"
-	"  --quiet                    no progress lines\n"
+	"  --quiet                    only errors and the results table: no start line,\n"
+	"                             progress, summary or note of each checkpoint\n"
 	"  --json                     the plan or the results as one JSON object on stdout\n"
 	"  --help                     this help\n"
 	"\n"
@@ -268,7 +269,8 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 	double t0 = cli_wall();
 	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
 		w->secs = cli_wall() - t0;
-		fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
+		if (!b->quiet)
+			fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
 	cli_progress ps = cli_progress_start(label, b->quiet);
@@ -291,8 +293,9 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 		return fail_row(w, &err);
 	if (b->dry)
 		return PLANNED;
-	/* The notice (why not CUDA) is on the start line and in the summary already. */
-	cli_print_summary(label, &w->r, w->secs, &ps);
+	/* The summary repeats no notice the start line showed; with --quiet the table alone tells. */
+	if (!b->quiet)
+		cli_print_summary(label, &w->r, w->secs, &ps);
 	return DONE;
 }
 
