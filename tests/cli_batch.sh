@@ -296,6 +296,40 @@ for extra in "" --skip-existing; do
 done
 grep -q "^ *1  checkpoint-2  *2  *-  *$t/tq/trun_step_2  *skipped  " "$t/err" || fail "--quiet rerun's table: $(cat "$t/err")"
 
+# The results table notes the copy that differs; --quiet keeps the note.
+note="cross-check: differs (first: model.layers.1.mlp.down_proj.weight)"
+rm -rf "$t/tq"
+"$weld" batch --input-dir "$trun" --output-dir "$t/tq" --all-checkpoints --device cpu --quiet 2>"$t/err"
+head -1 "$t/err" | grep -q "  SECONDS  NOTE$" && grep -q "^ *0  checkpoint-1  .*  done  *[0-9.]*$" "$t/err" &&
+	grep -q "^ *1  checkpoint-2  .*  done  *[0-9.]*  $note$" "$t/err" || fail "no cross-check note: $(cat "$t/err")"
+# --json: each converted row also says what convert --json says: the cross-check, notice, tied aliases,
+# float16 overflows, bytes planned, the format's detail and the weights file.
+"$weld" batch --input-dir "$trun" --output-dir "$t/tj" --all-checkpoints --device cpu --json >"$t/json" 2>"$t/err" ||
+	fail "trainer run --json: $(cat "$t/err")"
+python3 - "$t/json" "$t/tj" "$trun" <<'PY' || fail "trainer run JSON: $(cat "$t/json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+out, run = sys.argv[2], sys.argv[3]
+one, two = j["checkpoints"]
+for c, step in ((one, 1), (two, 2)):
+    assert set(c) == {"index", "name", "step", "type", "output", "bytes_read", "bytes_written", "result", "seconds", "clash",
+                      "tensors", "crc32", "backend", "cross_check", "notice", "tied", "fp16_overflows", "bytes_to_read",
+                      "format_detail", "weights"}, sorted(c)
+    assert c["weights"] == "%s/trun_step_%d/model.safetensors" % (out, step), c
+    assert c["format_detail"] == "ZeRO-2, 2 ranks, tag global_step%d" % step, c
+    assert (c["tied"], c["fp16_overflows"], c["tensors"]) == (0, 0, 21), c
+    assert 0 < c["bytes_to_read"] <= c["bytes_read"], c
+    assert c["notice"] == ("%s/checkpoint-%d: read the DeepSpeed fp32 master weights (tag global_step%d), not the HF "
+                           "safetensors weights beside them (--type hf reads those)" % (run, step, step)), c["notice"]
+x1, x2 = one["cross_check"], two["cross_check"]
+assert (x1["result"], x1["against"], x1["compared"], x1["differing"], x1["first_difference"]) == (
+    "agree", "safetensors", 21, 0, None), x1
+assert (x2["result"], x2["compared"], x2["differing"], x2["first_difference"]) == (
+    "differ", 21, 1, "model.layers.1.mlp.down_proj.weight"), x2
+assert x2["summary"] == ("the HF safetensors weights beside the masters DIFFER from the masters cast to bfloat16 in 1 of "
+                         "21 tensors (first: model.layers.1.mlp.down_proj.weight)"), x2
+PY
+
 # A run of a format weld recognises but does not read (Megatron-LM, a PyTorch
 # DCP) holds no folder batch takes for a checkpoint: it is refused naming the
 # format, not with "no checkpoints found". --count too: 0 would size an empty array.

@@ -299,17 +299,28 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 	return DONE;
 }
 
-/* The tables' columns: the dry run's plan, and the results of a real run. */
-enum { COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE };
+/*
+ * The tables' columns: the dry run's plan, and the results of a real run.
+ * Each ends with its NOTE, shown when some row has one: the plan's says
+ * what stops a checkpoint (a clash, a failure), the results' what a
+ * conversion found that its RESULT does not (a 16-bit copy that differs).
+ */
+enum {
+	COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE,
+	COL_FOUND, COL_COUNT
+};
 static const struct {
 	const char *head;
 	bool right; /* numbers: aligned right */
-} columns[] = {{"INDEX", true},   {"NAME", false}, {"STEP", true},    {"TYPE", false},   {"OUTPUT", false},
-	       {"READ", true},    {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}};
+} columns[] = {{"INDEX", true}, {"NAME", false},   {"STEP", true},    {"TYPE", false}, {"OUTPUT", false}, {"READ", true},
+	       {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}, {"NOTE", false}};
 static const int plan_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_NOTE};
-static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS};
+static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS, COL_FOUND};
 
-/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is a number. */
+/* A cell's room: the longest is the cross-check's note with a tensor's name. */
+#define CELL_MAX (sizeof(((weld_cross_check *)0)->first_difference) + 64)
+
+/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is made here. */
 static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 {
 	switch (col) {
@@ -335,8 +346,13 @@ static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 	case COL_SECONDS:
 		snprintf(buf, cap, "%.2f", w->secs);
 		return buf;
-	default: /* COL_NOTE: what the dry run found wrong */
+	case COL_NOTE:
 		return w->clash ? (w->result == FAILED ? "CLASH, FAILED" : "CLASH") : w->result == FAILED ? "FAILED" : "";
+	default: /* COL_FOUND */
+		if (w->result != DONE || w->r.cross_check.result != WELD_CROSS_CHECK_DIFFER)
+			return "";
+		snprintf(buf, cap, "cross-check: differs (first: %s)", w->r.cross_check.first_difference);
+		return buf;
 	}
 }
 
@@ -344,7 +360,7 @@ static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 static void print_line(FILE *f, const int *cols, size_t ncols, const int *width, const batch_row *w)
 {
 	for (size_t j = 0; j < ncols; j++) {
-		char buf[64];
+		char buf[CELL_MAX];
 		const char *s = w ? cell(w, cols[j], buf, sizeof(buf)) : columns[cols[j]].head;
 		bool right = columns[cols[j]].right, last = j + 1 == ncols;
 		if (last && !*s)
@@ -373,22 +389,24 @@ static batch_totals sum_rows(const batch_row *rows, size_t n)
 
 /*
  * The N rows as a table on F, each column as wide as its widest cell, then
- * the totals. The plan's NOTE column only when some row has a note.
+ * the totals. The NOTE column only when some row has a note.
  */
 static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
 {
 	const int *cols = plan ? plan_cols : result_cols;
-	size_t ncols = plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) - 1 : sizeof(result_cols) / sizeof(result_cols[0]);
-	int width[sizeof(plan_cols) / sizeof(plan_cols[0])];
+	size_t ncols = (plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) : sizeof(result_cols) / sizeof(result_cols[0])) - 1;
+	int width[COL_COUNT];
 	batch_totals t = sum_rows(rows, n);
 	bool notes = false;
-	for (size_t k = 0; k < n; k++)
-		notes = notes || rows[k].clash || rows[k].result == FAILED;
-	ncols += plan && notes;
+	for (size_t k = 0; k < n && !notes; k++) {
+		char buf[CELL_MAX];
+		notes = *cell(&rows[k], cols[ncols], buf, sizeof(buf)) != '\0';
+	}
+	ncols += notes;
 	for (size_t j = 0; j < ncols; j++) {
 		width[j] = (int)strlen(columns[cols[j]].head);
 		for (size_t k = 0; k < n; k++) {
-			char buf[64];
+			char buf[CELL_MAX];
 			int len = (int)strlen(cell(&rows[k], cols[j], buf, sizeof(buf)));
 			width[j] = len > width[j] ? len : width[j];
 		}
@@ -422,6 +440,14 @@ static cJSON *row_json(const batch_row *w)
 		cJSON_AddNumberToObject(o, "tensors", (double)w->r.tensors);
 		cJSON_AddNumberToObject(o, "crc32", (double)w->r.file_crc32);
 		cJSON_AddStringToObject(o, "backend", w->r.backend);
+		/* What convert --json says of the same run, under its names: a batch is read by the same scripts. */
+		cJSON_AddNumberToObject(o, "tied", (double)w->r.tied);
+		cJSON_AddNumberToObject(o, "fp16_overflows", (double)w->r.fp16_overflows);
+		cJSON_AddNumberToObject(o, "bytes_to_read", (double)w->r.bytes_to_read);
+		cJSON_AddStringToObject(o, "format_detail", w->r.format_detail);
+		cJSON_AddStringToObject(o, "weights", w->r.output_file);
+		cJSON_AddStringToObject(o, "notice", w->r.notice);
+		cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&w->r.cross_check));
 	}
 	return o;
 }
