@@ -101,12 +101,16 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
 bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
+grep -qx "checkpoint-5: $t/out/myrun_step_5/model.safetensors: CRC-32 0x[0-9a-f]\{8\}, the manifest says 0x[0-9a-f]\{8\}; converting $run/checkpoint-5 into it again" "$t/log" ||
+	fail "no word of why the corrupted output is redone: $(cat "$t/log")"
 # So is one an older weld left when killed between its weights and its manifest:
 # new weights, no weld.json. No --force needed, and nothing of it survives.
 rm "$t/out/myrun_step_2/weld.json"
 echo stale >"$t/out/myrun_step_2/old-notes.txt"
 bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
 grep -q "^checkpoint-2: done in .* s: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
+grep -qxF "checkpoint-2: $t/out/myrun_step_2/weld.json: cannot open: No such file or directory; converting $run/checkpoint-2 into it again" "$t/log" ||
+	fail "no word of why the output without a manifest is redone: $(cat "$t/log")"
 [ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
 # An output locked by a conversion on another node is not taken over, however broken it looks.
 rm "$t/out/myrun_step_5/weld.json"
@@ -117,6 +121,39 @@ grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process
 rm "$t/out/.myrun_step_5.weld-lock"
 bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
+
+# Two runs whose checkpoints share a folder name (e1/output/checkpoint-1 and
+# e2/output/checkpoint-1, other models) map to one output with the default
+# name: OUT/output_step_1. weld.json records the input resolved
+# (source_path), so --skip-existing converts e2's into it again rather than
+# skip e1's output as if it were e2's, and says so.
+make_run "$t/e1/output" qwen2_tied/st_sharded:checkpoint-1
+make_run "$t/e2/output" zero/s2_w2_bf16:checkpoint-1
+e1=$(realpath "$t/e1/output/checkpoint-1") e2=$(realpath "$t/e2/output/checkpoint-1")
+source_path() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_path"])' "$1/weld.json"; }
+"$weld" batch --input-dir "$t/e1/output" --output-dir "$t/shared" --device cpu --quiet 2>"$t/err" || fail "e1: $(cat "$t/err")"
+[ "$(source_path "$t/shared/output_step_1")" = "$e1" ] ||
+	fail "weld.json's source_path is not $e1: $(cat "$t/shared/output_step_1/weld.json")"
+"$weld" batch --input-dir "$t/e2/output" --output-dir "$t/shared" --device cpu --skip-existing >"$t/log" 2>"$t/err" ||
+	fail "e2: $(cat "$t/err")"
+grep -qxF "checkpoint-1: $t/shared/output_step_1: made from $e1; converting $t/e2/output/checkpoint-1 into it again" "$t/err" &&
+	grep -q "^ *0  checkpoint-1  *1  deepspeed  *$t/shared/output_step_1  done  " "$t/err" ||
+	fail "e2 over e1's output: $(cat "$t/err")"
+"$weld" convert --input "$t/e2/output/checkpoint-1" --output "$t/e2ref" --device cpu --quiet || fail "e2 reference failed"
+cmp -s "$t/shared/output_step_1/model.safetensors" "$t/e2ref/model.safetensors" || fail "OUT/output_step_1 is not e2's model"
+# The same input by another path (relative, through a link) is the same source: skipped.
+ln -s e2 "$t/e2link"
+(cd "$t" && "$weld" batch --input-dir e2link/output --output-dir shared --device cpu --skip-existing) >"$t/log" 2>"$t/err" ||
+	fail "e2 by a link: $(cat "$t/err")"
+grep -qxF "checkpoint-1: skipped: shared/output_step_1 verifies" "$t/err" || fail "e2 by a link was not skipped: $(cat "$t/err")"
+# weld.json without source_path (an older weld's) says nothing of its source: redone, saying so, even when it is e2's.
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); del j["source_path"]; json.dump(j, open(sys.argv[1], "w"))' \
+	"$t/shared/output_step_1/weld.json"
+"$weld" batch --input-dir "$t/e2/output" --output-dir "$t/shared" --device cpu --skip-existing >"$t/log" 2>"$t/err" ||
+	fail "e2 over an older weld.json: $(cat "$t/err")"
+grep -qxF "checkpoint-1: $t/shared/output_step_1: made from an unknown source (its weld.json, by an older weld, has no source_path); converting $t/e2/output/checkpoint-1 into it again" "$t/err" &&
+	[ "$(source_path "$t/shared/output_step_1")" = "$e2" ] ||
+	fail "e2 over an older weld.json: $(cat "$t/err")"
 
 # Slurm array tasks: one checkpoint each, by index.
 SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null 2>"$t/err" || fail "array task 1 failed: $(cat "$t/err")"

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char batch_usage[] =
 	"usage: weld batch --input-dir RUN --output-dir OUT [options] [convert's options]\n"
@@ -37,8 +38,9 @@ static const char batch_usage[] =
 	"  --dry-run                  print the plan, write nothing: a table of INDEX, NAME,\n"
 	"                             STEP, TYPE, OUTPUT, bytes to READ and WRITE, and totals\n"
 	"  --count                    with --dry-run: print only how many checkpoints there are\n"
-	"  --skip-existing            skip checkpoints whose output verifies against its weld.json;\n"
-	"                             redo (replace) any other output of theirs\n"
+	"  --skip-existing            skip checkpoints whose output verifies against its weld.json\n"
+	"                             and was made from them (not another run's of the same name);\n"
+	"                             redo (replace) any other output of theirs, saying why\n"
 	"  --array-index I            convert only checkpoint I, the plan's INDEX\n"
 	"                             (default $SLURM_ARRAY_TASK_ID)\n"
 	"  --quiet                    only errors and the results table: no start line,\n"
@@ -259,6 +261,23 @@ static outcome fail_row(batch_row *w, const weld_error *err)
 	return FAILED;
 }
 
+/*
+ * --skip-existing: whether W's output verifies and was made from W's own
+ * checkpoint, not another run's of the same name (e1/output/checkpoint-1 and
+ * e2/output/checkpoint-1 both go to OUT/output_step_1). An output there that
+ * does not is redone, and unless --quiet the log says why before it goes.
+ */
+static bool already_done(const batch_args *b, const batch_row *w)
+{
+	weld_error err = {0};
+	if (weld_output_intact_from(w->out, w->c->dir, &err) == WELD_OK)
+		return true;
+	struct stat st;
+	if (!b->quiet && stat(w->out, &st) == 0)
+		fprintf(stderr, "%s: %s; converting %s into it again\n", w->c->base, cli_error_text(&err), w->c->dir);
+	return false;
+}
+
 /* Convert (or plan) W's checkpoint, filling W. */
 static outcome convert_one(const batch_args *b, batch_row *w)
 {
@@ -267,7 +286,7 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 	if (cli_signal())
 		return INTERRUPTED;
 	double t0 = cli_wall();
-	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
+	if (b->skip && !b->dry && already_done(b, w)) {
 		w->secs = cli_wall() - t0;
 		if (!b->quiet)
 			fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
