@@ -367,6 +367,15 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
  * why not, in ERR. Reads the whole weights file.
  */
 weld_status weld_output_intact(const char *dir, weld_error *err);
+/*
+ * weld_output_intact, and made from SOURCE: weld.json's source_path (the
+ * input, resolved when it was converted) is SOURCE's realpath, so an output
+ * another run left under the same name is not taken for SOURCE's. A
+ * weld.json without source_path (an older weld's) names no source: not
+ * intact. WELD_ERR_MISMATCH names the source DIR was made from in ERR.
+ * Checked before the weights are read.
+ */
+weld_status weld_output_intact_from(const char *dir, const char *source, weld_error *err);
 
 /* ------------------------------------------------------------------------- */
 /* verify: is an output folder intact and servable? (weld verify)             */

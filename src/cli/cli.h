@@ -101,7 +101,7 @@ typedef struct cli_convert_args {
 	{"pytorch-bin", &(a).pytorch_bin, NULL}, {"safetensors", &(a).safetensors, NULL},             \
 	{"force", &(a).force, NULL}
 
-/* "bfloat16", "float16", "float32", or "as stored" for keep. */
+/* What the first line writes after "to write as": "bfloat16", ..., or "stored dtypes" for keep. */
 const char *cli_dtype_word(weld_out_dtype d);
 /* Fill O from A (threads default to $SLURM_CPUS_PER_TASK); 0 or EXIT_USAGE after a message. */
 int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o);

@@ -1,9 +1,11 @@
 /* weld.json: what was written, with checksums a verifier can recompute (manifest.h). */
+#define _DEFAULT_SOURCE /* realpath */
 #include "output/manifest.h"
 
 #include "output/atomic.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,15 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	put_str(o, "tool", "weld", ok);
 	put_str(o, "version", weld_version(), ok);
 	put_str(o, "source", info->source, ok);
+	/*
+	 * "source" is the path as given, relative or through links, so two
+	 * runs' inputs may record the same one. Resolved, it tells batch
+	 * --skip-existing an output of this input from another run's under the
+	 * same name; null when it does not resolve (no input is then taken
+	 * for this output's).
+	 */
+	char real[PATH_MAX];
+	put(o, "source_path", realpath(info->source, real) ? cJSON_CreateString(real) : cJSON_CreateNull(), ok);
 	put_str(o, "source_format", info->source_format, ok);
 	put_str(o, "dtype", info->dtype, ok);
 	put_str(f, "name", info->weights_file, ok);
@@ -163,6 +174,7 @@ static weld_status read_file_entry(weld_manifest *m, const char *path, weld_erro
 	if (!json_u64(file, "size", &m->size) || !json_crc(file, "crc32", &m->crc32))
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no size or crc32", path);
 	m->weights = name;
+	m->source_path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m->json, "source_path"));
 	m->has_tensor_count = json_u64(file, "tensor_count", &m->tensor_count);
 	return WELD_OK;
 }
