@@ -351,13 +351,14 @@ one, two = j["checkpoints"]
 for c, step in ((one, 1), (two, 2)):
     assert set(c) == {"index", "name", "step", "type", "output", "bytes_read", "bytes_written", "result", "seconds", "clash",
                       "tensors", "crc32", "backend", "cross_check", "notice", "tied", "fp16_overflows", "bytes_to_read",
-                      "format_detail", "weights"}, sorted(c)
+                      "format_detail", "weights", "source_choice"}, sorted(c)
     assert c["weights"] == "%s/trun_step_%d/model.safetensors" % (out, step), c
     assert c["format_detail"] == "ZeRO-2, 2 ranks, tag global_step%d" % step, c
     assert (c["tied"], c["fp16_overflows"], c["tensors"]) == (0, 0, 21), c
     assert 0 < c["bytes_to_read"] <= c["bytes_read"], c
-    assert c["notice"] == ("%s/checkpoint-%d: read the DeepSpeed fp32 master weights (tag global_step%d), not the HF "
-                           "safetensors weights beside them (--type hf reads those)" % (run, step, step)), c["notice"]
+    assert c["notice"] == "", c["notice"]
+    assert c["source_choice"] == ("%s/checkpoint-%d: read the DeepSpeed fp32 master weights (tag global_step%d), not the HF "
+                           "safetensors weights beside them (--type hf reads those)" % (run, step, step)), c["source_choice"]
 x1, x2 = one["cross_check"], two["cross_check"]
 assert (x1["result"], x1["against"], x1["compared"], x1["differing"], x1["first_difference"]) == (
     "agree", "safetensors", 21, 0, None), x1

@@ -466,6 +466,7 @@ static cJSON *row_json(const batch_row *w)
 		cJSON_AddStringToObject(o, "format_detail", w->r.format_detail);
 		cJSON_AddStringToObject(o, "weights", w->r.output_file);
 		cJSON_AddStringToObject(o, "notice", w->r.notice);
+		cJSON_AddStringToObject(o, "source_choice", w->r.source_choice);
 		cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&w->r.cross_check));
 	}
 	return o;
