@@ -409,16 +409,24 @@ static int plan_job(const weld__cuda_seg *segs, size_t nsegs, const weld__cuda_s
 		if (s.staging_off % (ss < 8 ? ss : 8) || s.out_off % ds)
 			return fail(msg, msg_len, "segment %zu: staging offset %llu or output offset %llu not aligned", i,
 				    (unsigned long long)s.staging_off, (unsigned long long)s.out_off);
-		size_t se = s.staging_off + s.count * ss, oe = s.out_off + s.count * ds;
+		uint64_t se, oe;
+		if (__builtin_mul_overflow(s.count, (uint64_t)ss, &se) || __builtin_add_overflow(se, s.staging_off, &se) ||
+		    __builtin_mul_overflow(s.count, (uint64_t)ds, &oe) || __builtin_add_overflow(oe, s.out_off, &oe))
+			return fail(msg, msg_len, "segment %zu: %llu elements overflow the offsets", i,
+				    (unsigned long long)s.count);
 		l->staging_len = se > l->staging_len ? se : l->staging_len;
 		l->out_len = oe > l->out_len ? oe : l->out_len;
 		parts += (s.count + kPartElems - 1) / kPartElems;
 	}
 	for (size_t i = 0; i < nspans; i++) {
-		size_t e = spans[i].out_off + spans[i].len;
+		uint64_t e;
+		if (__builtin_add_overflow(spans[i].out_off, spans[i].len, &e))
+			return fail(msg, msg_len, "span %zu: %llu bytes overflow the offsets", i,
+				    (unsigned long long)spans[i].len);
 		l->out_len = e > l->out_len ? e : l->out_len;
 		blocks += (spans[i].len + kCrcBlock - 1) / kCrcBlock;
 	}
+	// Block numbers and table indices are 32-bit in the kernels (kernels.cuh); offsets are not.
 	if (parts > 0x7fffffffu || blocks > 0x7fffffffu || nsegs > 0xffffffffu || nspans > 0xffffffffu)
 		return fail(msg, msg_len, "chunk too large for one launch");
 	l->nparts = (uint32_t)parts;
