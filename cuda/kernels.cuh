@@ -339,10 +339,20 @@ cudaError_t launch_iota(uint32_t *p, uint32_t first, uint64_t n, cudaStream_t st
 // N pseudo-random fp32 values in about [-1, 1) from SEED (benchmarks).
 cudaError_t launch_fill_random(float *p, uint64_t n, uint64_t seed, cudaStream_t stream);
 
-// The same two kernels run on the host, thread by thread (no GPU needed).
+// The same two kernels run on the host, thread by thread (no GPU needed):
+// every block, or one block (tests pick blocks far into a huge job).
 uint64_t emulate_gather_cast(const DevSeg *segs, uint32_t nsegs, uint32_t nparts, const uint8_t *staging,
 			     uint8_t *out);
+uint32_t emulate_gather_part(const DevSeg *segs, uint32_t nsegs, const uint8_t *staging, uint8_t *out, uint32_t part);
 void emulate_crc(const DevSpan *spans, uint32_t nspans, uint32_t nblocks, const uint8_t *out, uint32_t *crcs);
+
+// The crc kernel's shared-memory table, on the host (malloc'd; free() it).
+struct CrcTable {
+	uint32_t row[256][kLanes];
+};
+CrcTable *crc_table_new();
+// The zlib CRC-32 of crc block B's bytes.
+uint32_t emulate_crc_block(const CrcTable *tab, const DevSpan *spans, uint32_t nspans, const uint8_t *out, uint32_t b);
 
 } // namespace weld_cuda
 
