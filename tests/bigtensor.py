@@ -153,6 +153,27 @@ def check_manifest(out, weights, size, offsets, crcs, file_crc):
     check(m["tensors"] == want, "weld.json tensors: %s, want %s" % (m["tensors"], want))
 
 
+def torch_or_none():
+    """torch when this python has it (the checks below then also read the output with it)."""
+    try:
+        import torch
+        return torch
+    except ImportError:
+        print("bigtensor: torch not importable: outputs not read back with torch")
+        return None
+
+
+def check_torch_values(name, shape, dtype, row, small):
+    """A big tensor of SHAPE and DTYPE (a string), ROW(r) one of its rows as a torch
+    tensor, and SMALL: what torch read from an output holds the expected bits."""
+    import torch
+    check(tuple(shape) == (ROWS, COLS) and dtype in ("BF16", "torch.bfloat16"), "%s: %s %s" % (name, shape, dtype))
+    got = [row(e // COLS).reshape(-1).view(torch.int16)[e % COLS].item() & 0xFFFF for e in sorted(MARKERS)]
+    check(got == [MARKERS[e][1] for e in sorted(MARKERS)], "%s: markers %s" % (name, [hex(v) for v in got]))
+    got = [v & 0xFFFF for v in small.view(torch.int16).tolist()]
+    check(got == [b for _, b in SMALL_VALUES], "%s: %s %s" % (name, SMALL, [hex(v) for v in got]))
+
+
 def check_st(out):
     path = os.path.join(out, "model.safetensors")
     h = safetensors_header([(BIG, "BF16", [ROWS, COLS], 2 * N), (SMALL, "BF16", [len(SMALL_VALUES)], 2 * len(SMALL_VALUES))])
@@ -168,6 +189,15 @@ def check_st(out):
     whole = zlib.crc32(small_bytes(), big_crc(zlib.crc32(struct.pack("<Q", len(h)) + h)))
     check_manifest(out, "model.safetensors", size, [start, start + 2 * N], [big_crc(0), zlib.crc32(small_bytes())],
                    whole)
+    torch = torch_or_none()
+    if torch:
+        try:
+            from safetensors import safe_open
+        except ImportError:
+            return
+        with safe_open(path, framework="pt") as f:  # a slice reads only its rows
+            sl = f.get_slice(BIG)
+            check_torch_values("safe_open", sl.get_shape(), sl.get_dtype(), lambda r: sl[r:r + 1], f.get_tensor(SMALL))
 
 
 class Stub:
@@ -275,6 +305,12 @@ def check_bin(out):
         check_end_records(f, size, z)
     check(z.read("pytorch_model/data/1") == small_bytes(), "data/1 through zipfile")
     check_manifest(out, "pytorch_model.bin", size, offsets, [big, small], file_crc(path))
+    torch = torch_or_none()
+    if torch:
+        d = torch.load(path, mmap=True, weights_only=True)
+        check(list(d) == [BIG, SMALL], "torch.load: keys %s" % list(d))
+        big = d[BIG]  # mmap'ed: indexing reads only those pages
+        check_torch_values("torch.load", big.shape, str(big.dtype), lambda r: big[r], d[SMALL])
 
 
 def main():
