@@ -503,6 +503,13 @@ static void check_bad_manifest(void)
 	EXPECT(r, "manifest", WELD_CHECK_FAIL, msg);
 	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
 	weld_verify_report_free(r);
+
+	/* A dimension no double holds as a whole number (1e300 would be undefined as a uint64_t). */
+	copy_dir(good, dir);
+	edit_file(dir, "weld.json", "[509, 64]", "[509, 1e300]");
+	r = verify(dir, NULL);
+	EXPECT(r, "manifest", WELD_CHECK_FAIL, "weld.json: tensors[0] lacks a name, dtype, shape, offset, bytes or crc32");
+	weld_verify_report_free(r);
 }
 
 /*

@@ -125,15 +125,24 @@ weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_
 	return s;
 }
 
-/* KEY of O as a whole number in 0..2^53 (what a double holds exactly). */
-static bool json_u64(const cJSON *o, const char *key, uint64_t *out)
+/*
+ * N as a whole number in 0..2^53, what a double holds exactly: every size and
+ * offset weld writes (2^53 bytes is 8 PiB). Checked before the conversion,
+ * which is undefined for a double past 2^64.
+ */
+static bool json_whole(const cJSON *n, uint64_t *out)
 {
-	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, key);
 	if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0 ||
 	    (double)(uint64_t)n->valuedouble != n->valuedouble)
 		return false;
 	*out = (uint64_t)n->valuedouble;
 	return true;
+}
+
+/* KEY of O as a whole number (json_whole). */
+static bool json_u64(const cJSON *o, const char *key, uint64_t *out)
+{
+	return json_whole(cJSON_GetObjectItemCaseSensitive(o, key), out);
 }
 
 static bool json_crc(const cJSON *o, const char *key, uint32_t *out)
@@ -157,9 +166,8 @@ static bool read_tensor(const cJSON *t, weld_manifest_tensor *out)
 	out->ndim = 0;
 	cJSON_ArrayForEach(d, shape)
 	{
-		if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0))
+		if (!json_whole(d, &out->shape[out->ndim++]))
 			return false;
-		out->shape[out->ndim++] = (uint64_t)d->valuedouble;
 	}
 	return true;
 }
