@@ -7,8 +7,8 @@ scripts/bench-zero writes (DeepSpeed's ZeroStageEnum and LossScaler, from
 deepspeed when it imports, else look-alikes of the same module and name),
 then, under `ulimit -n 256`:
   - `weld inspect` lists every parameter;
-  - `weld convert` (bfloat16) gives exactly the fp32 values the generator
-    drew, cast by torch (.to(torch.bfloat16));
+  - `weld convert` (bfloat16, small chunks in four threads) gives exactly
+    the fp32 values the generator drew, cast by torch (.to(torch.bfloat16));
   - `weld verify --against` passes the output against the checkpoint.
 Exits 77 (skipped) where torch does not import.
 
@@ -183,8 +183,9 @@ def main():
             failures.append(f"inspect does not list the {a.world} ranks and every parameter:\n{out}{errs}")
 
         dst = os.path.join(tmp, "out")
-        rc, out, errs = limited([a.weld, "convert", "--input", ck, "--output", dst, "--device", "cpu", "--quiet"],
-                                a.limit)
+        # 4 KiB chunks in 4 threads: several readers reopening rank files at once.
+        rc, out, errs = limited([a.weld, "convert", "--input", ck, "--output", dst, "--device", "cpu", "--quiet",
+                                 "--chunk-bytes", "4096", "--threads", "4"], a.limit)
         if rc != 0:
             failures.append(f"convert exited {rc}: {errs.strip()}")
         else:
