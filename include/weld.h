@@ -17,6 +17,13 @@
  *    race with any use. weld_convert's progress callback runs on the thread
  *    that called weld_convert.
  *  - Error statuses are stable; a status a caller does not know is a failure.
+ *  - Open files: the library keeps at most the soft RLIMIT_NOFILE less 64 of
+ *    its input files open at once, process-wide, closing the least recently
+ *    read and reopening it when it is read again (a file replaced or changed
+ *    by then is WELD_ERR_IO), so a checkpoint may have more files than the
+ *    process may open. It never changes the limit: a program that wants
+ *    each file opened once raises its own soft limit (the weld tool raises
+ *    it to the hard one).
  */
 #ifndef WELD_H
 #define WELD_H
