@@ -93,54 +93,34 @@ weld_status weld__ckpt_add_frag(weld_ckpt *c, weld_frag f, weld_error *err)
 	return WELD_OK;
 }
 
-static size_t rec_hash(const weld_file *f, uint64_t offset, size_t nslots)
+/* Records are keyed by file and offset: one range of a file is one record, however many views read it. */
+static uint64_t rec_hash(const void *key)
 {
-	uint64_t h = ((uint64_t)(uintptr_t)f ^ offset * 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
-	return (size_t)(h >> 17) & (nslots - 1);
+	const weld_record *r = key;
+	return weld__hash_u64(weld__hash_u64(0, (uint64_t)(uintptr_t)r->file), r->offset);
 }
 
-/* The slot of the record for F at OFFSET in the index, or the empty slot it would take. */
-static size_t rec_slot(const weld_ckpt *c, const weld_file *f, uint64_t offset)
+static bool rec_holds(const weld_map *m, const void *key, size_t value)
 {
-	size_t h = rec_hash(f, offset, c->rec_nslots);
-	while (c->rec_slots[h]) {
-		const weld_record *r = &c->rec[c->rec_slots[h] - 1];
-		if (r->file == f && r->offset == offset)
-			break;
-		h = (h + 1) & (c->rec_nslots - 1);
-	}
-	return h;
+	const weld_record *r = key, *have = &((const weld_ckpt *)m->ctx)->rec[value];
+	return have->file == r->file && have->offset == r->offset;
 }
 
-/* The index at twice the records' count, rebuilt when it grows. */
-static bool rec_index_room(weld_ckpt *c)
-{
-	if ((c->nrec + 1) * 2 <= c->rec_nslots)
-		return true;
-	size_t n = c->rec_nslots ? c->rec_nslots * 2 : 64;
-	uint32_t *slots = weld__calloc(n, sizeof(*slots));
-	if (!slots)
-		return false;
-	free(c->rec_slots);
-	c->rec_slots = slots;
-	c->rec_nslots = n;
-	for (size_t i = 0; i < c->nrec; i++)
-		c->rec_slots[rec_slot(c, c->rec[i].file, c->rec[i].offset)] = (uint32_t)i + 1;
-	return true;
-}
+static const weld_map_kind rec_kind = {rec_hash, rec_holds};
 
 weld_status weld__ckpt_add_record(weld_ckpt *c, weld_record r, uint32_t *index, weld_error *err)
 {
 	if (c->nrec >= WELD_NO_RECORD - 1)
 		return weld__fail(err, WELD_ERR_LIMIT, "%s: too many records", r.file->path);
-	if (!rec_index_room(c) || !reserve((void **)&c->rec, &c->rcap, c->nrec, sizeof(*c->rec), 64))
+	if (!c->rec_index.kind)
+		weld_map_init(&c->rec_index, &rec_kind, c);
+	size_t had;
+	if (!reserve((void **)&c->rec, &c->rcap, c->nrec, sizeof(*c->rec), 64) ||
+	    !weld_map_add(&c->rec_index, &r, c->nrec, &had))
 		return weld__nomem(err);
-	size_t h = rec_slot(c, r.file, r.offset);
-	if (!c->rec_slots[h]) {
-		c->rec[c->nrec] = r;
-		c->rec_slots[h] = (uint32_t)++c->nrec;
-	}
-	*index = c->rec_slots[h] - 1;
+	if (had == WELD_MAP_NONE)
+		c->rec[c->nrec++] = r;
+	*index = (uint32_t)(had == WELD_MAP_NONE ? c->nrec - 1 : had);
 	return WELD_OK;
 }
 
@@ -225,7 +205,7 @@ void weld_ckpt_free(weld_ckpt *c)
 	free(c->src);
 	free(c->frag);
 	free(c->rec);
-	free(c->rec_slots);
+	weld_map_clear(&c->rec_index);
 	free(c->pat);
 	for (size_t i = 0; i < c->nowned; i++)
 		free(c->owned[i]);

@@ -72,8 +72,7 @@ struct weld_ckpt {
 	size_t nfrag, fcap;
 	weld_record *rec;
 	size_t nrec, rcap;
-	uint32_t *rec_slots; /* hash index of rec by file and offset: record + 1, 0 for empty */
-	size_t rec_nslots;
+	weld_map rec_index; /* rec by file and offset */
 	weld_pattern *pat;
 	size_t npat;
 	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */

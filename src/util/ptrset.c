@@ -1,56 +1,31 @@
-/* An open-addressing pointer set: visit each shared pickle node once. */
+/* A set of pointers, to visit each shared pickle node once: a weld_map whose values are the pointers. */
 #include "util/util.h"
 
-#include <stdlib.h>
-
-static size_t slot_of(const void *p, size_t cap)
+static uint64_t hash_ptr(const void *key)
 {
-	uintptr_t h = (uintptr_t)p;
-	h ^= h >> 17;
-	h *= (uintptr_t)0x9E3779B97F4A7C15ull;
-	return (size_t)(h >> 7) & (cap - 1);
+	return weld__hash_u64(0, (uint64_t)(uintptr_t)key);
 }
 
-static bool grow(weld_ptrset *set)
+static bool holds_ptr(const weld_map *m, const void *key, size_t value)
 {
-	size_t cap = set->cap ? set->cap * 2 : 256;
-	const void **slots = calloc(cap, sizeof(*slots));
-	if (!slots)
-		return false;
-	for (size_t i = 0; i < set->cap; i++) {
-		if (!set->slots[i])
-			continue;
-		size_t h = slot_of(set->slots[i], cap);
-		while (slots[h])
-			h = (h + 1) & (cap - 1);
-		slots[h] = set->slots[i];
-	}
-	free(set->slots);
-	set->slots = slots;
-	set->cap = cap;
-	return true;
+	(void)m;
+	return (size_t)(uintptr_t)key == value;
 }
+
+static const weld_map_kind ptr_kind = {hash_ptr, holds_ptr};
 
 bool weld_ptrset_add(weld_ptrset *set, const void *p, bool *added)
 {
-	if ((set->n + 1) * 2 > set->cap && !grow(set))
+	size_t had;
+	if (!set->map.kind)
+		weld_map_init(&set->map, &ptr_kind, NULL);
+	if (!weld_map_add(&set->map, p, (size_t)(uintptr_t)p, &had))
 		return false;
-	size_t h = slot_of(p, set->cap);
-	while (set->slots[h]) {
-		if (set->slots[h] == p) {
-			*added = false;
-			return true;
-		}
-		h = (h + 1) & (set->cap - 1);
-	}
-	set->slots[h] = p;
-	set->n++;
-	*added = true;
+	*added = had == WELD_MAP_NONE;
 	return true;
 }
 
 void weld_ptrset_clear(weld_ptrset *set)
 {
-	free(set->slots);
-	*set = (weld_ptrset){0};
+	weld_map_clear(&set->map);
 }

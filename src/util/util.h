@@ -1,8 +1,8 @@
 /*
  * What every layer of the library shares: overflow-checked arithmetic, error
- * reporting, allocation, input files and paths, CRC-32, UTF-8, a pointer
- * set, dtype names. Never included by the CLI (src/cli/), which sees only
- * include/weld.h.
+ * reporting, allocation, input files and paths, CRC-32, UTF-8, the hash
+ * table and a pointer set on it, dtype names. Never included by the
+ * CLI (src/cli/), which sees only include/weld.h.
  */
 #ifndef WELD_UTIL_H
 #define WELD_UTIL_H
@@ -195,14 +195,79 @@ uint32_t weld__crc32(uint32_t crc, const void *data, size_t len);
 uint32_t weld__crc32_combine(uint32_t a, uint32_t b, uint64_t len_b);
 
 /* ------------------------------------------------------------------------- */
-/* A set of pointers, for walking object graphs that share nodes. */
+/*
+ * weld_map: the one hash table of the library, for lookups that would
+ * otherwise scan a list per item (names, tied views, zip records, visited
+ * pickle nodes).
+ *
+ * It maps keys to values that index the caller's own items, and it keeps
+ * each value with its key's hash, never the key: a key is found by hashing
+ * it and asking the caller's kind whether the item a value stands for has
+ * that key. So the items may live in an array that moves as it grows, no
+ * key is copied, and any kind of key (a string, a tensor view, a file and
+ * offset) uses the same table. Open addressing with linear probing, never
+ * more than half full, no removal; time and memory linear in the keys.
+ */
+
+/* "No value": what a lookup of a missing key returns; never a value itself. */
+#define WELD_MAP_NONE SIZE_MAX
+
+typedef struct weld_map weld_map;
+
+/* How a map finds its keys. */
+typedef struct weld_map_kind {
+	/* KEY's hash: keys that HOLDS calls equal must hash alike. */
+	uint64_t (*hash)(const void *key);
+	/* true when the item VALUE stands for has key KEY (M's ctx and name_of describe the items). */
+	bool (*holds)(const weld_map *m, const void *key, size_t value);
+} weld_map_kind;
+
+typedef struct weld_map_slot {
+	uint64_t hash;
+	size_t value; /* WELD_MAP_NONE: an empty slot */
+} weld_map_slot;
+
+struct weld_map {
+	const weld_map_kind *kind;
+	const void *ctx;                                   /* the caller's items, for KIND's holds */
+	const char *(*name_of)(const void *ctx, size_t i); /* name maps: item I's name */
+	weld_map_slot *slots;
+	size_t cap, n;
+};
+
+/* M, empty, finding keys as KIND says, with CTX for its holds. Allocates nothing. */
+void weld_map_init(weld_map *m, const weld_map_kind *kind, const void *ctx);
+/*
+ * M, empty, from names (strings, compared with strcmp) to indexes of the
+ * caller's items: item I of CTX is named NAME_OF(CTX, I).
+ */
+void weld_map_init_names(weld_map *m, const char *(*name_of)(const void *ctx, size_t i), const void *ctx);
+/* Room for N keys in all, so that adding up to N allocates nothing more. false when out of memory. */
+bool weld_map_reserve(weld_map *m, size_t n);
+/* The value stored under KEY, or WELD_MAP_NONE. */
+size_t weld_map_get(const weld_map *m, const void *key);
+/*
+ * Stores VALUE (not WELD_MAP_NONE) under KEY unless KEY is there already:
+ * *HAD gets the value already stored (the first one added wins), or
+ * WELD_MAP_NONE when VALUE was stored. false, storing nothing, when out of
+ * memory (or VALUE is WELD_MAP_NONE).
+ */
+bool weld_map_add(weld_map *m, const void *key, size_t value, size_t *had);
+/* Frees M's slots; M is then empty, of the same kind. */
+void weld_map_clear(weld_map *m);
+
+/* 64-bit hashes to build a kind's from: H continued with N bytes at P, or with V. Start from 0. */
+uint64_t weld__hash_bytes(uint64_t h, const void *p, size_t n);
+uint64_t weld__hash_u64(uint64_t h, uint64_t v);
+
+/* ------------------------------------------------------------------------- */
+/* A set of pointers, for walking object graphs that share nodes (zeroed: empty). */
 
 typedef struct weld_ptrset {
-	const void **slots;
-	size_t cap, n;
+	weld_map map;
 } weld_ptrset;
 
-/* Adds P; *ADDED says whether it was new. false only when out of memory. */
+/* Adds P (not NULL); *ADDED says whether it was new. false only when out of memory. */
 bool weld_ptrset_add(weld_ptrset *set, const void *p, bool *added);
 void weld_ptrset_clear(weld_ptrset *set);
 
