@@ -17,11 +17,12 @@ typedef struct seen_view {
 	size_t tensor;
 } seen_view;
 
-/* What a torch source keeps: the file's object tree and the views listed from it. */
+/* What a torch source keeps: the file's object tree and the views listed from it, found by view. */
 typedef struct torch_source {
 	weld_torch *torch;
 	seen_view *views;
 	size_t nviews, cap;
+	weld_map by_view;
 } torch_source;
 
 static void torch_source_free(void *p)
@@ -31,6 +32,7 @@ static void torch_source_free(void *p)
 		return;
 	weld_torch_close(ts->torch);
 	free(ts->views);
+	weld_map_clear(&ts->by_view);
 	free(ts);
 }
 
@@ -70,6 +72,7 @@ weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src)
 	return ((const torch_source *)c->src[src].parsed)->torch;
 }
 
+/* Two names for the same data: the same storage (by key), dtype, offset, shape and strides. */
 static bool same_view(const weld_py *a, const weld_py *b)
 {
 	if (a == b)
@@ -84,15 +87,33 @@ static bool same_view(const weld_py *a, const weld_py *b)
 	return true;
 }
 
+/* The hash of what same_view compares. */
+static uint64_t view_hash(const void *key)
+{
+	const weld_py *v = key;
+	const char *storage = v->tensor.storage->storage.key;
+	uint64_t h = weld__hash_bytes(0, storage, strlen(storage));
+	h = weld__hash_u64(weld__hash_u64(h, (uint64_t)v->tensor.dtype), v->tensor.storage_offset);
+	h = weld__hash_u64(h, v->tensor.ndim);
+	for (size_t i = 0; i < v->tensor.ndim; i++)
+		h = weld__hash_u64(weld__hash_u64(h, v->tensor.shape[i]), (uint64_t)v->tensor.stride[i]);
+	return h;
+}
+
+static bool view_holds(const weld_map *m, const void *key, size_t value)
+{
+	return same_view(((const torch_source *)m->ctx)->views[value].view, key);
+}
+
+static const weld_map_kind view_kind = {view_hash, view_holds};
+
 /* The tensor V was already listed as from this source, or SIZE_MAX; V is noted either way. */
 static weld_status listed_as(torch_source *ts, const weld_py *v, size_t tensor, size_t *owner, weld_error *err)
 {
 	*owner = SIZE_MAX;
-	for (size_t i = 0; i < ts->nviews && *owner == SIZE_MAX; i++)
-		if (same_view(ts->views[i].view, v))
-			*owner = ts->views[i].tensor;
-	if (*owner != SIZE_MAX)
-		return WELD_OK;
+	if (!ts->by_view.kind)
+		weld_map_init(&ts->by_view, &view_kind, ts);
+	size_t had;
 	if (ts->nviews == ts->cap) {
 		size_t cap = ts->cap ? ts->cap * 2 : 64;
 		seen_view *grown = weld__reallocarray(ts->views, cap, sizeof(*grown));
@@ -101,7 +122,12 @@ static weld_status listed_as(torch_source *ts, const weld_py *v, size_t tensor, 
 		ts->views = grown;
 		ts->cap = cap;
 	}
-	ts->views[ts->nviews++] = (seen_view){v, tensor};
+	if (!weld_map_add(&ts->by_view, v, ts->nviews, &had))
+		return weld__nomem(err);
+	if (had != WELD_MAP_NONE)
+		*owner = ts->views[had].tensor;
+	else
+		ts->views[ts->nviews++] = (seen_view){v, tensor};
 	return WELD_OK;
 }
 
