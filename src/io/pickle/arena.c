@@ -158,9 +158,41 @@ static bool is_container(weld_py_kind k)
 	       k == WELD_PY_DICT || k == WELD_PY_OBJECT;
 }
 
+/* The end of the union member a value of KIND uses, from the start of its weld_py. */
+#define UPTO(m) (offsetof(weld_py, m) + sizeof(((weld_py *)0)->m))
+
+/*
+ * Bytes of a node of KIND: its header and its weld_py up to the end of the
+ * member KIND uses. A tensor's shape and strides make the union ten times
+ * what a tuple or an int needs, and a state dict is mostly those: a node
+ * never changes to a kind with a bigger member (only a tuple to a set).
+ */
+static size_t node_size(weld_py_kind kind)
+{
+	size_t used = sizeof(weld_py);
+	switch (kind) {
+	case WELD_PY_NONE: used = offsetof(weld_py, b); break;
+	case WELD_PY_BOOL: used = UPTO(b); break;
+	case WELD_PY_INT: used = UPTO(i); break;
+	case WELD_PY_FLOAT: used = UPTO(f); break;
+	case WELD_PY_STR:
+	case WELD_PY_BYTES: used = UPTO(str); break;
+	case WELD_PY_TUPLE:
+	case WELD_PY_LIST:
+	case WELD_PY_SET:
+	case WELD_PY_SIZE: used = UPTO(seq); break;
+	case WELD_PY_DICT: used = UPTO(dict); break;
+	case WELD_PY_GLOBAL:
+	case WELD_PY_OBJECT: used = UPTO(obj); break;
+	case WELD_PY_STORAGE: used = UPTO(storage); break;
+	case WELD_PY_TENSOR: break;
+	}
+	return offsetof(node, py) + used;
+}
+
 weld_py *weld__pk_new_node(weld_pickle *p, weld_py_kind kind)
 {
-	node *n = weld__pk_alloc(p, sizeof(node));
+	node *n = weld__pk_alloc(p, node_size(kind));
 	if (!n)
 		return NULL;
 	n->weight = 1;

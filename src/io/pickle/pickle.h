@@ -37,6 +37,11 @@ typedef enum weld_py_kind {
 
 typedef struct weld_py weld_py;
 
+/*
+ * A value. Only the union member of its kind is there: the reader allocates
+ * each value just big enough for that member, so read no other, and never
+ * copy a weld_py whole.
+ */
 struct weld_py {
 	weld_py_kind kind;
 	uint32_t depth; /* nesting depth of this value (leaves 0) */
