@@ -41,12 +41,10 @@ void weld_plan_free(weld_plan *p)
 	free(p);
 }
 
+/* The next alias (room for every one was made at the start). */
 static weld_status add_alias(weld_plan *p, const char *name, const char *owner, weld_error *err)
 {
-	weld_plan_alias *a = weld__reallocarray(p->alias, p->nalias + 1, sizeof(*a));
-	if (!a)
-		return weld__nomem(err);
-	p->alias = a;
+	weld_plan_alias *a = p->alias;
 	a[p->nalias] = (weld_plan_alias){weld__strdup(name), weld__strdup(owner)};
 	if (!a[p->nalias].name || !a[p->nalias].owner) {
 		free(a[p->nalias].name);
@@ -130,7 +128,15 @@ weld_status weld_plan_build(weld_plan **out, const weld_ckpt *c, const weld_plan
 {
 	*out = NULL;
 	weld_plan *p = calloc(1, sizeof(*p));
-	if (!p || !(p->t = weld__calloc(c->nt ? c->nt : 1, sizeof(*p->t)))) {
+	size_t strip = 0, embed = SIZE_MAX, head = SIZE_MAX, naliases = 0;
+	if (p) {
+		strip = weld__wrapper_prefix(c, p->stripped_prefix, sizeof(p->stripped_prefix));
+		head = opts->tie_word_embeddings ? tied_head(c, strip, &embed) : SIZE_MAX;
+		for (size_t i = 0; i < c->nt; i++)
+			naliases += c->t[i].alias_of || i == head;
+	}
+	if (!p || !(p->t = weld__calloc(c->nt ? c->nt : 1, sizeof(*p->t))) ||
+	    !(p->alias = weld__calloc(naliases ? naliases : 1, sizeof(*p->alias)))) {
 		weld_plan_free(p);
 		return weld__nomem(err);
 	}
@@ -139,8 +145,6 @@ weld_status weld_plan_build(weld_plan **out, const weld_ckpt *c, const weld_plan
 	p->frags = c->frag;
 	p->records = c->rec;
 	p->patterns = c->pat;
-	size_t strip = weld__wrapper_prefix(c, p->stripped_prefix, sizeof(p->stripped_prefix));
-	size_t embed = SIZE_MAX, head = opts->tie_word_embeddings ? tied_head(c, strip, &embed) : SIZE_MAX;
 	weld_status s = WELD_OK;
 	for (size_t i = 0; i < c->nt && !s; i++) {
 		const ckpt_tensor *t = &c->t[i];
