@@ -23,14 +23,19 @@ const char *weld_cross_check_result_name(weld_cross_check_result r)
 	return "none";
 }
 
-typedef struct by_name {
-	const char *name;
-	size_t i;
-} by_name;
+/* The plan's tensors and tied aliases by name. */
+typedef struct plan_names {
+	weld_map tensors, aliases;
+} plan_names;
 
-static int cmp_name(const void *a, const void *b)
+static const char *tensor_name(const void *p, size_t i)
 {
-	return strcmp(((const by_name *)a)->name, ((const by_name *)b)->name);
+	return ((const weld_plan *)p)->t[i].name;
+}
+
+static const char *alias_name(const void *p, size_t i)
+{
+	return ((const weld_plan *)p)->alias[i].name;
 }
 
 static double now(void)
@@ -178,20 +183,17 @@ static weld_status compare_one(xcheck *x, size_t i, const weld_tensor_info *info
  * a tied alias (the Trainer's ZeRO-1/2 copy stores a tied lm_head.weight
  * apart, with the embedding's data). NULL when the plan has no NAME.
  */
-static const weld_plan_tensor *written_as(const weld_plan *p, const by_name *index, const char *name)
+static const weld_plan_tensor *written_as(const weld_plan *p, const plan_names *index, const char *name)
 {
-	for (size_t k = 0; k < p->nalias; k++)
-		if (strcmp(p->alias[k].name, name) == 0) {
-			name = p->alias[k].owner;
-			break;
-		}
-	by_name key = {name, 0};
-	const by_name *hit = bsearch(&key, index, p->nt, sizeof(*index), cmp_name);
-	return hit ? &p->t[hit->i] : NULL;
+	size_t k = weld_map_get(&index->aliases, name);
+	if (k != WELD_MAP_NONE)
+		name = p->alias[k].owner;
+	size_t i = weld_map_get(&index->tensors, name);
+	return i == WELD_MAP_NONE ? NULL : &p->t[i];
 }
 
-/* Every tensor of the copy, matched by name to the plan's (sorted in INDEX). */
-static weld_status compare_all(xcheck *x, const by_name *index, weld_cross_check *r, weld_error *err)
+/* Every tensor of the copy, matched by name to the plan's (in INDEX). */
+static weld_status compare_all(xcheck *x, const plan_names *index, weld_cross_check *r, weld_error *err)
 {
 	size_t n = weld_ckpt_tensor_count(x->hf);
 	for (size_t i = 0; i < n; i++) {
@@ -290,28 +292,40 @@ static uint64_t copy_bytes(const weld_ckpt *c)
 	return n;
 }
 
+/* INDEX of P's names: its tensors' (unique, checked by the plan) and its aliases' (the first of a name wins). */
+static bool index_plan(const weld_plan *p, plan_names *index)
+{
+	bool ok = weld_map_reserve(&index->tensors, p->nt) && weld_map_reserve(&index->aliases, p->nalias);
+	size_t had;
+	for (size_t i = 0; ok && i < p->nt; i++)
+		ok = weld_map_add(&index->tensors, p->t[i].name, i, &had);
+	for (size_t k = 0; ok && k < p->nalias; k++)
+		ok = weld_map_add(&index->aliases, p->alias[k].name, k, &had);
+	return ok;
+}
+
 static weld_status run_check(xcheck *x, weld_cross_check *r, weld_error *err)
 {
 	size_t nt = x->p->nt ? x->p->nt : 1;
-	by_name *index = calloc(nt, sizeof(*index));
+	plan_names index;
+	weld_map_init_names(&index.tensors, tensor_name, x->p);
+	weld_map_init_names(&index.aliases, alias_name, x->p);
 	x->covered = calloc(nt, sizeof(*x->covered));
 	x->buf = malloc(CMP_CHUNK);
-	weld_status s = index && x->covered && x->buf ? WELD_OK : weld__nomem(err);
+	weld_status s = x->covered && x->buf && index_plan(x->p, &index) ? WELD_OK : weld__nomem(err);
 	if (!s) {
-		for (size_t i = 0; i < x->p->nt; i++)
-			index[i] = (by_name){x->p->t[i].name, i};
-		qsort(index, x->p->nt, sizeof(*index), cmp_name);
 		snprintf(r->against, sizeof(r->against), "%s", weld_format_name(weld_ckpt_format(x->hf)));
 		x->pr = (weld_progress){.bytes_total = copy_bytes(x->hf), .phase = WELD_PHASE_CROSS_CHECK};
 		x->t0 = now();
 		x->last_report = x->t0 - REPORT_EVERY; /* the first read reports: a cancel is seen however small the copy */
-		s = compare_all(x, index, r, err);
+		s = compare_all(x, &index, r, err);
 	}
 	for (size_t i = 0; !s && i < x->p->nt; i++)
 		r->missing += !x->covered[i];
 	if (!s)
 		summarise(r, x, plan_float_dtype(x->p));
-	free(index);
+	weld_map_clear(&index.tensors);
+	weld_map_clear(&index.aliases);
 	free(x->covered);
 	free(x->buf);
 	return s;
