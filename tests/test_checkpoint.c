@@ -4,6 +4,7 @@
  * back the very same tensors: names, dtypes, shapes and bytes. Each bad
  * folder layout gets its exact error.
  */
+#include "pipeline/plan.h"
 #include "util/util.h"
 #include "test_util.h"
 
@@ -372,10 +373,73 @@ static void check_deepspeed_fixtures(void)
 	CHECK(seen >= 30);
 }
 
+/* DIR/model.safetensors.index.json mapping every tensor of the fp32 fixture to A, or to B at every other one. */
+static void write_index(const char *dir, const char *a, const char *b)
+{
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, fixture("qwen2_tied/st_single_fp32/model.safetensors"), &err), &err);
+	cJSON *root = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(root, "weight_map");
+	for (size_t i = 0; c && i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		weld_ckpt_tensor(c, i, &ti);
+		cJSON_AddStringToObject(map, ti.name, i % 2 ? b : a);
+	}
+	char *text = cJSON_PrintUnformatted(root);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	CHECK(text && write_file(path, text, strlen(text)) == 0);
+	free(text);
+	cJSON_Delete(root);
+	weld_ckpt_free(c);
+}
+
+/*
+ * Two shards holding the same tensors. The index may name either shard for
+ * a tensor, since both hold it: the folder opens with every tensor twice,
+ * and the plan refuses the first name twice over in name order. An index
+ * naming, for a tensor, a shard that does not hold it (while another does)
+ * is refused when the folder is opened.
+ */
+static void check_shards_holding_one_tensor(void)
+{
+	char msg[8192];
+	CHECK(scratch_init("dup") == 0);
+	mkdir(scratch("both"), 0755);
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("both/a.safetensors"));
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("both/b.safetensors"));
+	write_index(scratch("both"), "a.safetensors", "b.safetensors");
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, scratch("both"), &err), &err);
+	CHECK(c && weld_ckpt_tensor_count(c) == 52);
+	weld_plan *p = NULL;
+	weld_plan_options opts = {.dtype = WELD_OUT_BF16};
+	CHECK_ERR(c ? weld_plan_build(&p, c, &opts, &err) : WELD_ERR_INVALID_ARG, WELD_ERR_MISMATCH, &err,
+		  "tensor 'model.embed_tokens.weight' appears twice in the checkpoint");
+	CHECK(p == NULL);
+	weld_ckpt_free(c);
+
+	/* One shard of the fixture and another file: the index says the other file holds half the tensors. */
+	mkdir(scratch("half"), 0755);
+	copy(fixture("qwen2_tied/st_single_fp32/model.safetensors"), scratch("half/a.safetensors"));
+	copy(fixture("qwen2_tied/st_sharded/model-00009-of-00009.safetensors"), scratch("half/b.safetensors"));
+	write_index(scratch("half"), "a.safetensors", "b.safetensors");
+	weld_ckpt_open(&c, fixture("qwen2_tied/st_single_fp32/model.safetensors"), &err);
+	weld_tensor_info second;
+	CHECK(c && weld_ckpt_tensor(c, 1, &second) == WELD_OK);
+	snprintf(msg, sizeof(msg), "%s: lists tensor '%s' in 'b.safetensors', but that shard does not hold it",
+		 scratch("half/model.safetensors.index.json"), c ? second.name : "");
+	expect_error(scratch("half"), WELD_ERR_MISMATCH, msg);
+	weld_ckpt_free(c);
+	scratch_remove();
+}
+
 int main(void)
 {
 	check_qwen_variants();
 	check_deepspeed_fixtures();
 	check_bad_folders();
+	check_shards_holding_one_tensor();
 	TEST_DONE();
 }

@@ -105,18 +105,10 @@ static weld_status check_shard_name(const char *index_path, const char *name, co
 	return WELD_OK;
 }
 
-/* F appended to the N names of *LIST unless it is there already. */
-static weld_status add_name(const char ***list, size_t *n, const char *f, weld_error *err)
+/* Name I of the list whose pointer LIST points to (it moves as it grows). */
+static const char *listed_name(const void *list, size_t i)
 {
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*list)[i], f) == 0)
-			return WELD_OK;
-	const char **grown = weld__reallocarray(*list, *n + 1, sizeof(**list));
-	if (!grown)
-		return weld__nomem(err);
-	grown[(*n)++] = f;
-	*list = grown;
-	return WELD_OK;
+	return (*(const char **const *)list)[i];
 }
 
 /* The distinct shard names of an index's weight_map, sorted. */
@@ -125,14 +117,30 @@ static weld_status list_shards(const char *index_path, const cJSON *map, const c
 {
 	const cJSON *e;
 	weld_status s = WELD_OK;
+	weld_map seen;
+	weld_map_init_names(&seen, listed_name, out);
 	*out = NULL;
 	*n = 0;
 	cJSON_ArrayForEach(e, map)
 	{
 		const char *f = cJSON_GetStringValue(e);
-		if ((s = check_shard_name(index_path, e->string, f, err)) || (s = add_name(out, n, f, err)))
-			return s;
+		if ((s = check_shard_name(index_path, e->string, f, err)))
+			break;
+		if (weld_map_get(&seen, f) != WELD_MAP_NONE)
+			continue;
+		size_t had;
+		const char **grown = weld__reallocarray(*out, *n + 1, sizeof(**out));
+		if (grown)
+			*out = grown;
+		if (!grown || !weld_map_add(&seen, f, *n, &had)) {
+			s = weld__nomem(err);
+			break;
+		}
+		(*out)[(*n)++] = f;
 	}
+	weld_map_clear(&seen);
+	if (s)
+		return s;
 	if (*n == 0)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: weight_map is empty", index_path);
 	qsort(*out, *n, sizeof(**out), cmp_str);
@@ -155,24 +163,61 @@ static weld_status open_shard(weld_ckpt *c, const char *dir, const char *index_p
 	return s;
 }
 
+/* A tensor's name and the base name of its file: what a weight_map entry says of it. */
+typedef struct in_shard {
+	const char *name, *shard;
+} in_shard;
+
+static const char *base_name(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	return base ? base + 1 : path;
+}
+
+static uint64_t in_shard_hash(const void *key)
+{
+	const in_shard *k = key;
+	uint64_t h = weld__hash_bytes(0, k->name, strlen(k->name) + 1); /* the NUL: "ab"+"c" is not "a"+"bc" */
+	return weld__hash_bytes(h, k->shard, strlen(k->shard));
+}
+
+static bool in_shard_holds(const weld_map *m, const void *key, size_t i)
+{
+	const weld_ckpt *c = m->ctx;
+	const in_shard *k = key;
+	return strcmp(c->t[i].name, k->name) == 0 && strcmp(base_name(c->src[c->t[i].src].file->path), k->shard) == 0;
+}
+
+static const weld_map_kind in_shard_kind = {in_shard_hash, in_shard_holds};
+
 /* Every name the index lists must be in the shard it names. */
 static weld_status check_index(const weld_ckpt *c, const char *index_path, const cJSON *map, weld_error *err)
 {
+	weld_map held;
+	weld_map_init(&held, &in_shard_kind, c);
+	bool ok = weld_map_reserve(&held, c->nt);
+	for (size_t i = 0; ok && i < c->nt; i++) {
+		size_t had;
+		in_shard k = {c->t[i].name, base_name(c->src[c->t[i].src].file->path)};
+		ok = weld_map_add(&held, &k, i, &had);
+	}
+	if (!ok) {
+		weld_map_clear(&held);
+		return weld__nomem(err);
+	}
+	weld_status s = WELD_OK;
 	const cJSON *e;
 	cJSON_ArrayForEach(e, map)
 	{
-		const char *want = cJSON_GetStringValue(e);
-		bool found = false;
-		for (size_t i = 0; i < c->nt && !found; i++) {
-			const char *p = c->src[c->t[i].src].file->path;
-			const char *base = strrchr(p, '/');
-			found = strcmp(c->t[i].name, e->string) == 0 && strcmp(base ? base + 1 : p, want) == 0;
+		in_shard k = {e->string, cJSON_GetStringValue(e)};
+		if (weld_map_get(&held, &k) == WELD_MAP_NONE) {
+			s = weld__fail(err, WELD_ERR_MISMATCH, "%s: lists tensor '%s' in '%s', but that shard does not hold it",
+				       index_path, e->string, k.shard);
+			break;
 		}
-		if (!found)
-			return weld__fail(err, WELD_ERR_MISMATCH, "%s: lists tensor '%s' in '%s', but that shard does not hold it",
-					  index_path, e->string, want);
 	}
-	return WELD_OK;
+	weld_map_clear(&held);
+	return s;
 }
 
 /* A sharded folder: the index's weight_map says which shard holds each tensor; shards open in name order. */
