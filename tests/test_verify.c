@@ -4,7 +4,8 @@
  * output: a flipped byte, a missing tensor, a wrong config dtype, a stale
  * shard or index, a consolidated.safetensors, a 'module.' prefix, a missing
  * config.json, missing metadata, an inconsistent tie, a wrong size, JSON
- * with data after its value, shapes torch cannot hold. Each asserts the
+ * with data after its value, a weld.json that leaves a tensor out, shapes
+ * torch cannot hold. Each asserts the
  * exact FAIL line it must produce and that nothing else FAILs.
  */
 #define _DEFAULT_SOURCE /* realpath */
@@ -512,6 +513,36 @@ static void check_bad_manifest(void)
 	weld_verify_report_free(r);
 }
 
+/* A weld.json that leaves out one tensor the weights hold: the first such name is the finding. */
+static void check_unlisted(void)
+{
+	const char *dir = tpath("unlisted");
+	copy_dir(good, dir);
+	size_t n;
+	char *text = (char *)read_file(path_in(dir, "weld.json"), &n);
+	cJSON *m = text ? cJSON_ParseWithLength(text, n) : NULL, *tensors = cJSON_GetObjectItem(m, "tensors");
+	int at = -1, k = 0;
+	const cJSON *t;
+	cJSON_ArrayForEach(t, tensors)
+	{
+		if (strcmp(cJSON_GetObjectItem(t, "name")->valuestring, "model.norm.weight") == 0)
+			at = k;
+		k++;
+	}
+	CHECK(at >= 0);
+	cJSON_DeleteItemFromArray(tensors, at);
+	cJSON_DeleteItemFromObject(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "files"), 0), "tensor_count");
+	char *edited = cJSON_Print(m);
+	CHECK(edited && write_file(path_in(dir, "weld.json"), edited, strlen(edited)) == 0);
+	free(edited);
+	cJSON_Delete(m);
+	free(text);
+	weld_verify_report *r = verify(dir, NULL);
+	EXPECT_FAILS(r, "manifest");
+	EXPECT(r, "manifest", WELD_CHECK_FAIL, "model.safetensors holds 'model.norm.weight', which weld.json does not list");
+	weld_verify_report_free(r);
+}
+
 /*
  * DIR/model.safetensors with ENTRY ('"name":{...}') first in its header, and
  * no weld.json (which the edit makes wrong).
@@ -628,6 +659,7 @@ int main(void)
 	check_tied();
 	check_size();
 	check_bad_manifest();
+	check_unlisted();
 	check_huge_shapes();
 	check_errors();
 	tmp_remove();

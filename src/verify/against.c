@@ -171,6 +171,43 @@ static weld_status compare_tensor(weld_verifier *v, size_t oi, weld_ckpt *src, s
 	return s;
 }
 
+/* A 16-bit tensor of the model states, by what an output tensor must share with it: name, dtype, element count. */
+typedef struct stored_key {
+	const char *name;
+	weld_dtype dtype;
+	uint64_t numel;
+} stored_key;
+
+static uint64_t stored_hash(const void *key)
+{
+	const stored_key *k = key;
+	return weld__hash_u64(weld__hash_u64(weld__hash_bytes(0, k->name, strlen(k->name)), (uint64_t)k->dtype), k->numel);
+}
+
+static bool stored_holds(const weld_map *m, const void *key, size_t i)
+{
+	const stored_key *k = key;
+	const ckpt_tensor *t = &((const weld_ckpt *)m->ctx)->t[i];
+	return t->dtype == k->dtype && t->numel == k->numel && strcmp(t->name, k->name) == 0;
+}
+
+static const weld_map_kind stored_kind = {stored_hash, stored_holds};
+
+/* BY_KEY: the 16-bit tensors of M (the first of a key wins); *SIXTEEN: how many, *STORED: their dtype. */
+static bool index_stored(const weld_ckpt *m, weld_map *by_key, size_t *sixteen, weld_dtype *stored)
+{
+	weld_map_init(by_key, &stored_kind, m);
+	bool ok = true;
+	for (size_t k = 0; k < m->nt && ok; k++)
+		if (m->t[k].dtype == WELD_DTYPE_BF16 || m->t[k].dtype == WELD_DTYPE_F16) {
+			(*sixteen)++;
+			*stored = m->t[k].dtype;
+			size_t had;
+			ok = weld_map_add(by_key, &(stored_key){m->t[k].name, m->t[k].dtype, m->t[k].numel}, k, &had);
+		}
+	return ok;
+}
+
 /* Stage 0-2 DeepSpeed: the 16-bit weights the engine stored must equal the output where dtypes agree. */
 static weld_status check_zero_16bit(weld_verifier *v, weld_ckpt *src, const char *prefix, weld_error *err)
 {
@@ -198,11 +235,9 @@ static weld_status check_zero_16bit(weld_verifier *v, weld_ckpt *src, const char
 	size_t compared = 0, differ = 0, sixteen = 0;
 	const char *first = NULL;
 	weld_dtype stored = WELD_DTYPE_INVALID;
-	for (size_t k = 0; k < m->nt; k++)
-		if (m->t[k].dtype == WELD_DTYPE_BF16 || m->t[k].dtype == WELD_DTYPE_F16) {
-			sixteen++;
-			stored = m->t[k].dtype;
-		}
+	weld_map by_key;
+	if (!index_stored(m, &by_key, &sixteen, &stored))
+		s = WELD_ERR_NOMEM;
 	for (size_t i = 0; i < v->out->nt && !s && sixteen; i++) {
 		const ckpt_tensor *o = &v->out->t[i];
 		if (o->dtype != WELD_DTYPE_BF16 && o->dtype != WELD_DTYPE_F16)
@@ -210,19 +245,17 @@ static weld_status check_zero_16bit(weld_verifier *v, weld_ckpt *src, const char
 		char name[4096];
 		if ((size_t)snprintf(name, sizeof(name), "module.%s%s", prefix, o->name) >= sizeof(name))
 			continue; /* longer than any name a state dict holds */
-		for (size_t k = 0; k < m->nt; k++) {
-			const ckpt_tensor *t = &m->t[k];
-			if (strcmp(t->name, name) != 0 || t->dtype != o->dtype || t->numel != o->numel)
-				continue;
-			bool eq;
-			if ((s = weld__vf_same_bytes(v->out, i, m, k, &eq, &e)))
-				break;
-			compared++;
-			if (!eq && !differ++)
-				first = o->name;
+		size_t k = weld_map_get(&by_key, &(stored_key){name, o->dtype, o->numel});
+		bool eq;
+		if (k == WELD_MAP_NONE)
+			continue;
+		if ((s = weld__vf_same_bytes(v->out, i, m, k, &eq, &e)))
 			break;
-		}
+		compared++;
+		if (!eq && !differ++)
+			first = o->name;
 	}
+	weld_map_clear(&by_key);
 	if (s == WELD_ERR_NOMEM)
 		s = weld__nomem(err);
 	else if (s)
@@ -248,16 +281,33 @@ typedef struct matching {
 	const char **missing, **extra, **shapes;
 	size_t nmissing, nextra, nshapes, skipped;
 	char prefix[64];
+	weld_map ties; /* weld.json's tied names */
 } matching;
 
-/* A tied name stored once under its owner: in weld.json, or an lm_head.weight the config ties. */
-static bool is_tied(const weld_verifier *v, const char *name, size_t oi)
+static const char *tie_name(const void *m, size_t k)
+{
+	return ((const weld_manifest *)m)->ties[k].name;
+}
+
+/* MT's index of the tied names weld.json lists (none without one); false when out of memory. */
+static bool index_ties(const weld_verifier *v, matching *mt)
 {
 	const weld_manifest *m = v->manifest;
-	for (size_t k = 0; m && k < m->nties; k++)
-		if (strcmp(m->ties[k].name, name) == 0)
-			return true;
-	return !m && v->tie == 1 && oi == SIZE_MAX && weld__has_suffix(name, "lm_head.weight");
+	weld_map_init_names(&mt->ties, tie_name, m);
+	bool ok = true;
+	for (size_t k = 0; m && k < m->nties && ok; k++) {
+		size_t had;
+		ok = weld_map_add(&mt->ties, m->ties[k].name, k, &had);
+	}
+	return ok;
+}
+
+/* A tied name stored once under its owner: in weld.json, or an lm_head.weight the config ties. */
+static bool is_tied(const weld_verifier *v, const matching *mt, const char *name, size_t oi)
+{
+	if (weld_map_get(&mt->ties, name) != WELD_MAP_NONE)
+		return true;
+	return !v->manifest && v->tie == 1 && oi == SIZE_MAX && weld__has_suffix(name, "lm_head.weight");
 }
 
 /* Output tensors to source tensors by name, the source's wrapper prefix stripped as the planner strips it. */
@@ -270,7 +320,7 @@ static void match_names(const weld_verifier *v, const weld_ckpt *src, matching *
 		const ckpt_tensor *t = &src->t[i];
 		const char *name = t->name + plen;
 		size_t oi = weld__vf_find_out(v, name);
-		if (t->alias_of || is_tied(v, name, oi))
+		if (t->alias_of || is_tied(v, mt, name, oi))
 			mt->skipped++;
 		else if (oi == SIZE_MAX)
 			mt->missing[mt->nmissing++] = name;
@@ -427,7 +477,7 @@ weld_status weld__vf_check_against(weld_verifier *v, const char *against, weld_e
 		       .missing = weld__calloc(src->nt ? src->nt : 1, sizeof(*mt.missing)),
 		       .extra = weld__calloc(nout ? nout : 1, sizeof(*mt.extra)),
 		       .shapes = weld__calloc(nout ? nout : 1, sizeof(*mt.shapes))};
-	if (!mt.src_of || !mt.missing || !mt.extra || !mt.shapes)
+	if (!mt.src_of || !mt.missing || !mt.extra || !mt.shapes || !index_ties(v, &mt))
 		s = weld__nomem(err);
 	if (!s) {
 		match_names(v, src, &mt);
@@ -440,6 +490,7 @@ weld_status weld__vf_check_against(weld_verifier *v, const char *against, weld_e
 	free(mt.missing);
 	free(mt.extra);
 	free(mt.shapes);
+	weld_map_clear(&mt.ties);
 	weld_ckpt_free(src);
 	return s;
 }

@@ -230,20 +230,31 @@ static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, 
 	return false;
 }
 
-/* A stored tensor the manifest does not list (an error path: quadratic is fine). */
+static const char *listed_name(const void *m, size_t k)
+{
+	return ((const weld_manifest *)m)->tensors[k].name;
+}
+
+/* A stored tensor the manifest does not list, the first by name (the counts when none, or no memory to look). */
 static void name_unlisted(const weld_verifier *v, char *first, size_t cap)
 {
 	const weld_manifest *m = v->manifest;
-	for (size_t i = 0; i < v->nby; i++) {
+	weld_map listed;
+	weld_map_init_names(&listed, listed_name, m);
+	bool ok = weld_map_reserve(&listed, m->ntensors);
+	for (size_t k = 0; k < m->ntensors && ok; k++) {
+		size_t had;
+		ok = weld_map_add(&listed, m->tensors[k].name, k, &had);
+	}
+	for (size_t i = 0; i < v->nby && ok; i++) {
 		const ckpt_tensor *o = &v->out->t[v->by_name[i].index];
-		bool found = o->alias_of != NULL;
-		for (size_t k = 0; k < m->ntensors && !found; k++)
-			found = strcmp(m->tensors[k].name, o->name) == 0;
-		if (!found) {
+		if (!o->alias_of && weld_map_get(&listed, o->name) == WELD_MAP_NONE) {
 			snprintf(first, cap, "%s holds '%s', which weld.json does not list", m->weights, o->name);
+			weld_map_clear(&listed);
 			return;
 		}
 	}
+	weld_map_clear(&listed);
 	snprintf(first, cap, "weld.json lists %zu tensors, %s holds %zu", m->ntensors, m->weights,
 		 (size_t)v->r->tensors);
 }
