@@ -1,7 +1,9 @@
 /*
  * torch.save files through the public API: every tensor of edge_zip.pt
  * (zip) and edge_legacy.pt (legacy format), views and odd dtypes included,
- * must equal what torch itself recorded in edge_expected.json, byte for byte.
+ * must equal what torch itself recorded in edge_expected.json, byte for byte;
+ * tied_views.pt's names for shared storages must be aliases exactly where
+ * they are the same view.
  */
 #include "util/util.h"
 #include "test_util.h"
@@ -119,6 +121,49 @@ static void check_tied_views(void)
 	weld_ckpt_free(c);
 }
 
+/*
+ * tied_views.pt (make_tied_views.py): a second name for the very same view
+ * is an alias of the first name, wherever it is in the tree and however
+ * torch reached it; other views of the same storage are tensors of their
+ * own, and their bytes are their own view's.
+ */
+static void check_aliases(const char *path)
+{
+	static const struct {
+		const char *name, *alias_of;
+		float first; /* the first element */
+	} want[] = {
+		{"a", NULL, 0},        {"a_same_object", "a", 0}, {"a_view", "a", 0},           {"a_t", NULL, 0},
+		{"a_flat", NULL, 0},   {"row1", NULL, 3},         {"row1_again", "row1", 3},    {"other", NULL, 0},
+		{"nested.x", "a", 0},  {"nested.y.0", "row1", 3},
+	};
+	size_t n = sizeof(want) / sizeof(want[0]);
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, path, &err), &err);
+	CHECK(c && weld_ckpt_tensor_count(c) == n);
+	for (size_t i = 0; c && i < n && i < weld_ckpt_tensor_count(c); i++) {
+		weld_tensor_info ti;
+		CHECK(weld_ckpt_tensor(c, i, &ti) == WELD_OK);
+		bool as_wanted = strcmp(ti.name, want[i].name) == 0 &&
+				 (ti.alias_of && want[i].alias_of ? strcmp(ti.alias_of, want[i].alias_of) == 0
+								  : ti.alias_of == want[i].alias_of);
+		if (!as_wanted) {
+			fprintf(stderr, "%s: tensor %zu is '%s' (tied to %s), expected '%s' (tied to %s)\n", path, i, ti.name,
+				ti.alias_of ? ti.alias_of : "nothing", want[i].name,
+				want[i].alias_of ? want[i].alias_of : "nothing");
+			test_failures++;
+		}
+		float *v = malloc(ti.nbytes);
+		CHECK_OK(weld_ckpt_read_tensor(c, i, v, ti.nbytes, &err), &err);
+		CHECK(v[0] == want[i].first);
+		if (strcmp(ti.name, "a_t") == 0)
+			CHECK(v[1] == 3 && v[4] == 1); /* a's columns as rows */
+		free(v);
+	}
+	weld_ckpt_free(c);
+}
+
 int main(void)
 {
 	size_t n;
@@ -133,6 +178,8 @@ int main(void)
 	check_against_expected(fixture("torch_edge/edge_zip.pt"), expected, count);
 	check_against_expected(fixture("torch_edge/edge_legacy.pt"), expected, count);
 	check_tied_views();
+	check_aliases(fixture("torch_edge/tied_views.pt"));
+	check_aliases(fixture("torch_edge/tied_views_legacy.pt"));
 
 	char dir[] = "/tmp/weld_test_torch_XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
