@@ -128,10 +128,8 @@ weld_status weld__ckpt_add_pattern(weld_ckpt *c, const weld_pattern *p, uint32_t
 {
 	if (c->npat >= WELD_NO_PATTERN)
 		return weld__fail(err, WELD_ERR_LIMIT, "too many strided views");
-	weld_pattern *grown = weld__reallocarray(c->pat, c->npat + 1, sizeof(*grown));
-	if (!grown)
+	if (!reserve((void **)&c->pat, &c->pcap, c->npat, sizeof(*c->pat), 16))
 		return weld__nomem(err);
-	c->pat = grown;
 	c->pat[c->npat] = *p;
 	*index = (uint32_t)c->npat++;
 	return WELD_OK;

@@ -74,7 +74,7 @@ struct weld_ckpt {
 	size_t nrec, rcap;
 	weld_map rec_index; /* rec by file and offset */
 	weld_pattern *pat;
-	size_t npat;
+	size_t npat, pcap;
 	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */
 	const char *description;        /* a few words on what the format found (ZeRO stage, ranks, tag), or NULL */
 	const char *choice_note;        /* why this kind was read, when the folder held several; else NULL */
