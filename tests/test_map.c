@@ -12,7 +12,7 @@
 /* Items the maps index: a growable array of names, found through the list (it moves when it grows). */
 typedef struct name_list {
 	char **names;
-	size_t n;
+	size_t n, cap;
 } name_list;
 
 static const char *list_name(const void *ctx, size_t i)
@@ -22,10 +22,13 @@ static const char *list_name(const void *ctx, size_t i)
 
 static void list_push(name_list *l, const char *name)
 {
-	char **grown = realloc(l->names, (l->n + 1) * sizeof(*grown));
-	if (!grown)
-		abort();
-	l->names = grown;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 4;
+		char **grown = realloc(l->names, l->cap * sizeof(*grown));
+		if (!grown)
+			abort();
+		l->names = grown;
+	}
 	l->names[l->n++] = strdup(name);
 }
 
