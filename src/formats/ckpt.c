@@ -35,24 +35,36 @@ static bool reserve(void **items, size_t *cap, size_t n, size_t size, size_t fir
 	return true;
 }
 
+static const char *source_path(const void *ctx, size_t i)
+{
+	return ((const weld_ckpt *)ctx)->src[i].file->path;
+}
+
+/* Sources are looked up by path: a ZeRO-3 checkpoint of 8192 ranks has 16,384 of them. */
 weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, uint32_t *index, weld_error *err)
 {
-	for (size_t i = 0; i < c->nsrc; i++)
-		if (strcmp(c->src[i].file->path, path) == 0) {
-			*index = (uint32_t)i;
-			return WELD_OK;
-		}
+	if (!c->src_index.name_of)
+		weld_map_init_names(&c->src_index, source_path, c);
+	size_t at = weld_map_get(&c->src_index, path);
+	if (at != WELD_MAP_NONE) {
+		*index = (uint32_t)at;
+		return WELD_OK;
+	}
 	if (c->nsrc >= UINT32_MAX)
 		return weld__fail(err, WELD_ERR_LIMIT, "%s: too many input files", path);
-	ckpt_source *grown = weld__reallocarray(c->src, c->nsrc + 1, sizeof(*c->src));
-	if (!grown)
+	if (!reserve((void **)&c->src, &c->scap, c->nsrc, sizeof(*c->src), 16))
 		return weld__nomem(err);
-	c->src = grown;
 	ckpt_source *s = &c->src[c->nsrc];
 	memset(s, 0, sizeof(*s));
 	weld_status st = weld_file_open(&s->file, path, err);
 	if (st)
 		return st;
+	size_t had;
+	if (!weld_map_add(&c->src_index, path, c->nsrc, &had)) {
+		weld_file_close(s->file);
+		s->file = NULL;
+		return weld__nomem(err);
+	}
 	*index = (uint32_t)c->nsrc++;
 	return WELD_OK;
 }
@@ -204,6 +216,7 @@ void weld_ckpt_free(weld_ckpt *c)
 	free(c->frag);
 	free(c->rec);
 	weld_map_clear(&c->rec_index);
+	weld_map_clear(&c->src_index);
 	free(c->pat);
 	for (size_t i = 0; i < c->nowned; i++)
 		free(c->owned[i]);

@@ -65,7 +65,8 @@ typedef struct ckpt_tensor {
 struct weld_ckpt {
 	weld_format format;
 	ckpt_source *src;
-	size_t nsrc;
+	size_t nsrc, scap;
+	weld_map src_index; /* src by path */
 	ckpt_tensor *t;
 	size_t nt, tcap;
 	weld_frag *frag;
