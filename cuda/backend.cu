@@ -403,7 +403,11 @@ static int plan_job(const weld__cuda_seg *segs, size_t nsegs, const weld__cuda_s
 		bool fsrc = s.src_dtype == WELD_DTYPE_F32 || s.src_dtype == WELD_DTYPE_F16 ||
 			    s.src_dtype == WELD_DTYPE_BF16 || s.src_dtype == WELD_DTYPE_F64;
 		bool fdst = s.dst_dtype == WELD_DTYPE_F32 || s.dst_dtype == WELD_DTYPE_F16 || s.dst_dtype == WELD_DTYPE_BF16;
-		if (s.src_dtype != s.dst_dtype && !(fsrc && fdst))
+		bool isrc = s.src_dtype == WELD_DTYPE_BOOL || s.src_dtype == WELD_DTYPE_U8 || s.src_dtype == WELD_DTYPE_I8 ||
+			    s.src_dtype == WELD_DTYPE_I16 || s.src_dtype == WELD_DTYPE_U16 || s.src_dtype == WELD_DTYPE_I32 ||
+			    s.src_dtype == WELD_DTYPE_U32 || s.src_dtype == WELD_DTYPE_I64 || s.src_dtype == WELD_DTYPE_U64;
+		// integers only to fp32: ZeRO buffers under --dtype keep (zero_to_fp32's .float())
+		if (s.src_dtype != s.dst_dtype && !(fsrc && fdst) && !(isrc && s.dst_dtype == WELD_DTYPE_F32))
 			return fail(msg, msg_len, "segment %zu: no cast from dtype %d to %d", i, s.src_dtype, s.dst_dtype);
 		// The kernels load and store whole elements: misaligned runs would fault.
 		if (s.staging_off % (ss < 8 ? ss : 8) || s.out_off % ds)

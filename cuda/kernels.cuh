@@ -123,13 +123,36 @@ WELD_HD uint32_t f64_to_f32_bits(uint64_t b)
 #endif
 }
 
-// Any float source element widened to fp32 bits: the CPU backend's load_f32.
+// An integer element as torch's .float() makes it (round to nearest even), as fp32 bits.
+template <typename T> WELD_HD uint32_t int_to_f32_bits(const uint8_t *p)
+{
+	float f = (float)ld<T>(p);
+#ifdef __CUDA_ARCH__
+	return __float_as_uint(f);
+#else
+	uint32_t x;
+	memcpy(&x, &f, sizeof(x));
+	return x;
+#endif
+}
+
+// Any float source element widened to fp32 bits, or an integer one cast
+// (ZeRO buffers under --dtype keep): the CPU backend's load_f32.
 WELD_HD uint32_t load_f32(const uint8_t *p, unsigned d)
 {
 	switch (d) {
 	case WELD_DTYPE_BF16: return weld_bf16_to_f32(ld<uint16_t>(p));
 	case WELD_DTYPE_F16: return weld_f16_to_f32(ld<uint16_t>(p));
 	case WELD_DTYPE_F64: return f64_to_f32_bits(ld<uint64_t>(p));
+	case WELD_DTYPE_BOOL: return ld<uint8_t>(p) ? 0x3f800000u : 0; // 1.0f for any non-zero byte
+	case WELD_DTYPE_U8: return int_to_f32_bits<uint8_t>(p);
+	case WELD_DTYPE_I8: return int_to_f32_bits<int8_t>(p);
+	case WELD_DTYPE_I16: return int_to_f32_bits<int16_t>(p);
+	case WELD_DTYPE_U16: return int_to_f32_bits<uint16_t>(p);
+	case WELD_DTYPE_I32: return int_to_f32_bits<int32_t>(p);
+	case WELD_DTYPE_U32: return int_to_f32_bits<uint32_t>(p);
+	case WELD_DTYPE_I64: return int_to_f32_bits<int64_t>(p);
+	case WELD_DTYPE_U64: return int_to_f32_bits<uint64_t>(p);
 	default: return ld<uint32_t>(p);
 	}
 }

@@ -219,7 +219,7 @@ typedef enum weld_out_dtype {
 	WELD_OUT_BF16 = 0, /* the default */
 	WELD_OUT_F16,
 	WELD_OUT_F32,
-	WELD_OUT_KEEP      /* every tensor keeps its dtype; bytes are copied */
+	WELD_OUT_KEEP      /* every tensor keeps its dtype (ZeRO: the dtypes zero_to_fp32 gives) */
 } weld_out_dtype;
 
 typedef enum weld_device {

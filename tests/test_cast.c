@@ -12,10 +12,13 @@
  *    addend, the idea behind c10's fp16_ieee_from_fp32_value).
  * 3. All 65536 fp16 and bf16 patterns widened to fp32 against a reference
  *    built with ldexp, round trips, and weld_f16_is_inf.
+ * 4. Integers to fp32 through the CPU backend (ZeRO buffers under --dtype
+ *    keep, as zero_to_fp32's .float()): round to nearest even, as torch.
  *
  * WELD_CAST_STRIDE=N (default 1, exhaustive) checks every N-th fp32 pattern
  * only, for slow (sanitizer) builds; the count checked is printed.
  */
+#include "backend/backend.h"
 #include "backend/cast.h"
 
 #include "test_util.h"
@@ -285,6 +288,43 @@ static void test_widening(void)
 	CHECK(weld_f32_to_bf16(0x7f7f7fffu) == 0x7f7f);
 }
 
+/* Integer elements to fp32 bits, torch's values (tie cases round to the even neighbour). */
+static void test_int_to_f32(void)
+{
+	static const struct {
+		weld_dtype d;
+		uint64_t bits; /* the element's little-endian bytes */
+		uint32_t want;
+	} cases[] = {
+		{WELD_DTYPE_I64, 0, 0},
+		{WELD_DTYPE_I64, (uint64_t)-3, 0xc0400000u},
+		{WELD_DTYPE_I64, 16777217, 0x4b800000u},          /* 2^24 + 1: tie, down to 2^24 */
+		{WELD_DTYPE_I64, 16777219, 0x4b800002u},          /* tie, up to 2^24 + 4 */
+		{WELD_DTYPE_I64, 16777221, 0x4b800002u},          /* tie, down to 2^24 + 4 */
+		{WELD_DTYPE_I64, INT64_MAX, 0x5f000000u},         /* 2^63 */
+		{WELD_DTYPE_I64, (uint64_t)INT64_MIN, 0xdf000000u},
+		{WELD_DTYPE_U64, UINT64_MAX, 0x5f800000u},        /* 2^64 */
+		{WELD_DTYPE_I32, INT32_MAX, 0x4f000000u},
+		{WELD_DTYPE_I32, (uint32_t)-7, 0xc0e00000u},
+		{WELD_DTYPE_U32, UINT32_MAX, 0x4f800000u},
+		{WELD_DTYPE_I16, 0x8000, 0xc7000000u},            /* -32768 */
+		{WELD_DTYPE_U16, 0xffff, 0x477fff00u},
+		{WELD_DTYPE_I8, 0x80, 0xc3000000u},               /* -128 */
+		{WELD_DTYPE_U8, 0xff, 0x437f0000u},
+		{WELD_DTYPE_BOOL, 1, 0x3f800000u},
+		{WELD_DTYPE_BOOL, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t src[8];
+		uint32_t got = 0xdeadbeefu;
+		uint64_t ovf = 0;
+		memcpy(src, &cases[i].bits, 8); /* little-endian: the low bytes are the element */
+		weld_cpu_convert_run(src, cases[i].d, (uint8_t *)&got, WELD_DTYPE_F32, 1, &ovf);
+		if (got != cases[i].want)
+			report(weld_dtype_name(cases[i].d), (uint32_t)cases[i].bits, got, cases[i].want);
+	}
+}
+
 int main(void)
 {
 	uint32_t stride = 1;
@@ -304,6 +344,7 @@ int main(void)
 	if (stride == 1)
 		CHECK(n == 0x100000000ull);
 	test_widening();
+	test_int_to_f32();
 	printf("%llu %s patterns (stride %u) x 2 dtypes, 65536 x 2 widened, %lu mismatches\n",
 	       (unsigned long long)n, stride == 1 ? "exhaustive" : "strided", (unsigned)stride,
 	       mismatches);

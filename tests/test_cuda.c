@@ -62,6 +62,9 @@ static const weld_dtype float_src[] = {WELD_DTYPE_F32, WELD_DTYPE_F32, WELD_DTYP
 static const weld_dtype float_dst[] = {WELD_DTYPE_BF16, WELD_DTYPE_BF16, WELD_DTYPE_F16, WELD_DTYPE_F32};
 static const weld_dtype raw_types[] = {WELD_DTYPE_U8, WELD_DTYPE_BOOL, WELD_DTYPE_I16, WELD_DTYPE_I32,
 				       WELD_DTYPE_I64, WELD_DTYPE_F32, WELD_DTYPE_BF16};
+/* Integers cast to fp32 only (ZeRO buffers under --dtype keep). */
+static const weld_dtype int_src[] = {WELD_DTYPE_BOOL, WELD_DTYPE_U8,  WELD_DTYPE_I8,  WELD_DTYPE_I16, WELD_DTYPE_U16,
+				     WELD_DTYPE_I32,  WELD_DTYPE_U32, WELD_DTYPE_I64, WELD_DTYPE_U64};
 
 /* A random chunk shaped like the executor's: pieces (spans) cut into segments. */
 static int make_job(job_buf *j, uint64_t *rng, size_t max_elems)
@@ -79,6 +82,8 @@ static int make_job(job_buf *j, uint64_t *rng, size_t max_elems)
 		for (size_t k = 0; k < nseg && done < elems; k++) {
 			size_t n = k + 1 == nseg ? elems - done : 1 + rng_below(rng, elems - done);
 			weld_dtype src = raw ? dst : float_src[rng_below(rng, 5)];
+			if (!raw && dst == WELD_DTYPE_F32 && rng_below(rng, 3) == 0)
+				src = int_src[rng_below(rng, sizeof(int_src) / sizeof(int_src[0]))];
 			weld_seg *s = &j->segs[j->nsegs++];
 			*s = (weld_seg){.count = n, .staging_off = staging, .out_off = piece_off + done * esz,
 					.src_dtype = src, .dst_dtype = dst};

@@ -1,9 +1,13 @@
 /*
  * DeepSpeed ZeRO checkpoints through weld_convert, against what DeepSpeed
- * itself wrote (tests/fixtures/zero, made by make_zero_fixtures.py):
- *  - --dtype keep gives exactly zero_to_fp32's safetensors file, byte for byte;
+ * itself wrote (tests/fixtures/zero, and tests/fixtures/zero_versions/<release>
+ * from older releases, made by make_zero_fixtures.py):
+ *  - --dtype keep gives exactly zero_to_fp32's safetensors file, byte for byte
+ *    (the zero_to_fp32 of the release that wrote the checkpoint);
  *  - --dtype bfloat16 gives exactly zero_to_fp32's state dict cast (the HF
- *    path's cast is checked against torch in test_convert and test_cast);
+ *    path's cast is checked against torch in test_convert and test_cast),
+ *    except integer buffers, which stay integer where zero_to_fp32 before
+ *    0.19.8 made them float32;
  *  - where zero_to_fp32 refuses (BF16_Optimizer, stage 0) and at stage 1/2,
  *    the bf16 output equals the 16-bit module weights DeepSpeed stored;
  *  - only the master partitions and the pickles are read, never the moments;
@@ -107,12 +111,86 @@ static uint64_t master_and_pickle_bytes(const char *tag_dir)
 	return total;
 }
 
-static void check_fixture(const char *name)
+static size_t n_tensors(const char *path)
+{
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	CHECK_OK(weld_ckpt_open(&c, path, &err), &err);
+	size_t n = c ? weld_ckpt_tensor_count(c) : 0;
+	weld_ckpt_free(c);
+	return n;
+}
+
+/* An integer tensor's element I as a double (the integer dtypes a buffer may have). */
+static bool int_value(const uint8_t *p, weld_dtype d, size_t i, double *v)
+{
+	int64_t i64;
+	int32_t i32;
+	switch (d) {
+	case WELD_DTYPE_I64: memcpy(&i64, p + 8 * i, 8); *v = (double)i64; return true;
+	case WELD_DTYPE_I32: memcpy(&i32, p + 4 * i, 4); *v = i32; return true;
+	case WELD_DTYPE_BOOL:
+	case WELD_DTYPE_U8: *v = p[i]; return true;
+	default: return false;
+	}
+}
+
+/*
+ * The integer tensors of GOT_PATH hold the values of KEEP_PATH's float32
+ * ones of the same name (zero_to_fp32 before 0.19.8 made integer buffers
+ * float32). Returns how many there are.
+ */
+static size_t ints_equal_floats(const char *got_path, const char *keep_path)
+{
+	weld_error err = {0};
+	weld_ckpt *g = NULL, *k = NULL;
+	size_t n = 0;
+	CHECK_OK(weld_ckpt_open(&g, got_path, &err), &err);
+	CHECK_OK(weld_ckpt_open(&k, keep_path, &err), &err);
+	for (size_t i = 0; g && k && i < weld_ckpt_tensor_count(g); i++) {
+		weld_tensor_info a, b;
+		weld_ckpt_tensor(g, i, &a);
+		double v;
+		if (a.dtype == WELD_DTYPE_F32 || a.dtype == WELD_DTYPE_BF16 || a.dtype == WELD_DTYPE_F16)
+			continue;
+		size_t j = 0;
+		while (j < weld_ckpt_tensor_count(k) && (weld_ckpt_tensor(k, j, &b), strcmp(a.name, b.name) != 0))
+			j++;
+		CHECK(j < weld_ckpt_tensor_count(k));
+		if (j == weld_ckpt_tensor_count(k) || b.dtype == a.dtype)
+			continue; /* kept integer by zero_to_fp32 too (0.19.8 on) */
+		CHECK(b.dtype == WELD_DTYPE_F32 && b.numel == a.numel);
+		if (b.dtype != WELD_DTYPE_F32 || b.numel != a.numel)
+			continue;
+		uint8_t *x = malloc(a.nbytes + 1), *y = malloc(b.nbytes + 1);
+		CHECK_OK(weld_ckpt_read_tensor(g, i, x, a.nbytes, &err), &err);
+		CHECK_OK(weld_ckpt_read_tensor(k, j, y, b.nbytes, &err), &err);
+		for (uint64_t e = 0; e < a.numel; e++) {
+			float f;
+			memcpy(&f, y + 4 * e, 4);
+			if (!int_value(x, a.dtype, e, &v) || v != (double)f) {
+				fprintf(stderr, "%s: integer '%s'[%llu] is not %s's float32 value\n", got_path, a.name,
+					(unsigned long long)e, keep_path);
+				test_failures++;
+				break;
+			}
+		}
+		free(x);
+		free(y);
+		n++;
+	}
+	weld_ckpt_free(g);
+	weld_ckpt_free(k);
+	return n;
+}
+
+/* REL: a fixture folder under tests/fixtures (zero/<name> or zero_versions/<release>/<name>). */
+static void check_fixture(const char *rel_dir)
 {
 	char dir[4096], rel[512];
-	snprintf(rel, sizeof(rel), "zero/%s", name);
-	snprintf(dir, sizeof(dir), "%s", fixture(rel));
-	snprintf(rel, sizeof(rel), "zero/%s/oracle.json", name);
+	const char *name = rel_dir;
+	snprintf(dir, sizeof(dir), "%s", fixture(rel_dir));
+	snprintf(rel, sizeof(rel), "%s/oracle.json", rel_dir);
 	size_t n;
 	char *text = (char *)read_file(fixture(rel), &n);
 	cJSON *o = text ? cJSON_ParseWithLength(text, n) : NULL;
@@ -157,7 +235,9 @@ static void check_fixture(const char *name)
 		/* zero_to_fp32's state dict cast by the HF path. */
 		CHECK_OK(convert(scratch("keep/model.safetensors"), scratch("ref"), WELD_OUT_BF16, &r, &err), &err);
 		snprintf(want, sizeof(want), "%s/model.safetensors", scratch("ref"));
-		if (!same_file(got, want)) {
+		/* Integer buffers zero_to_fp32 made float32 stay integer: the rest must match. */
+		size_t ints = ints_equal_floats(got, scratch("keep/model.safetensors"));
+		if (ints ? same_tensors(got, want, "", true) + ints != n_tensors(got) : !same_file(got, want)) {
 			fprintf(stderr, "%s: bfloat16 output differs from zero_to_fp32 cast\n", name);
 			test_failures++;
 		}
@@ -327,21 +407,35 @@ static void check_broken(void)
 	expect_error(scratch("tp"), WELD_ERR_UNSUPPORTED, msg);
 }
 
-int main(void)
+/* Every fixture folder under tests/fixtures/REL (with LEVELS > 1: one more level of folders); how many. */
+static int check_all(const char *rel, int levels)
 {
-	CHECK(scratch_init("zero") == 0);
-	DIR *d = opendir(fixture("zero"));
+	DIR *d = opendir(fixture(rel));
 	struct dirent *e;
 	int seen = 0;
+	CHECK(d != NULL);
 	while (d && (e = readdir(d))) {
 		if (e->d_name[0] == '.' || strcmp(e->d_name, "README.md") == 0)
 			continue;
-		check_fixture(e->d_name);
-		seen++;
+		char sub[512];
+		snprintf(sub, sizeof(sub), "%s/%s", rel, e->d_name);
+		if (levels > 1)
+			seen += check_all(sub, levels - 1);
+		else
+			check_fixture(sub);
+		seen += levels == 1;
 	}
 	if (d)
 		closedir(d);
-	CHECK(seen >= 30);
+	return seen;
+}
+
+int main(void)
+{
+	CHECK(scratch_init("zero") == 0);
+	CHECK(check_all("zero", 1) >= 30);
+	/* Older DeepSpeed releases: four fixtures each, at least four releases. */
+	CHECK(check_all("zero_versions", 2) >= 16);
 	check_broken();
 	CHECK(scratch_remove() == 0);
 	TEST_DONE();

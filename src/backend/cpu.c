@@ -7,12 +7,35 @@
 
 #include <string.h>
 
-/* Widen any float source element to fp32 bits (exact except from f64). */
+#define INT_TO_F32(T)               \
+	do {                        \
+		T v_;               \
+		float f_;           \
+		memcpy(&v_, p, sizeof(v_)); \
+		f_ = (float)v_;     \
+		memcpy(&x, &f_, 4); \
+		return x;           \
+	} while (0)
+
+/*
+ * Widen any float source element to fp32 bits (exact except from f64), or
+ * an integer one as torch's .float() does (round to nearest even): only
+ * ZeRO buffers under --dtype keep are cast from integers.
+ */
 static uint32_t load_f32(const uint8_t *p, weld_dtype d)
 {
 	uint16_t h;
 	uint32_t x;
 	switch (d) {
+	case WELD_DTYPE_BOOL: return *p ? 0x3f800000u : 0; /* 1.0f for any non-zero byte */
+	case WELD_DTYPE_U8: INT_TO_F32(uint8_t);
+	case WELD_DTYPE_I8: INT_TO_F32(int8_t);
+	case WELD_DTYPE_I16: INT_TO_F32(int16_t);
+	case WELD_DTYPE_U16: INT_TO_F32(uint16_t);
+	case WELD_DTYPE_I32: INT_TO_F32(int32_t);
+	case WELD_DTYPE_U32: INT_TO_F32(uint32_t);
+	case WELD_DTYPE_I64: INT_TO_F32(int64_t);
+	case WELD_DTYPE_U64: INT_TO_F32(uint64_t);
 	case WELD_DTYPE_BF16:
 		memcpy(&h, p, 2);
 		return weld_bf16_to_f32(h);

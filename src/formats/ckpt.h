@@ -58,6 +58,7 @@ typedef struct ckpt_tensor {
 	uint64_t shape[WELD_MAX_DIMS];
 	uint64_t numel, nbytes;
 	uint32_t src;         /* the file listed for it (ZeRO: the model states) */
+	weld_dtype keep_as;   /* what --dtype keep writes when not dtype (ZeRO buffers: zero_to_fp32's .float()), else 0 */
 	const char *alias_of; /* the owner's name when this is the very same data, else NULL */
 	size_t frag_first, frag_count;
 } ckpt_tensor;

@@ -350,13 +350,38 @@ static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_p
 	return WELD_OK;
 }
 
-/* Buffers, in module order, for the names buffer_names lists. */
+/* Whether the DeepSpeed that wrote STATES is older than MAJOR.MINOR.PATCH (false when it does not say). */
+static bool ds_older_than(const weld_py *states, int major, int minor, int patch)
+{
+	const weld_py *v = weld_py_dict_get(states, "ds_version");
+	int a, b, p;
+	if (!v || v->kind != WELD_PY_STR || sscanf(v->str.s, "%d.%d.%d", &a, &b, &p) != 3)
+		return false;
+	return a != major ? a < major : b != minor ? b < minor : p < patch;
+}
+
+static bool is_integer(weld_dtype d)
+{
+	return d == WELD_DTYPE_BOOL || d == WELD_DTYPE_U8 || d == WELD_DTYPE_I8 || d == WELD_DTYPE_I16 ||
+	       d == WELD_DTYPE_U16 || d == WELD_DTYPE_I32 || d == WELD_DTYPE_U32 || d == WELD_DTYPE_I64 ||
+	       d == WELD_DTYPE_U64;
+}
+
+/*
+ * Buffers, in module order, for the names buffer_names lists. zero_to_fp32
+ * writes them as .float(): DeepSpeed before 0.19 stores float buffers in the
+ * 16-bit dtype, and zero_to_fp32 before 0.19.8 turns integer and bool
+ * buffers into float32 too (0.19.8 keeps those as they are). --dtype keep
+ * writes what the writing version's own zero_to_fp32 writes; the casting
+ * dtypes keep integer buffers integer, as the model holds them.
+ */
 static weld_status add_buffers(weld_ckpt *c, uint32_t src, const weld_py *states, weld_error *err)
 {
 	const weld_py *names = weld_py_dict_get(states, "buffer_names");
 	const weld_py *module = weld_py_dict_get(states, "module");
 	if (!names || names->kind != WELD_PY_LIST || !module || module->kind != WELD_PY_DICT)
 		return WELD_OK;
+	bool ints_to_float = ds_older_than(states, 0, 19, 8);
 	for (size_t i = 0; i < module->dict.n; i++) {
 		const weld_py *k = module->dict.keys[i], *v = module->dict.vals[i];
 		bool listed = false;
@@ -370,6 +395,10 @@ static weld_status add_buffers(weld_ckpt *c, uint32_t src, const weld_py *states
 		weld_status s = weld__torch_add_tensor(c, src, k->str.s, v, err);
 		if (s)
 			return s;
+		ckpt_tensor *t = &c->t[c->nt - 1];
+		if (t->dtype == WELD_DTYPE_BF16 || t->dtype == WELD_DTYPE_F16 || t->dtype == WELD_DTYPE_F64 ||
+		    (ints_to_float && is_integer(t->dtype)))
+			t->keep_as = WELD_DTYPE_F32;
 	}
 	return WELD_OK;
 }

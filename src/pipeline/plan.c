@@ -78,7 +78,7 @@ static weld_status add_tensor(weld_plan *p, const weld_ckpt *c, const ckpt_tenso
 	if (!(o->name = weld__strdup(t->name + strip)))
 		return weld__nomem(err);
 	p->nt++;
-	o->dtype = weld_plan_out_dtype(t->dtype, want);
+	o->dtype = want == WELD_OUT_KEEP && t->keep_as ? t->keep_as : weld_plan_out_dtype(t->dtype, want);
 	o->src_dtype = t->dtype;
 	o->ndim = t->ndim;
 	memcpy(o->shape, t->shape, sizeof(uint64_t) * t->ndim);

@@ -65,11 +65,15 @@ static bool has_value(weld_dtype d)
 	       d == WELD_DTYPE_U64;
 }
 
-/* The casts weld makes: none, or float to a 16/32-bit float. */
+/*
+ * The casts weld makes: none, float to a 16/32-bit float, or an integer to
+ * float32 (ZeRO buffers under --dtype keep, as zero_to_fp32 before 0.19.8).
+ */
 static bool castable(weld_dtype from, weld_dtype to)
 {
 	return from == to ||
-	       (weld__dtype_is_float(from) && (to == WELD_DTYPE_BF16 || to == WELD_DTYPE_F16 || to == WELD_DTYPE_F32));
+	       (weld__dtype_is_float(from) && (to == WELD_DTYPE_BF16 || to == WELD_DTYPE_F16 || to == WELD_DTYPE_F32)) ||
+	       (has_value(from) && !weld__dtype_is_float(from) && to == WELD_DTYPE_F32);
 }
 
 /* Running error statistics of one tensor: the squares go to the backend in batches. */
