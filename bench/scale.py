@@ -13,6 +13,7 @@ master bytes and no more, with flat memory.
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -65,14 +66,15 @@ t = time.monotonic()
 p = subprocess.Popen(sys.argv[3:], preexec_fn=pre)
 _, status, ru = os.wait4(p.pid, 0)
 with open(sys.argv[1], "w") as f:
-    f.write(f"{time.monotonic() - t} {ru.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    f.write(f"{time.monotonic() - t} {ru.ru_maxrss} {os.waitstatus_to_exitcode(status)} {ru.ru_utime + ru.ru_stime}")
 """
 
 
 def run(argv, cap=0, sample=False):
     """Run ARGV with the open-files limit at its hard limit and address space capped at CAP bytes (0: none).
 
-    Returns (rc, seconds, peak RSS MiB, stdout, stderr, [(seconds, RSS MiB)] sampled every 0.25 s if SAMPLE)."""
+    Returns (rc, seconds, peak RSS MiB, stdout, stderr, [(seconds, RSS MiB)] sampled every 0.25 s if SAMPLE,
+    CPU seconds (user + system))."""
     import tempfile
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as res:
@@ -105,10 +107,10 @@ def run(argv, cap=0, sample=False):
         out.seek(0)
         err.seek(0)
         o, e = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        if p.returncode or len(fields) != 3:
+        if p.returncode or len(fields) != 4:
             raise SystemExit(f"bench-scale: could not run {argv[0]}: {e.strip()}")
-        secs, rss_kb, rc = float(fields[0]), int(fields[1]), int(fields[2])
-        return rc, secs, rss_kb / 1024, o, e, samples
+        secs, rss_kb, rc, cpu = float(fields[0]), int(fields[1]), int(fields[2]), float(fields[3])
+        return rc, secs, rss_kb / 1024, o, e, samples, cpu
 
 
 class Bench:
@@ -177,16 +179,23 @@ class Bench:
             for kind in ("zero3", "zero2", "hf"):
                 for world in (worlds if kind != "hf" else [0]):
                     d, info = self.generate(shape, kind, world)
-                    rc, secs, rss, out, err, _ = self.plan(d)
-                    why = ""
+                    rc, secs, rss, out, err, _, cpu = self.plan(d)
+                    why, reached = "", world
                     if rc:
-                        last = (err.strip().splitlines() or ["?"])[-1]
-                        why = "out of memory" if "memory" in last else last[:60]
+                        lines = err.strip().splitlines() or ["?"]
+                        last = next((ln for ln in lines if "error" in ln), lines[-1])
+                        why = last[-60:]
+                        if "out of memory" in last:
+                            m = re.search(r"zero_pp_rank_(\d+)_", last)
+                            why = f"out of memory at the {self.cap / (1 << 30):.0f} GiB cap" + \
+                                (f", reading rank {m.group(1)}" if m else "")
+                            reached = int(m.group(1)) if m else 0
                         log(f"{shape} {kind} {world or ''}: weld exited {rc}: {last}")
                     rows.append(dict(shape=shape, kind=kind, world=world, files=info["files"],
-                                     tensors=info["tensors"], secs=secs, rss=rss, rc=rc, why=why,
+                                     tensors=info["tensors"], secs=secs, cpu=cpu, rss=rss, rc=rc, why=why,
+                                     reached=reached,
                                      gen=info["gen_seconds"], disk=info["disk"]))
-                    log(f"{shape} {kind} {world or '-'}: planned in {secs:.2f} s, peak RSS {rss:.0f} MB"
+                    log(f"{shape} {kind} {world or '-'}: planned in {secs:.2f} s ({cpu:.2f} s CPU), peak RSS {rss:.0f} MB"
                         + (f" (FAILED: {why})" if rc else ""))
                     if not self.a.keep:
                         shutil.rmtree(d)
@@ -198,7 +207,7 @@ class Bench:
         argv = [self.weld, "convert", "--input", os.path.join(d, "checkpoint-100"), "--output", out,
                 "--force", "--json", "--device", "cpu"]
         log("converting the 8B ZeRO-3 checkpoint (world size 8) for real ...")
-        rc, secs, rss, sout, err, samples = run(argv, 0, sample=True)
+        rc, secs, rss, sout, err, samples, cpu = run(argv, 0, sample=True)
         if rc:
             raise SystemExit(f"bench-scale: end-to-end conversion failed: {err.strip()}")
         j = json.loads(sout)
@@ -206,71 +215,65 @@ class Bench:
         if not self.a.keep:
             shutil.rmtree(d)
         mid = [m for t, m in samples if 0.1 * secs <= t <= 0.9 * secs] or [m for _, m in samples] or [rss]
-        return dict(secs=secs, rss=rss, read=j["bytes_read"], to_read=j.get("bytes_to_read", 0),
+        return dict(secs=secs, cpu=cpu, rss=rss, read=j["bytes_read"], to_read=j.get("bytes_to_read", 0),
                     written=j["bytes_written"], masters=info["params"] * 4, partitions=info["masters"],
                     tensors=j.get("tensors"), rss_min=min(mid), rss_med=statistics.median(mid),
                     rss_max=max(mid), nsamples=len(samples), threads=j.get("threads"))
 
 
 def report(rows, e2e, bench):
-    print(f"planning: {'weld convert --dry-run' if bench.convert_dry else 'weld batch --dry-run'} "
-          f"({bench.weld}); address space capped at "
-          f"{bench.cap / (1 << 30):.1f} GiB" if bench.cap else "planning: no memory cap")
-    hdr = (f"{'shape':6} {'kind':5} {'world':>5} {'files':>6} {'tensors':>7} {'plan s':>8} {'peak RSS MB':>11} "
-           f"{'us/(rank*t)':>11} {'B/(rank*t)':>10} {'gen s':>6} {'disk MB':>7}")
+    if rows:
+        table(rows, bench)
+    if e2e:
+        print()
+        print(f"end to end: 8B ZeRO-3, world size 8, converted to bf16 ({e2e['threads']} threads): "
+              f"{e2e['secs']:.1f} s ({e2e['cpu']:.1f} s CPU), peak RSS {e2e['rss']:.0f} MB")
+        print(f"  read {e2e['read']:,} B = {e2e['read'] / e2e['masters']:.5f} x the fp32 master bytes "
+              f"({e2e['masters']:,} B): the tensor data planned ({e2e['to_read']:,} B) and "
+              f"{e2e['read'] - e2e['to_read']:,} B of pickles and headers; wrote {e2e['written']:,} B")
+        print(f"  RSS while converting (10%-90% of the run, {e2e['nsamples']} samples every 0.25 s): "
+              f"min {e2e['rss_min']:.0f} MB, median {e2e['rss_med']:.0f} MB, max {e2e['rss_max']:.0f} MB")
+
+
+def table(rows, bench):
+    print(f"planning: {'weld convert --dry-run' if bench.convert_dry else 'weld batch --dry-run'} ({bench.weld}); "
+          + (f"address space capped at {bench.cap / (1 << 30):.1f} GiB" if bench.cap else "no memory cap")
+          + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall time counts waiting for them)")
+    hdr = (f"{'shape':6} {'kind':5} {'world':>5} {'files':>6} {'tensors':>7} {'plan s':>7} {'CPU s':>7} "
+           f"{'peak RSS MB':>11} {'CPU us/(rank*t)':>15} {'B/(rank*t)':>10} {'gen s':>6} {'disk MB':>7}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         units = max(r["world"], 1) * r["tensors"]
-        status = f"  FAILED: {r['why']}" if r["rc"] else ""
+        per = f"{r['cpu'] * 1e6 / units:15.2f} {r['rss'] * (1 << 20) / units:10.0f}"
+        status = ""
+        if r["rc"]:
+            per = f"{'-':>15} {'-':>10}"
+            status = f"  FAILED: {r['why']}"
+            if r["reached"]:
+                f = r["world"] / r["reached"]
+                status += f"; linearly ~{r['rss'] * f / 1024:.0f} GB, ~{r['cpu'] * f:.0f} s CPU for all ranks"
         print(f"{r['shape']:6} {r['kind']:5} {r['world'] or '-':>5} {r['files']:>6} {r['tensors']:>7} "
-              f"{r['secs']:8.2f} {r['rss']:11.0f} {r['secs'] * 1e6 / units:11.2f} "
-              f"{r['rss'] * (1 << 20) / units:10.0f} {r['gen']:6.1f} {r['disk'] / 1e6:7.0f}{status}")
-    # Linearity: cost per rank x tensor against the smallest world size of the same kind, any shape.
+              f"{r['secs']:7.2f} {r['cpu']:7.2f} {r['rss']:11.0f} {per} {r['gen']:6.1f} {r['disk'] / 1e6:7.0f}{status}")
     print()
-    print("linearity (cost per rank x tensor, relative to the first row of the same kind; 1.00 = linear):")
+    print("linearity: CPU time and peak RSS per rank x tensor over the cases of at least 10^5 ranks x tensors")
+    print("(smaller ones are start-up; a constant means cost linear in ranks x tensors):")
     for kind in ("zero3", "zero2"):
-        ok = [r for r in rows if r["kind"] == kind and not r["rc"]]
-        if len(ok) < 2:
+        ok = [r for r in rows if r["kind"] == kind and not r["rc"] and r["world"] * r["tensors"] >= 100000]
+        if not ok:
             continue
-        base = ok[0]
-        bu = base["world"] * base["tensors"]
-        parts = []
-        for r in ok:
-            u = r["world"] * r["tensors"]
-            parts.append(f"{r['shape']}@{r['world']}: time {r['secs'] / u / (base['secs'] / bu):.2f}, "
-                         f"RSS {r['rss'] / u / (base['rss'] / bu):.2f}")
-        print(f"  {kind} (base {base['shape']}@{base['world']}): " + "; ".join(parts))
-        big = [r for r in ok if r["world"] * r["tensors"] >= 100000]
-        if len(big) >= 2:
-            lo, hi = big[0], big[-1]
-            print(f"  {kind} large cases only ({lo['shape']}@{lo['world']} -> {hi['shape']}@{hi['world']}, "
-                  f"{hi['world'] * hi['tensors'] / (lo['world'] * lo['tensors']):.0f}x the rank x tensors): "
-                  f"time x{hi['secs'] / lo['secs']:.1f}, RSS x{hi['rss'] / lo['rss']:.1f}")
+        t = [r["cpu"] * 1e6 / (r["world"] * r["tensors"]) for r in ok]
+        m = [r["rss"] * (1 << 20) / (r["world"] * r["tensors"]) for r in ok]
+        cases = ", ".join(f"{r['shape']}@{r['world']} {a:.2f} us {b:.0f} B" for r, a, b in zip(ok, t, m))
+        print(f"  {kind}: {cases}; max/min: time {max(t) / min(t):.2f}, RSS {max(m) / min(m):.2f}")
     shape, world, tsecs, trss = TARGET
     for kind in ("zero3", "zero2"):
         r = next((r for r in rows if (r["shape"], r["world"], r["kind"]) == (shape, world, kind)), None)
         if r:
             verdict = "PASS" if not r["rc"] and r["secs"] < tsecs and r["rss"] < trss else "FAIL"
             print(f"target {shape} {kind} at world size {world}: plan < {tsecs:.0f} s and < {trss / 1024:.0f} GiB "
-                  f"peak RSS: {verdict} ({r['secs']:.1f} s, {r['rss']:.0f} MB"
+                  f"peak RSS: {verdict} ({r['secs']:.1f} s, {r['cpu']:.1f} s CPU, {r['rss']:.0f} MB"
                   + (f", {r['why']}" if r["rc"] else "") + ")")
-        else:
-            ok = [r for r in rows if r["shape"] == shape and r["kind"] == kind and not r["rc"] and r["world"]]
-            if ok:
-                r = ok[-1]
-                f = world / r["world"]
-                print(f"target {shape} {kind} at world size {world}: not run; linear from {r['world']} ranks: "
-                      f"~{r['secs'] * f:.0f} s, ~{r['rss'] * f:.0f} MB")
-    if e2e:
-        print()
-        print(f"end to end: 8B ZeRO-3, world size 8, converted to bf16 ({e2e['threads']} threads): "
-              f"{e2e['secs']:.1f} s, peak RSS {e2e['rss']:.0f} MB")
-        print(f"  read {e2e['read'] / 1e9:.3f} GB = {e2e['read'] / e2e['masters']:.4f} x the fp32 master bytes "
-              f"({e2e['masters'] / 1e9:.3f} GB; tensor data planned: {e2e['to_read'] / 1e9:.3f} GB; "
-              f"the rest is pickles and headers); wrote {e2e['written'] / 1e9:.3f} GB")
-        print(f"  RSS while converting (10%-90% of the run, {e2e['nsamples']} samples every 0.25 s): "
-              f"min {e2e['rss_min']:.0f} MB, median {e2e['rss_med']:.0f} MB, max {e2e['rss_max']:.0f} MB")
 
 
 def main():
@@ -285,13 +288,13 @@ def main():
                     help="skip checking the generator against torch.save and zero_to_fp32")
     ap.add_argument("--keep", action="store_true", help="keep the generated checkpoints (reused by the next run)")
     ap.add_argument("--mem-cap-gb", type=float, default=None,
-                    help="address-space cap for each planning run (default: 60%% of MemAvailable, at most 12)")
+                    help="address-space cap for each planning run (default: half of MemAvailable, at most 8)")
     ap.add_argument("--weld", default=os.environ.get("WELD", "build/weld"))
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT") or None,
                     help="where the end-to-end output goes (default: WORKDIR)")
     a = ap.parse_args()
     if a.mem_cap_gb is None:
-        a.mem_cap_gb = min(12.0, 0.6 * mem_available() / (1 << 30))
+        a.mem_cap_gb = min(8.0, 0.5 * mem_available() / (1 << 30))
     t0 = time.monotonic()
     b = Bench(a)
     if a.selfcheck:
