@@ -409,16 +409,24 @@ static int plan_job(const weld__cuda_seg *segs, size_t nsegs, const weld__cuda_s
 		if (s.staging_off % (ss < 8 ? ss : 8) || s.out_off % ds)
 			return fail(msg, msg_len, "segment %zu: staging offset %llu or output offset %llu not aligned", i,
 				    (unsigned long long)s.staging_off, (unsigned long long)s.out_off);
-		size_t se = s.staging_off + s.count * ss, oe = s.out_off + s.count * ds;
+		uint64_t se, oe;
+		if (__builtin_mul_overflow(s.count, (uint64_t)ss, &se) || __builtin_add_overflow(se, s.staging_off, &se) ||
+		    __builtin_mul_overflow(s.count, (uint64_t)ds, &oe) || __builtin_add_overflow(oe, s.out_off, &oe))
+			return fail(msg, msg_len, "segment %zu: %llu elements overflow the offsets", i,
+				    (unsigned long long)s.count);
 		l->staging_len = se > l->staging_len ? se : l->staging_len;
 		l->out_len = oe > l->out_len ? oe : l->out_len;
 		parts += (s.count + kPartElems - 1) / kPartElems;
 	}
 	for (size_t i = 0; i < nspans; i++) {
-		size_t e = spans[i].out_off + spans[i].len;
+		uint64_t e;
+		if (__builtin_add_overflow(spans[i].out_off, spans[i].len, &e))
+			return fail(msg, msg_len, "span %zu: %llu bytes overflow the offsets", i,
+				    (unsigned long long)spans[i].len);
 		l->out_len = e > l->out_len ? e : l->out_len;
 		blocks += (spans[i].len + kCrcBlock - 1) / kCrcBlock;
 	}
+	// Block numbers and table indices are 32-bit in the kernels (kernels.cuh); offsets are not.
 	if (parts > 0x7fffffffu || blocks > 0x7fffffffu || nsegs > 0xffffffffu || nspans > 0xffffffffu)
 		return fail(msg, msg_len, "chunk too large for one launch");
 	l->nparts = (uint32_t)parts;
@@ -577,5 +585,67 @@ done:
 	cudaFree(d_in);
 	cudaFree(d_out);
 	cudaFree(d_tab);
+	return rc;
+}
+
+// A job's tables on the host, for running some of its blocks there.
+struct HostJob {
+	const uint8_t *staging;
+	uint8_t *out;
+	const weld__cuda_seg *segs;
+	const weld__cuda_span *spans;
+	const DevSeg *ds;
+	const DevSpan *dp;
+	size_t nsegs, nspans;
+	const CrcTable *tab;
+};
+
+// Run the block of J that probe P names: a gather_cast block (CRC false) or a
+// crc block. Sets the range it covers; fails when P lies outside the job.
+static int run_probe(const HostJob &j, weld__cuda_block_probe *p, bool crc, uint64_t *overflows, char *msg,
+		     size_t msg_len)
+{
+	size_t n = crc ? j.nspans : j.nsegs;
+	uint64_t len = p->index >= n ? 0 : crc ? j.spans[p->index].len : j.segs[p->index].count;
+	uint64_t size = crc ? kCrcBlock : kPartElems;
+	if (p->at >= len)
+		return fail(msg, msg_len, "no %s %llu in %s %llu", crc ? "byte" : "element", (unsigned long long)p->at,
+			    crc ? "span" : "segment", (unsigned long long)p->index);
+	uint64_t k = p->at / size; // 64-bit: AT may lie far past 2^32
+	p->first = k * size;
+	p->end = len - p->first < size ? len : p->first + size;
+	if (crc)
+		p->crc = emulate_crc_block(j.tab, j.dp, (uint32_t)j.nspans, j.out, j.dp[p->index].block_first + (uint32_t)k);
+	else
+		*overflows += emulate_gather_part(j.ds, (uint32_t)j.nsegs, j.staging, j.out,
+						  j.ds[p->index].part_first + (uint32_t)k);
+	return 0;
+}
+
+extern "C" int weld__cuda_test_blocks(const uint8_t *staging, uint8_t *out, const weld__cuda_seg *segs, size_t nsegs,
+				      const weld__cuda_span *spans, size_t nspans, weld__cuda_block_probe *parts,
+				      size_t nparts, weld__cuda_block_probe *blocks, size_t nblocks, uint64_t *overflows,
+				      char *msg, size_t msg_len)
+{
+	Layout l;
+	int rc = plan_job(segs, nsegs, spans, nspans, &l, msg, msg_len);
+	if (rc)
+		return rc;
+	uint8_t *h = (uint8_t *)malloc(l.upload ? l.upload : 1);
+	CrcTable *tab = crc_table_new();
+	if (!h || !tab) {
+		free(h);
+		free(tab);
+		return fail(msg, msg_len, "out of host memory");
+	}
+	fill_tables(h, l, segs, nsegs, spans, nspans);
+	HostJob j = {staging, out, segs, spans, (const DevSeg *)(h + l.segs), (const DevSpan *)(h + l.spans),
+		     nsegs, nspans, tab};
+	for (size_t i = 0; !rc && i < nparts; i++)
+		rc = run_probe(j, &parts[i], false, overflows, msg, msg_len);
+	for (size_t i = 0; !rc && i < nblocks; i++)
+		rc = run_probe(j, &blocks[i], true, overflows, msg, msg_len);
+	free(h);
+	free(tab);
 	return rc;
 }

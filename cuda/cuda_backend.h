@@ -81,6 +81,32 @@ int weld__cuda_test_cast(weld__cuda_ctx *ctx, uint32_t first, uint32_t n, int ds
 			 uint64_t *overflows, char *message, size_t message_len);
 
 /*
+ * One block of the conversion kernels, named by what it covers: element AT
+ * of segment INDEX (gather_cast) or byte AT of span INDEX (crc). Filled in:
+ * the elements or bytes [FIRST, END) of that segment or span the block
+ * covers, and for a crc block the zlib CRC-32 of those bytes.
+ */
+typedef struct weld__cuda_block_probe {
+	uint64_t index, at;
+	uint64_t first, end;
+	uint32_t crc;
+} weld__cuda_block_probe;
+
+/*
+ * Test entry: the kernels' code run on the host for a few blocks of the job
+ * SEGS, SPANS (as weld__cuda_convert takes it, with the same tables), so
+ * that a test reaches element indices and byte offsets past 2^32 in a job
+ * whose STAGING and OUT are sparse mappings: only the probed blocks' bytes
+ * are touched. The gather_cast blocks of PARTS run first, then the crc
+ * blocks of BLOCKS; *OVERFLOWS grows by the parts' fp16 overflows. A probe
+ * past the end of its segment or span fails.
+ */
+int weld__cuda_test_blocks(const uint8_t *staging, uint8_t *out, const weld__cuda_seg *segs, size_t nsegs,
+			   const weld__cuda_span *spans, size_t nspans, weld__cuda_block_probe *parts, size_t nparts,
+			   weld__cuda_block_probe *blocks, size_t nblocks, uint64_t *overflows, char *message,
+			   size_t message_len);
+
+/*
  * The sum of the squares of V[0..N) (host memory), as cuBLAS's cublasDnrm2
  * squared, in pieces. libcublas is loaded at run time (dlopen), so weld
  * itself still needs no CUDA library; without it this fails with a message

@@ -118,39 +118,57 @@ cudaError_t launch_fill_random(float *p, uint64_t n, uint64_t seed, cudaStream_t
 	return cudaGetLastError();
 }
 
+uint32_t emulate_gather_part(const DevSeg *segs, uint32_t nsegs, const uint8_t *staging, uint8_t *out, uint32_t part)
+{
+	uint32_t overflows = 0;
+	for (unsigned t = 0; t < kThreads; t++)
+		overflows += gather_cast_thread(segs, nsegs, staging, out, part, t);
+	return overflows;
+}
+
 uint64_t emulate_gather_cast(const DevSeg *segs, uint32_t nsegs, uint32_t nparts, const uint8_t *staging,
 			     uint8_t *out)
 {
 	uint64_t overflows = 0;
 	for (uint32_t b = 0; b < nparts; b++)
-		for (unsigned t = 0; t < kThreads; t++)
-			overflows += gather_cast_thread(segs, nsegs, staging, out, b, t);
+		overflows += emulate_gather_part(segs, nsegs, staging, out, b);
 	return overflows;
+}
+
+CrcTable *crc_table_new()
+{
+	CrcTable *tab = (CrcTable *)malloc(sizeof(CrcTable));
+	if (tab)
+		for (unsigned t = 0; t < 256; t++)
+			crc_table_row(tab->row, t);
+	return tab;
+}
+
+uint32_t emulate_crc_block(const CrcTable *tab, const DevSpan *spans, uint32_t nspans, const uint8_t *out, uint32_t b)
+{
+	uint32_t part[kThreads], plen[kThreads];
+	uint64_t start;
+	uint32_t len;
+	crc_block_range(spans, nspans, b, &start, &len);
+	for (unsigned t = 0; t < kThreads; t++)
+		crc_slice_phase(tab->row, out + start, len, t, part, plen);
+	for (unsigned s = 1; s < kThreads; s <<= 1)
+		for (unsigned t = 0; t < kThreads; t++)
+			crc_combine_phase(part, plen, t, s, kCrcConsts);
+	return part[0] ^ 0xffffffffu;
 }
 
 void emulate_crc(const DevSpan *spans, uint32_t nspans, uint32_t nblocks, const uint8_t *out, uint32_t *crcs)
 {
 	if (!nblocks)
 		return;
-	uint32_t(*tab)[kLanes] = (uint32_t(*)[kLanes])malloc(sizeof(uint32_t) * 256 * kLanes);
-	uint32_t part[kThreads], plen[kThreads];
+	CrcTable *tab = crc_table_new();
 	if (!tab) { // callers size everything up front; this is a test path
 		memset(crcs, 0, (size_t)nblocks * 4);
 		return;
 	}
-	for (unsigned t = 0; t < 256; t++)
-		crc_table_row(tab, t);
-	for (uint32_t b = 0; b < nblocks; b++) {
-		uint64_t start;
-		uint32_t len;
-		crc_block_range(spans, nspans, b, &start, &len);
-		for (unsigned t = 0; t < kThreads; t++)
-			crc_slice_phase(tab, out + start, len, t, part, plen);
-		for (unsigned s = 1; s < kThreads; s <<= 1)
-			for (unsigned t = 0; t < kThreads; t++)
-				crc_combine_phase(part, plen, t, s, kCrcConsts);
-		crcs[b] = part[0] ^ 0xffffffffu;
-	}
+	for (uint32_t b = 0; b < nblocks; b++)
+		crcs[b] = emulate_crc_block(tab, spans, nspans, out, b);
 	free(tab);
 }
 

@@ -34,6 +34,14 @@ constexpr uint32_t kCrcSlice = kCrcBlock / kThreads;
 constexpr uint32_t kCrcPoly = 0xedb88320u; // zlib's, reflected
 static_assert(kThreads == 256, "one crc table row per thread");
 
+// Index widths. A launch may cover more than 2^32 bytes (one chunk of a
+// tensor of more than 2^31 elements, with a large --chunk-bytes and GPU
+// budget), so offsets, counts and element indices are 64-bit everywhere, and
+// a 32-bit block number is widened before it is multiplied by a block's size.
+// Block numbers themselves (part_first, block_first, blockIdx.x) are 32-bit:
+// plan_job (backend.cu) refuses a launch of more than 2^31 - 1 blocks, the
+// grid's x limit.
+
 // A segment as the kernel sees it: 32 bytes.
 struct DevSeg {
 	uint64_t staging_off, out_off, count;
@@ -158,11 +166,12 @@ WELD_HD uint32_t seg_of_part(const DevSeg *segs, uint32_t nsegs, uint32_t part)
 		for (uint64_t i = base + (uint64_t)k_ * kThreads; i < end; i = end)
 
 // Block PART, thread T of gather_cast. Returns the fp16 overflows it saw.
+// Elements I are 64-bit, and so are the byte offsets 2 * I, 4 * I, SS * I.
 WELD_HD uint32_t gather_cast_thread(const DevSeg *segs, uint32_t nsegs, const uint8_t *staging, uint8_t *out,
 				     uint32_t part, unsigned t)
 {
 	const DevSeg s = segs[seg_of_part(segs, nsegs, part)];
-	uint64_t first = (uint64_t)(part - s.part_first) * kPartElems;
+	uint64_t first = (uint64_t)(part - s.part_first) * kPartElems; // widened before the multiply
 	uint64_t end = s.count - first < kPartElems ? s.count : first + kPartElems;
 	uint64_t base = first + t;
 	const uint8_t *src = staging + s.staging_off;
@@ -292,7 +301,7 @@ WELD_HD void crc_block_range(const DevSpan *spans, uint32_t nspans, uint32_t b, 
 			hi = mid;
 	}
 	const DevSpan &s = spans[lo];
-	uint64_t off = (uint64_t)(b - s.block_first) * kCrcBlock;
+	uint64_t off = (uint64_t)(b - s.block_first) * kCrcBlock; // widened: spans pass 2^32 bytes
 	*start = s.out_off + off;
 	*len = (uint32_t)(s.len - off < kCrcBlock ? s.len - off : kCrcBlock);
 }
@@ -330,10 +339,20 @@ cudaError_t launch_iota(uint32_t *p, uint32_t first, uint64_t n, cudaStream_t st
 // N pseudo-random fp32 values in about [-1, 1) from SEED (benchmarks).
 cudaError_t launch_fill_random(float *p, uint64_t n, uint64_t seed, cudaStream_t stream);
 
-// The same two kernels run on the host, thread by thread (no GPU needed).
+// The same two kernels run on the host, thread by thread (no GPU needed):
+// every block, or one block (tests pick blocks far into a huge job).
 uint64_t emulate_gather_cast(const DevSeg *segs, uint32_t nsegs, uint32_t nparts, const uint8_t *staging,
 			     uint8_t *out);
+uint32_t emulate_gather_part(const DevSeg *segs, uint32_t nsegs, const uint8_t *staging, uint8_t *out, uint32_t part);
 void emulate_crc(const DevSpan *spans, uint32_t nspans, uint32_t nblocks, const uint8_t *out, uint32_t *crcs);
+
+// The crc kernel's shared-memory table, on the host (malloc'd; free() it).
+struct CrcTable {
+	uint32_t row[256][kLanes];
+};
+CrcTable *crc_table_new();
+// The zlib CRC-32 of crc block B's bytes.
+uint32_t emulate_crc_block(const CrcTable *tab, const DevSpan *spans, uint32_t nspans, const uint8_t *out, uint32_t b);
 
 } // namespace weld_cuda
 

@@ -17,6 +17,13 @@
  *    race with any use. weld_convert's progress callback runs on the thread
  *    that called weld_convert.
  *  - Error statuses are stable; a status a caller does not know is a failure.
+ *  - Open files: the library keeps at most the soft RLIMIT_NOFILE less 64 of
+ *    its input files open at once, process-wide, closing the least recently
+ *    read and reopening it when it is read again (a file replaced or changed
+ *    by then is WELD_ERR_IO), so a checkpoint may have more files than the
+ *    process may open. It never changes the limit: a program that wants
+ *    each file opened once raises its own soft limit (the weld tool raises
+ *    it to the hard one).
  */
 #ifndef WELD_H
 #define WELD_H
@@ -312,6 +319,15 @@ typedef struct weld_cross_check {
 	char summary[512];     /* one line saying all of it */
 } weld_cross_check;
 
+/* Files of one name pattern (digit runs as N) and the tensor bytes a conversion reads from them. */
+typedef struct weld_read_group {
+	char pattern[96];  /* e.g. "bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt"; "other files" for the rest */
+	size_t files;
+	uint64_t bytes;    /* tensor data to read; 0 for files read only for their headers and pickles */
+} weld_read_group;
+
+#define WELD_READ_GROUPS_MAX 8
+
 /*
  * What weld_convert did. It grows at the end in new versions; callers
  * compiled against an older weld.h must be rebuilt (0.x).
@@ -334,6 +350,9 @@ typedef struct weld_convert_result {
 	char source_choice[4608]; /* weld_ckpt_choice_note: which weights of the folder were read; may be empty */
 	uint64_t bytes_to_read;   /* what the plan reads (bytes_read: what was read) */
 	weld_cross_check cross_check;
+	weld_read_group reads[WELD_READ_GROUPS_MAX]; /* the plan's reads by kind of file, largest first */
+	size_t nreads;
+	uint64_t plan_bytes;      /* memory of the plan's tables: tensors, fragments, records, names */
 } weld_convert_result;
 
 /*
@@ -355,6 +374,15 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
  * why not, in ERR. Reads the whole weights file.
  */
 weld_status weld_output_intact(const char *dir, weld_error *err);
+/*
+ * weld_output_intact, and made from SOURCE: weld.json's source_path (the
+ * input, resolved when it was converted) is SOURCE's realpath, so an output
+ * another run left under the same name is not taken for SOURCE's. A
+ * weld.json without source_path (an older weld's) names no source: not
+ * intact. WELD_ERR_MISMATCH names the source DIR was made from in ERR.
+ * Checked before the weights are read.
+ */
+weld_status weld_output_intact_from(const char *dir, const char *source, weld_error *err);
 
 /* ------------------------------------------------------------------------- */
 /* verify: is an output folder intact and servable? (weld verify)             */

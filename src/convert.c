@@ -16,6 +16,7 @@
 #include "output/writer.h"
 #include "pipeline/crosscheck.h"
 #include "pipeline/execute.h"
+#include "pipeline/summary.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -228,6 +229,7 @@ static void fill_planned(conversion *cv)
 	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
 	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
 	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
+	r->plan_bytes = weld__plan_memory(cv->p, cv->c);
 }
 
 /* The weights file in the staging folder: laid out, filled by the executor, finished and flushed. */
@@ -363,6 +365,8 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		s = prepare(&cv, err);
 	if (!s)
 		fill_planned(&cv);
+	if (!s && !weld__plan_read_groups(cv.p, cv.c, res->reads, &res->nreads))
+		s = weld__nomem(err);
 	if (!s && cv.opts.dry_run) {
 		res->bytes_read = cv.p->src_bytes; /* what a real run would read */
 		release(&cv);

@@ -84,6 +84,10 @@ tail -n 1 "$out/stderr" >"$out/final"
 like final "weld: done in [0-9.]+ s: 26 tensors -> $out/c/model.safetensors, read 504.2 kB \([0-9.]+ GB/s\), wrote 253.3 kB \([0-9.]+ GB/s\), peak memory [0-9]+ MB, cpu, 2 threads"
 cmp -s "$out/c/model.safetensors" "$fx/qwen2_tied/st_single_bf16_reference/model.safetensors" ||
 	{ echo "FAIL: convert output differs from transformers' bf16 model"; fails=$((fails + 1)); }
+# --dtype keep: the first line reads "to write as stored dtypes", not "as as stored".
+expect 0 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/k" --device cpu --threads 2 --dtype keep
+head -n 1 "$out/stderr" >"$out/first"
+has first "weld: converting $fx/qwen2_tied/st_sharded (safetensors-sharded) -> $out/k/model.safetensors: 26 tensors, 501.2 kB to read, 503.9 kB to write as stored dtypes, cpu, 2 threads"
 expect 1 "$weld" convert --input "$fx/qwen2_tied/st_sharded" --output "$out/c" --device cpu
 has stderr "weld: error: $out/c: already holds model.safetensors; use --force to replace it"
 expect 0 "$weld" convert --input "$fx/qwen2_tied/bin_sharded" --output "$out/c" --device cpu --force --json --threads 1

@@ -13,7 +13,9 @@ trap 'rm -rf "$t"' EXIT
 . "$(dirname "$0")/lib.sh"
 run=$t/myrun
 make_run "$run" qwen2_tied/st_sharded:checkpoint-2 zero/s2_w2_bf16:checkpoint-5 zero/s3_w2_bf16_all:checkpoint-10
-b() { "$weld" batch --input-dir "$run" --device cpu --quiet "$@"; }
+# b: quiet (errors and the results table only); bl: with each checkpoint's log lines.
+bl() { "$weld" batch --input-dir "$run" --device cpu "$@"; }
+b() { bl --quiet "$@"; }
 
 # --help: --json, the step names, the clash rule, the dtype aliases, and the exit codes last.
 "$weld" batch --help >"$t/help" || fail "batch --help failed"
@@ -87,7 +89,7 @@ grep -q "^ *0  checkpoint-10  *10  deepspeed  *$t/out/myrun_step_10  *done  *[0-
 
 # All, with --skip-existing: the latest is skipped because its manifest verifies.
 b --output-dir "$t/out" --all-checkpoints --skip-existing --name m >"$t/log" 2>&1 || fail "all failed"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "all (myrun) failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "all (myrun) failed"
 grep -q "^checkpoint-10: skipped: $t/out/myrun_step_10 verifies" "$t/log" || fail "no skip: $(cat "$t/log")"
 for s in 2 5 10; do
 	[ -f "$t/out/myrun_step_$s/weld.json" ] || fail "myrun_step_$s missing"
@@ -97,14 +99,18 @@ cmp -s "$t/out/myrun_step_2/model.safetensors" "$fx/qwen2_tied/st_single_bf16_re
 	fail "checkpoint-2's output is not transformers' bf16 file"
 # A corrupted output no longer verifies: --skip-existing converts it again.
 printf 'X' | dd of="$t/out/myrun_step_5/model.safetensors" bs=1 seek=200 conv=notrunc status=none
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "reconvert failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" || fail "the corrupted output was skipped"
+grep -qx "checkpoint-5: $t/out/myrun_step_5/model.safetensors: CRC-32 0x[0-9a-f]\{8\}, the manifest says 0x[0-9a-f]\{8\}; converting $run/checkpoint-5 into it again" "$t/log" ||
+	fail "no word of why the corrupted output is redone: $(cat "$t/log")"
 # So is one an older weld left when killed between its weights and its manifest:
 # new weights, no weld.json. No --force needed, and nothing of it survives.
 rm "$t/out/myrun_step_2/weld.json"
 echo stale >"$t/out/myrun_step_2/old-notes.txt"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo without a manifest failed"
 grep -q "^checkpoint-2: done in .* s: 26 tensors" "$t/log" || fail "the output without a manifest was skipped: $(cat "$t/log")"
+grep -qxF "checkpoint-2: $t/out/myrun_step_2/weld.json: cannot open: No such file or directory; converting $run/checkpoint-2 into it again" "$t/log" ||
+	fail "no word of why the output without a manifest is redone: $(cat "$t/log")"
 [ -f "$t/out/myrun_step_2/weld.json" ] && [ ! -e "$t/out/myrun_step_2/old-notes.txt" ] || fail "the redone output is not whole"
 # An output locked by a conversion on another node is not taken over, however broken it looks.
 rm "$t/out/myrun_step_5/weld.json"
@@ -113,8 +119,41 @@ b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>"$t/err" &
 grep -q "^checkpoint-5: error: $t/out/.myrun_step_5.weld-lock: locked by process 4242 on host other-node-3 since " "$t/err" ||
 	fail "foreign lock message: $(cat "$t/err")"
 rm "$t/out/.myrun_step_5.weld-lock"
-b --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
+bl --output-dir "$t/out" --all-checkpoints --skip-existing >"$t/log" 2>&1 || fail "redo after the lock went failed"
 grep -q "^checkpoint-5: done in .* s: 11 tensors" "$t/log" && grep -q "^checkpoint-2: skipped" "$t/log" || fail "redo: $(cat "$t/log")"
+
+# Two runs whose checkpoints share a folder name (e1/output/checkpoint-1 and
+# e2/output/checkpoint-1, other models) map to one output with the default
+# name: OUT/output_step_1. weld.json records the input resolved
+# (source_path), so --skip-existing converts e2's into it again rather than
+# skip e1's output as if it were e2's, and says so.
+make_run "$t/e1/output" qwen2_tied/st_sharded:checkpoint-1
+make_run "$t/e2/output" zero/s2_w2_bf16:checkpoint-1
+e1=$(realpath "$t/e1/output/checkpoint-1") e2=$(realpath "$t/e2/output/checkpoint-1")
+source_path() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_path"])' "$1/weld.json"; }
+"$weld" batch --input-dir "$t/e1/output" --output-dir "$t/shared" --device cpu --quiet 2>"$t/err" || fail "e1: $(cat "$t/err")"
+[ "$(source_path "$t/shared/output_step_1")" = "$e1" ] ||
+	fail "weld.json's source_path is not $e1: $(cat "$t/shared/output_step_1/weld.json")"
+"$weld" batch --input-dir "$t/e2/output" --output-dir "$t/shared" --device cpu --skip-existing >"$t/log" 2>"$t/err" ||
+	fail "e2: $(cat "$t/err")"
+grep -qxF "checkpoint-1: $t/shared/output_step_1: made from $e1; converting $t/e2/output/checkpoint-1 into it again" "$t/err" &&
+	grep -q "^ *0  checkpoint-1  *1  deepspeed  *$t/shared/output_step_1  done  " "$t/err" ||
+	fail "e2 over e1's output: $(cat "$t/err")"
+"$weld" convert --input "$t/e2/output/checkpoint-1" --output "$t/e2ref" --device cpu --quiet || fail "e2 reference failed"
+cmp -s "$t/shared/output_step_1/model.safetensors" "$t/e2ref/model.safetensors" || fail "OUT/output_step_1 is not e2's model"
+# The same input by another path (relative, through a link) is the same source: skipped.
+ln -s e2 "$t/e2link"
+(cd "$t" && "$weld" batch --input-dir e2link/output --output-dir shared --device cpu --skip-existing) >"$t/log" 2>"$t/err" ||
+	fail "e2 by a link: $(cat "$t/err")"
+grep -qxF "checkpoint-1: skipped: shared/output_step_1 verifies" "$t/err" || fail "e2 by a link was not skipped: $(cat "$t/err")"
+# weld.json without source_path (an older weld's) says nothing of its source: redone, saying so, even when it is e2's.
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); del j["source_path"]; json.dump(j, open(sys.argv[1], "w"))' \
+	"$t/shared/output_step_1/weld.json"
+"$weld" batch --input-dir "$t/e2/output" --output-dir "$t/shared" --device cpu --skip-existing >"$t/log" 2>"$t/err" ||
+	fail "e2 over an older weld.json: $(cat "$t/err")"
+grep -qxF "checkpoint-1: $t/shared/output_step_1: made from an unknown source (its weld.json, by an older weld, has no source_path); converting $t/e2/output/checkpoint-1 into it again" "$t/err" &&
+	[ "$(source_path "$t/shared/output_step_1")" = "$e2" ] ||
+	fail "e2 over an older weld.json: $(cat "$t/err")"
 
 # Slurm array tasks: one checkpoint each, by index.
 SLURM_ARRAY_TASK_ID=1 b --output-dir "$t/arr" --all-checkpoints >/dev/null 2>"$t/err" || fail "array task 1 failed: $(cat "$t/err")"
@@ -279,6 +318,78 @@ done
 "$weld" batch --input-dir "$names" --output-dir "$t/nout" --dry-run --json 2>"$t/err" |
 	python3 -c 'import json,sys; c = json.load(sys.stdin)["checkpoints"]; print(len(c), c[0]["name"], c[0]["output"])' >"$t/steps"
 [ "$(cat "$t/steps")" = "1 iter_0000100 $t/nout/names_step_100" ] || fail "--latest: $(cat "$t/steps" "$t/err")"
+
+# A real HF Trainer + DeepSpeed run (tests/fixtures/trainer): checkpoint-1's
+# 16-bit copy agrees with its masters, checkpoint-2's differs in one tensor.
+trun=$t/trun
+make_run "$trun" trainer/z2_untied/checkpoint-1:checkpoint-1 trainer/z2_altered/checkpoint-2:checkpoint-2
+# --quiet: the results table and nothing else on stderr (no start line,
+# summary, note or cross-check line), nothing on stdout; a rerun's skips too.
+for extra in "" --skip-existing; do
+	"$weld" batch --input-dir "$trun" --output-dir "$t/tq" --all-checkpoints --device cpu --quiet $extra >"$t/log" 2>"$t/err" ||
+		fail "--quiet $extra: $(cat "$t/err")"
+	[ ! -s "$t/log" ] && [ "$(wc -l <"$t/err")" -eq 4 ] && head -1 "$t/err" | grep -q "^INDEX  NAME " &&
+		tail -1 "$t/err" | grep -q "^weld batch: 2 checkpoints, " || fail "--quiet $extra printed: $(cat "$t/log" "$t/err")"
+done
+grep -q "^ *1  checkpoint-2  *2  *-  *$t/tq/trun_step_2  *skipped  " "$t/err" || fail "--quiet rerun's table: $(cat "$t/err")"
+
+# The results table notes the copy that differs; --quiet keeps the note.
+note="cross-check: differs (first: model.layers.1.mlp.down_proj.weight)"
+rm -rf "$t/tq"
+"$weld" batch --input-dir "$trun" --output-dir "$t/tq" --all-checkpoints --device cpu --quiet 2>"$t/err"
+head -1 "$t/err" | grep -q "  SECONDS  NOTE$" && grep -q "^ *0  checkpoint-1  .*  done  *[0-9.]*$" "$t/err" &&
+	grep -q "^ *1  checkpoint-2  .*  done  *[0-9.]*  $note$" "$t/err" || fail "no cross-check note: $(cat "$t/err")"
+# --json: each converted row also says what convert --json says: the cross-check, notice, tied aliases,
+# float16 overflows, bytes planned, the format's detail and the weights file.
+"$weld" batch --input-dir "$trun" --output-dir "$t/tj" --all-checkpoints --device cpu --json >"$t/json" 2>"$t/err" ||
+	fail "trainer run --json: $(cat "$t/err")"
+python3 - "$t/json" "$t/tj" "$trun" <<'PY' || fail "trainer run JSON: $(cat "$t/json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+out, run = sys.argv[2], sys.argv[3]
+one, two = j["checkpoints"]
+for c, step in ((one, 1), (two, 2)):
+    assert set(c) == {"index", "name", "step", "type", "output", "bytes_read", "bytes_written", "result", "seconds", "clash",
+                      "tensors", "crc32", "backend", "cross_check", "notice", "tied", "fp16_overflows", "bytes_to_read",
+                      "format_detail", "weights", "source_choice"}, sorted(c)
+    assert c["weights"] == "%s/trun_step_%d/model.safetensors" % (out, step), c
+    assert c["format_detail"] == "ZeRO-2, 2 ranks, tag global_step%d" % step, c
+    assert (c["tied"], c["fp16_overflows"], c["tensors"]) == (0, 0, 21), c
+    assert 0 < c["bytes_to_read"] <= c["bytes_read"], c
+    assert c["notice"] == "", c["notice"]
+    assert c["source_choice"] == ("%s/checkpoint-%d: read the DeepSpeed fp32 master weights (tag global_step%d), not the HF "
+                           "safetensors weights beside them (--type hf reads those)" % (run, step, step)), c["source_choice"]
+x1, x2 = one["cross_check"], two["cross_check"]
+assert (x1["result"], x1["against"], x1["compared"], x1["differing"], x1["first_difference"]) == (
+    "agree", "safetensors", 21, 0, None), x1
+assert (x2["result"], x2["compared"], x2["differing"], x2["first_difference"]) == (
+    "differ", 21, 1, "model.layers.1.mlp.down_proj.weight"), x2
+assert x2["summary"] == ("the HF safetensors weights beside the masters DIFFER from the masters cast to bfloat16 in 1 of "
+                         "21 tensors (first: model.layers.1.mlp.down_proj.weight)"), x2
+PY
+
+# A run of a format weld recognises but does not read (Megatron-LM, a PyTorch
+# DCP) holds no folder batch takes for a checkpoint: it is refused naming the
+# format, not with "no checkpoints found". --count too: 0 would size an empty array.
+mkdir -p "$t/mega/iter_0000100/mp_rank_00" "$t/dcp"
+echo 100 >"$t/mega/latest_checkpointed_iteration.txt"
+: >"$t/mega/iter_0000100/mp_rank_00/model_optim_rng.pt"
+: >"$t/dcp/.metadata"
+: >"$t/dcp/__0_0.distcp"
+for r in "mega:a Megatron-LM checkpoint (latest_checkpointed_iteration.txt)" \
+	"dcp:a PyTorch Distributed Checkpoint (.metadata + __0_0.distcp)"; do
+	for extra in "" "--dry-run --count" "--checkpoint-filter iter_*"; do
+		"$weld" batch --input-dir "$t/${r%%:*}" --output-dir "$t/uout" $extra >"$t/log" 2>"$t/err"
+		rc=$?
+		[ $rc -eq 1 ] && [ ! -s "$t/log" ] && [ ! -e "$t/uout" ] &&
+			[ "$(cat "$t/err")" = "weld: error: $t/${r%%:*}: ${r#*:}; weld does not read this format yet" ] ||
+			fail "unsupported run ${r%%:*} ($extra): exit $rc: $(cat "$t/log" "$t/err")"
+	done
+done
+# A folder of nothing weld knows is still "no checkpoints found".
+mkdir "$t/empty"
+"$weld" batch --input-dir "$t/empty" --output-dir "$t/uout" >/dev/null 2>"$t/err"
+[ $? -eq 1 ] && [ "$(cat "$t/err")" = "weld: error: $t/empty: no checkpoints found" ] || fail "empty run: $(cat "$t/err")"
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails batch check(s) failed"

@@ -195,6 +195,29 @@ if [ -n "$shim" ]; then
 	[ -z "$(ls -A "$out" | grep term)" ] || fail "SIGTERM in the cross-check left $(ls -A "$out" | grep term)"
 fi
 
+# --dry-run: the plan, by kind of file, and nothing written. The masters read are the fp32 of every
+# tensor the oracle (bf16) holds: twice its tensor bytes.
+st_bytes() { python3 -c 'import json,struct,sys; r=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",r[:8])[0]; h=json.loads(r[8:8+n]); print(sum(v["data_offsets"][1]-v["data_offsets"][0] for k,v in h.items() if k!="__metadata__"))' "$1"; }
+oracle=$tr/z2_untied/oracle/checkpoint-2.bf16.safetensors
+expect 0 c --input "$tr/z2_untied/checkpoint-2" --output "$out/dry" --dry-run --json
+[ ! -e "$out/dry" ] && [ -z "$(ls -A "$out" | grep '^\.dry')" ] || fail "--dry-run wrote something"
+[ "$(json_field "$out/stdout" '["reads"][0]["kind"]')" = bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt ] &&
+	[ "$(json_field "$out/stdout" '["reads"][0]["files"]')" = 2 ] &&
+	[ "$(json_field "$out/stdout" '["reads"][0]["bytes"]')" = $((2 * $(st_bytes "$oracle"))) ] &&
+	[ "$(json_field "$out/stdout" '["reads"][1]')" = "{'kind': 'mp_rank_N_model_states.pt', 'files': 1, 'bytes': 0}" ] ||
+	fail "--dry-run --json reads: $(cat "$out/stdout")"
+[ "$(json_field "$out/stdout" '["bytes_written"]')" = "$(stat -c %s "$oracle")" ] &&
+	[ "$(json_field "$out/stdout" '["dry_run"]')" = True ] || fail "--dry-run --json bytes_written"
+expect 0 c --input "$tr/z2_untied/checkpoint-2" --output "$out/dry" --dry-run
+[ ! -e "$out/dry" ] || fail "--dry-run wrote $out/dry"
+has stdout "input  $tr/z2_untied/checkpoint-2 (deepspeed: ZeRO-2, 2 ranks, tag global_step2)"
+has stdout "note   $tr/z2_untied/checkpoint-2: read the DeepSpeed fp32 master weights (tag global_step2)"
+like stdout "read +[0-9.]+ kB +2  bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt"
+like stdout "read +0.0 kB +1  mp_rank_N_model_states.pt \\(headers and pickles only\\)"
+like stdout "write +[0-9.]+ kB +1  $out/dry/model.safetensors: 21 tensors"
+like stdout "plan +[0-9.]+ kB of tables; peak memory [0-9]+ MB so far"
+lines stdout 7
+
 # inspect names the choice too.
 expect 0 "$weld" inspect "$tr/z2_tied/checkpoint-1"
 has stdout "note: $tr/z2_tied/checkpoint-1: read the DeepSpeed fp32 master weights (tag global_step1), not the HF safetensors weights beside them (--type hf reads those)"

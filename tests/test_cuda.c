@@ -2,16 +2,19 @@
  * The CUDA backend against the CPU backend, which is the reference.
  *
  * Everywhere (built with CUDA): the CUDA pipeline's host emulation (the
- * kernels' own code run in loops) on random jobs, odd CRC spans and a sample
- * of casts. With a usable device: random jobs from several threads at once,
+ * kernels' own code run in loops) on random jobs, odd CRC spans, a sample
+ * of casts, and blocks at element indices and byte offsets past 2^31, 2^32
+ * and 2^33 of one job (sparse buffers). With a usable device: random jobs from several threads at once,
  * a tight memory budget, odd CRC spans, all 2^32 fp32 patterns through the
- * cast kernel against backend/cast.h compiled for the host, cuBLAS sums of squares, and
+ * cast kernel against backend/cast.h compiled for the host, one launch of
+ * 2^31 + 4101 elements (4 GiB out), cuBLAS sums of squares, and
  * every fixture converted on both devices to byte-identical model.safetensors
  * and weld.json (bf16 and fp16, small and default chunks, HF and ZeRO).
  *
  * Without a usable device it prints "cuda: skipped: <why>" and exits 77
  * (ctest: SKIP_RETURN_CODE 77), or fails when WELD_REQUIRE_CUDA is set.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "backend/backend.h"
 #include "backend/cast.h"
 #include "util/util.h"
@@ -21,6 +24,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -426,6 +430,192 @@ static weld_status open_cuda(weld_backend **b, bool emulated, weld_error *err)
 			: weld_backend_open(b, WELD_DEVICE_CUDA, notice, sizeof(notice), err);
 }
 
+/* ---- past 2^31 elements and 2^32 bytes ------------------------------------------- */
+
+/* A private zero-filled mapping of N bytes that costs memory only where written; NULL when refused. */
+static uint8_t *sparse_map(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void sparse_unmap(uint8_t *p, size_t n)
+{
+	if (p)
+		munmap(p, n);
+}
+
+/* Random bits in bytes [AT - R, AT + R) of BUF (LEN bytes), clipped to it. */
+static void fill_around(uint8_t *buf, uint64_t len, uint64_t at, uint64_t r, uint64_t *rng)
+{
+	uint64_t lo = at > r ? at - r : 0, hi = len - at > r ? at + r : len;
+	for (uint64_t i = lo; i < hi; i += 8) {
+		uint64_t x = rng_next(rng);
+		memcpy(buf + i, &x, hi - i < 8 ? hi - i : 8);
+	}
+}
+
+/*
+ * A chunk as the executor lays one out, with a segment of N1 elements in the
+ * middle: 3 F32 -> BF16, then N1 F32 -> BF16, then 3000 F32 -> F16 whose
+ * staging and output offsets lie past 4 x N1 and 2 x N1 bytes. One span per
+ * segment.
+ */
+static void wide_layout(weld_seg segs[3], weld_span spans[3], uint64_t n1, size_t *staging_len, size_t *out_len)
+{
+	size_t s2 = align8(16 + 4 * n1), o2 = align8(8 + 2 * n1);
+	segs[0] = (weld_seg){0, 0, 3, WELD_DTYPE_F32, WELD_DTYPE_BF16};
+	segs[1] = (weld_seg){16, 8, n1, WELD_DTYPE_F32, WELD_DTYPE_BF16};
+	segs[2] = (weld_seg){s2, o2, 3000, WELD_DTYPE_F32, WELD_DTYPE_F16};
+	for (int k = 0; k < 3; k++)
+		spans[k] = (weld_span){segs[k].out_off, segs[k].count * 2, 0};
+	*staging_len = s2 + 4 * 3000;
+	*out_len = o2 + 2 * 3000;
+}
+
+/* The gather_cast blocks of PARTS (run by the emulation into JOB) against the CPU backend. */
+static void check_wide_parts(const weld_job *job, const weld_block_probe *parts, size_t n, uint64_t overflows)
+{
+	uint8_t *ref = malloc(1u << 17);
+	uint64_t want = 0;
+	CHECK(ref != NULL);
+	for (size_t i = 0; ref && i < n; i++) {
+		const weld_block_probe *p = &parts[i];
+		const weld_seg *s = &job->segs[p->index];
+		size_t ss = weld_dtype_size(s->src_dtype), ds = weld_dtype_size(s->dst_dtype);
+		if (!(p->first <= p->at && p->at < p->end && p->end <= s->count && p->end - p->first <= 1u << 15)) {
+			fprintf(stderr, "segment %zu element %llu: block covers [%llu, %llu)\n", p->index,
+				(unsigned long long)p->at, (unsigned long long)p->first, (unsigned long long)p->end);
+			test_failures++;
+			continue;
+		}
+		weld_cpu_convert_run(job->staging + s->staging_off + ss * p->first, s->src_dtype, ref, s->dst_dtype,
+				     p->end - p->first, &want);
+		if (memcmp(ref, job->out + s->out_off + ds * p->first, ds * (p->end - p->first)) != 0) {
+			fprintf(stderr, "segment %zu element %llu: emulated kernel differs from the cpu\n", p->index,
+				(unsigned long long)p->at);
+			test_failures++;
+		}
+	}
+	CHECK(overflows == want);
+	free(ref);
+}
+
+/* The crc blocks of BLOCKS (computed by the emulation on JOB's output) against zlib's CRC-32. */
+static void check_wide_blocks(const weld_job *job, const weld_block_probe *blocks, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const weld_block_probe *b = &blocks[i];
+		const weld_span *sp = &job->spans[b->index];
+		if (!(b->first <= b->at && b->at < b->end && b->end <= sp->len)) {
+			fprintf(stderr, "span %zu byte %llu: block covers [%llu, %llu)\n", b->index,
+				(unsigned long long)b->at, (unsigned long long)b->first, (unsigned long long)b->end);
+			test_failures++;
+			continue;
+		}
+		uint32_t want = weld__crc32(0, job->out + sp->out_off + b->first, b->end - b->first);
+		if (b->crc != want) {
+			fprintf(stderr, "span %zu byte %llu: crc 0x%08x, want 0x%08x\n", b->index, (unsigned long long)b->at,
+				b->crc, want);
+			test_failures++;
+		}
+	}
+}
+
+/*
+ * The kernels' own code, run on the host, at element indices and byte
+ * offsets either side of 2^31, 2^32 and 2^33 of one job of 2^32 + 4101
+ * elements (16 GiB staged, 8 GiB out), against the CPU backend. Only the
+ * probed blocks' pages of the sparse buffers are ever touched.
+ */
+static void check_wide_emulated(void)
+{
+	const uint64_t n1 = (1ull << 32) + 4101, g = 1ull << 31;
+	weld_seg segs[3];
+	weld_span spans[3];
+	size_t staging_len, out_len;
+	wide_layout(segs, spans, n1, &staging_len, &out_len);
+	uint8_t *staging = sparse_map(staging_len), *out = sparse_map(out_len);
+	if (!staging || !out) { /* an address-space limit (ulimit -v): say so, it is no failure of weld */
+		fprintf(stderr, "cuda: indices past 2^32 not emulated: cannot map %zu GiB\n", (staging_len + out_len) >> 30);
+		sparse_unmap(staging, staging_len);
+		sparse_unmap(out, out_len);
+		return;
+	}
+	weld_block_probe parts[] = {{0, 0},         {1, 0},         {1, g - 1},  {1, g},        {1, 2 * g - 1},
+				    {1, 2 * g},     {1, n1 - 1},    {2, 0},      {2, 2999}};
+	weld_block_probe blocks[] = {{0, 0},         {1, 0},         {1, g - 1},     {1, g},    {1, 2 * g - 1}, {1, 2 * g},
+				     {1, 4 * g - 1}, {1, 4 * g},     {1, 2 * n1 - 1}, {2, 0},   {2, 5999}};
+	size_t nparts = sizeof(parts) / sizeof(parts[0]), nblocks = sizeof(blocks) / sizeof(blocks[0]);
+	uint64_t rng = 2031;
+	int before = test_failures;
+	for (size_t i = 0; i < nparts; i++)
+		fill_around(staging + segs[parts[i].index].staging_off, 4 * segs[parts[i].index].count, 4 * parts[i].at,
+			    1u << 16, &rng);
+	weld_job job = {.staging = staging, .out = out, .segs = segs, .nsegs = 3, .spans = spans, .nspans = 3};
+	weld_error err = {0};
+	weld_status s = weld__backend_cuda_test_blocks(&job, parts, nparts, NULL, 0, &err);
+	CHECK_OK(s, &err);
+	if (!s)
+		check_wide_parts(&job, parts, nparts, job.fp16_overflows);
+	/* Distinct bytes in every probed block, so that a block read from a wrapped offset shows. */
+	for (size_t i = 0; i < nblocks; i++)
+		fill_around(out + spans[blocks[i].index].out_off, spans[blocks[i].index].len, blocks[i].at, 1u << 17, &rng);
+	s = weld__backend_cuda_test_blocks(&job, NULL, 0, blocks, nblocks, &err);
+	CHECK_OK(s, &err);
+	if (!s)
+		check_wide_blocks(&job, blocks, nblocks);
+	/* A probe past its segment is refused, not run. */
+	weld_block_probe past = {1, n1};
+	CHECK(weld__backend_cuda_test_blocks(&job, &past, 1, NULL, 0, &err) == WELD_ERR_INVALID_ARG);
+	if (test_failures == before)
+		fprintf(stderr, "cuda: emulated kernels at %zu element indices and %zu byte offsets up to 2^33 agree\n",
+			nparts, nblocks);
+	sparse_unmap(staging, staging_len);
+	sparse_unmap(out, out_len);
+}
+
+/*
+ * On the device: one job of 2^31 + 4101 F32 -> BF16 elements (8 GiB staged,
+ * 4 GiB out) in one launch, against the CPU backend, every byte and the CRCs
+ * of the whole output and of a span across byte 2^32.
+ */
+static void check_wide_device(void)
+{
+	const uint64_t n = (1ull << 31) + 4101;
+	weld_seg seg = {0, 0, n, WELD_DTYPE_F32, WELD_DTYPE_BF16};
+	weld_span sc[2] = {{0, 2 * n, 0}, {(1ull << 32) - 8, 16, 0}}, sg[2];
+	uint8_t *staging = sparse_map(4 * n), *oc = sparse_map(2 * n), *og = sparse_map(2 * n);
+	weld_backend *b = NULL, cpu = {&weld_backend_cpu_iface, NULL};
+	weld_error err = {0};
+	setenv("WELD_GPU_MEMORY_MB", "16384", 1);
+	CHECK(staging && oc && og);
+	CHECK_OK(open_cuda(&b, false, &err), &err);
+	unsetenv("WELD_GPU_MEMORY_MB");
+	if (staging && oc && og && b) {
+		uint64_t rng = 31, at[] = {0, 1ull << 30, (1ull << 31) - 1, 1ull << 31, n - 1};
+		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++)
+			fill_around(staging, 4 * n, 4 * at[i], 1u << 20, &rng);
+		memcpy(sg, sc, sizeof(sc));
+		weld_job jc = {.staging = staging, .out = oc, .segs = &seg, .nsegs = 1, .spans = sc, .nspans = 2};
+		weld_job jg = {.staging = staging, .out = og, .segs = &seg, .nsegs = 1, .spans = sg, .nspans = 2};
+		CHECK_OK(weld_backend_convert(&cpu, &jc, &err), &err);
+		weld_status s = weld_backend_convert(b, &jg, &err);
+		if (s && strstr(err.message, "out of memory")) { /* it needs about 13 GiB of device memory */
+			fprintf(stderr, "cuda: one launch of 2^31 + 4101 elements not run: %s\n", err.message);
+		} else {
+			CHECK_OK(s, &err);
+			CHECK(!s && memcmp(oc, og, 2 * n) == 0);
+			CHECK(!s && sc[0].crc == sg[0].crc && sc[1].crc == sg[1].crc);
+			CHECK(sc[1].crc == weld__crc32(0, oc + sc[1].out_off, 16));
+		}
+	}
+	weld_backend_close(b);
+	sparse_unmap(staging, 4 * n);
+	sparse_unmap(oc, 2 * n);
+	sparse_unmap(og, 2 * n);
+}
+
 static void check_budget(bool emulated)
 {
 	weld_backend *b = NULL;
@@ -530,6 +720,7 @@ int main(void)
 		check_random_jobs(emu, 3, 25, 50000, 1);
 		check_crc_spans(emu);
 		check_cast_sample(emu);
+		check_wide_emulated();
 		weld_backend_close(emu);
 		check_budget(true);
 		if (test_failures == before)
@@ -578,6 +769,8 @@ int main(void)
 	weld_backend_close(b);
 	fprintf(stderr, "cuda: memory budget\n");
 	check_budget(false);
+	fprintf(stderr, "cuda: one launch of 2^31 + 4101 elements\n");
+	check_wide_device();
 	fprintf(stderr, "cuda: fixtures\n");
 	check_fixtures();
 

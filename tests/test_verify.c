@@ -7,6 +7,7 @@
  * with data after its value, shapes torch cannot hold. Each asserts the
  * exact FAIL line it must produce and that nothing else FAILs.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "test_verify.h"
 
 #include <cjson/cJSON.h>
@@ -321,6 +322,42 @@ static void check_leftovers(void)
 	CHECK(unlink(lock) == 0 && rmdir(stage) == 0);
 }
 
+/*
+ * weld_output_intact_from: an output is SOURCE's when weld.json's
+ * source_path is SOURCE's realpath, however SOURCE is spelled. An intact
+ * output of another source is not, nor one whose weld.json names none (an
+ * older weld's); either is said before the weights are read.
+ */
+static void check_source(void)
+{
+	char src[4096], msg[8192], other[4096];
+	weld_error err = {0};
+	CHECK(realpath(fixture("qwen2_tied/st_sharded"), src) != NULL);
+	CHECK_OK(weld_output_intact_from(good, fixture("qwen2_tied/st_sharded"), &err), &err);
+	snprintf(other, sizeof(other), "%s/../st_sharded/", src);
+	CHECK_OK(weld_output_intact_from(good, other, &err), &err);
+	snprintf(msg, sizeof(msg), "%s: made from %s", good, src);
+	CHECK_ERR(weld_output_intact_from(good, fixture("qwen2_tied/bin_sharded"), &err), WELD_ERR_MISMATCH, &err, msg);
+	CHECK(weld_output_intact_from(good, NULL, NULL) == WELD_ERR_INVALID_ARG);
+	snprintf(msg, sizeof(msg), "%s: No such file or directory", tpath("nowhere"));
+	CHECK_ERR(weld_output_intact_from(good, tpath("nowhere"), &err), WELD_ERR_IO, &err, msg);
+
+	/* Weights cut short: the source is compared first. */
+	snprintf(other, sizeof(other), "%s", tpath("other_source"));
+	copy_dir(good, other);
+	CHECK(truncate(path_in(other, "model.safetensors"), 100) == 0);
+	snprintf(msg, sizeof(msg), "%s: made from %s", other, src);
+	CHECK_ERR(weld_output_intact_from(other, fixture("qwen2_tied/bin_sharded"), &err), WELD_ERR_MISMATCH, &err, msg);
+	CHECK(weld_output_intact_from(other, src, NULL) == WELD_ERR_MISMATCH); /* the size */
+
+	const char *dir = tpath("older_weld");
+	copy_dir(good, dir);
+	edit_file(dir, "weld.json", "\"source_path\":", "\"was_source_path\":");
+	CHECK(weld_output_intact(dir, NULL) == WELD_OK);
+	snprintf(msg, sizeof(msg), "%s: made from an unknown source (its weld.json, by an older weld, has no source_path)", dir);
+	CHECK_ERR(weld_output_intact_from(dir, src, &err), WELD_ERR_MISMATCH, &err, msg);
+}
+
 /* Written by hand (weld convert would strip it): every name keeps 'module.'. */
 static void check_prefix(void)
 {
@@ -466,6 +503,13 @@ static void check_bad_manifest(void)
 	EXPECT(r, "manifest", WELD_CHECK_FAIL, msg);
 	CHECK(find(r, "crc32") == NULL && find(r, "size") == NULL);
 	weld_verify_report_free(r);
+
+	/* A dimension no double holds as a whole number (1e300 would be undefined as a uint64_t). */
+	copy_dir(good, dir);
+	edit_file(dir, "weld.json", "[509, 64]", "[509, 1e300]");
+	r = verify(dir, NULL);
+	EXPECT(r, "manifest", WELD_CHECK_FAIL, "weld.json: tensors[0] lacks a name, dtype, shape, offset, bytes or crc32");
+	weld_verify_report_free(r);
 }
 
 /*
@@ -578,6 +622,7 @@ int main(void)
 	check_config_dtype();
 	check_stale();
 	check_leftovers();
+	check_source();
 	check_prefix();
 	check_missing_config();
 	check_tied();

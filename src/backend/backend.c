@@ -150,6 +150,13 @@ weld_status weld__backend_cuda_test_cast(weld_backend *b, uint32_t first, uint32
 	(void)b, (void)first, (void)n, (void)dst, (void)out, (void)overflows;
 	return weld__fail(err, WELD_ERR_NO_DEVICE, NO_CUDA_BUILD);
 }
+
+weld_status weld__backend_cuda_test_blocks(weld_job *job, weld_block_probe *parts, size_t nparts,
+					   weld_block_probe *blocks, size_t nblocks, weld_error *err)
+{
+	(void)job, (void)parts, (void)nparts, (void)blocks, (void)nblocks;
+	return weld__fail(err, WELD_ERR_NO_DEVICE, NO_CUDA_BUILD);
+}
 #endif
 
 weld_status weld__backend_open_cuda_emulated(weld_backend **out, weld_error *err)

@@ -112,4 +112,30 @@ weld_status weld__backend_open_cuda_emulated(weld_backend **out, weld_error *err
 weld_status weld__backend_cuda_test_cast(weld_backend *b, uint32_t first, uint32_t n, weld_dtype dst, uint16_t *out,
 					 uint64_t *overflows, weld_error *err);
 
+/*
+ * Test hook: one block of the CUDA kernels, named by what it covers: element
+ * AT of segment INDEX (gather_cast) or byte AT of span INDEX (crc) of a job.
+ * Filled in: the elements or bytes [FIRST, END) of that segment or span the
+ * block covers, and for a crc block the CRC-32 of those bytes.
+ */
+typedef struct weld_block_probe {
+	size_t index;
+	uint64_t at;
+	uint64_t first, end;
+	uint32_t crc;
+} weld_block_probe;
+
+/*
+ * Test hook: the CUDA kernels' code run on the host (no device needed) for
+ * the probed blocks of JOB only, with the tables a conversion of JOB builds:
+ * the gather_cast blocks of PARTS, then the crc blocks of BLOCKS.
+ * JOB->fp16_overflows grows by the parts' overflows. Only the probed blocks'
+ * bytes of JOB->staging and JOB->out are touched, so both may be sparse
+ * mappings far larger than memory: element indices and byte offsets past
+ * 2^32 are reached with a few pages. WELD_ERR_INVALID_ARG for a probe past
+ * its segment or span; WELD_ERR_NO_DEVICE without the CUDA backend.
+ */
+weld_status weld__backend_cuda_test_blocks(weld_job *job, weld_block_probe *parts, size_t nparts,
+					   weld_block_probe *blocks, size_t nblocks, weld_error *err);
+
 #endif /* WELD_BACKEND_BACKEND_H */

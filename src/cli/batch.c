@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char batch_usage[] =
 	"usage: weld batch --input-dir RUN --output-dir OUT [options] [convert's options]\n"
@@ -37,11 +38,13 @@ static const char batch_usage[] =
 	"  --dry-run                  print the plan, write nothing: a table of INDEX, NAME,\n"
 	"                             STEP, TYPE, OUTPUT, bytes to READ and WRITE, and totals\n"
 	"  --count                    with --dry-run: print only how many checkpoints there are\n"
-	"  --skip-existing            skip checkpoints whose output verifies against its weld.json;\n"
-	"                             redo (replace) any other output of theirs\n"
+	"  --skip-existing            skip checkpoints whose output verifies against its weld.json\n"
+	"                             and was made from them (not another run's of the same name);\n"
+	"                             redo (replace) any other output of theirs, saying why\n"
 	"  --array-index I            convert only checkpoint I, the plan's INDEX\n"
 	"                             (default $SLURM_ARRAY_TASK_ID)\n"
-	"  --quiet                    no progress lines\n"
+	"  --quiet                    only errors and the results table: no start line,\n"
+	"                             progress, summary or note of each checkpoint\n"
 	"  --json                     the plan or the results as one JSON object on stdout\n"
 	"  --help                     this help\n"
 	"\n"
@@ -258,6 +261,23 @@ static outcome fail_row(batch_row *w, const weld_error *err)
 	return FAILED;
 }
 
+/*
+ * --skip-existing: whether W's output verifies and was made from W's own
+ * checkpoint, not another run's of the same name (e1/output/checkpoint-1 and
+ * e2/output/checkpoint-1 both go to OUT/output_step_1). An output there that
+ * does not is redone, and unless --quiet the log says why before it goes.
+ */
+static bool already_done(const batch_args *b, const batch_row *w)
+{
+	weld_error err = {0};
+	if (weld_output_intact_from(w->out, w->c->dir, &err) == WELD_OK)
+		return true;
+	struct stat st;
+	if (!b->quiet && stat(w->out, &st) == 0)
+		fprintf(stderr, "%s: %s; converting %s into it again\n", w->c->base, cli_error_text(&err), w->c->dir);
+	return false;
+}
+
 /* Convert (or plan) W's checkpoint, filling W. */
 static outcome convert_one(const batch_args *b, batch_row *w)
 {
@@ -266,9 +286,10 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 	if (cli_signal())
 		return INTERRUPTED;
 	double t0 = cli_wall();
-	if (b->skip && !b->dry && weld_output_intact(w->out, NULL) == WELD_OK) {
+	if (b->skip && !b->dry && already_done(b, w)) {
 		w->secs = cli_wall() - t0;
-		fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
+		if (!b->quiet)
+			fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
 	cli_progress ps = cli_progress_start(label, b->quiet);
@@ -291,22 +312,34 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 		return fail_row(w, &err);
 	if (b->dry)
 		return PLANNED;
-	/* The notice (why not CUDA) is on the start line and in the summary already. */
-	cli_print_summary(label, &w->r, w->secs, &ps);
+	/* The summary repeats no notice the start line showed; with --quiet the table alone tells. */
+	if (!b->quiet)
+		cli_print_summary(label, &w->r, w->secs, &ps);
 	return DONE;
 }
 
-/* The tables' columns: the dry run's plan, and the results of a real run. */
-enum { COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE };
+/*
+ * The tables' columns: the dry run's plan, and the results of a real run.
+ * Each ends with its NOTE, shown when some row has one: the plan's says
+ * what stops a checkpoint (a clash, a failure), the results' what a
+ * conversion found that its RESULT does not (a 16-bit copy that differs).
+ */
+enum {
+	COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_RESULT, COL_SECONDS, COL_NOTE,
+	COL_FOUND, COL_COUNT
+};
 static const struct {
 	const char *head;
 	bool right; /* numbers: aligned right */
-} columns[] = {{"INDEX", true},   {"NAME", false}, {"STEP", true},    {"TYPE", false},   {"OUTPUT", false},
-	       {"READ", true},    {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}};
+} columns[] = {{"INDEX", true}, {"NAME", false},   {"STEP", true},    {"TYPE", false}, {"OUTPUT", false}, {"READ", true},
+	       {"WRITE", true}, {"RESULT", false}, {"SECONDS", true}, {"NOTE", false}, {"NOTE", false}};
 static const int plan_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_READ, COL_WRITE, COL_NOTE};
-static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS};
+static const int result_cols[] = {COL_INDEX, COL_NAME, COL_STEP, COL_TYPE, COL_OUTPUT, COL_RESULT, COL_SECONDS, COL_FOUND};
 
-/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is a number. */
+/* A cell's room: the longest is the cross-check's note with a tensor's name. */
+#define CELL_MAX (sizeof(((weld_cross_check *)0)->first_difference) + 64)
+
+/* What the table shows of W in column COL; BUF (CAP bytes) holds it when it is made here. */
 static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 {
 	switch (col) {
@@ -332,8 +365,13 @@ static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 	case COL_SECONDS:
 		snprintf(buf, cap, "%.2f", w->secs);
 		return buf;
-	default: /* COL_NOTE: what the dry run found wrong */
+	case COL_NOTE:
 		return w->clash ? (w->result == FAILED ? "CLASH, FAILED" : "CLASH") : w->result == FAILED ? "FAILED" : "";
+	default: /* COL_FOUND */
+		if (w->result != DONE || w->r.cross_check.result != WELD_CROSS_CHECK_DIFFER)
+			return "";
+		snprintf(buf, cap, "cross-check: differs (first: %s)", w->r.cross_check.first_difference);
+		return buf;
 	}
 }
 
@@ -341,7 +379,7 @@ static const char *cell(const batch_row *w, int col, char *buf, size_t cap)
 static void print_line(FILE *f, const int *cols, size_t ncols, const int *width, const batch_row *w)
 {
 	for (size_t j = 0; j < ncols; j++) {
-		char buf[64];
+		char buf[CELL_MAX];
 		const char *s = w ? cell(w, cols[j], buf, sizeof(buf)) : columns[cols[j]].head;
 		bool right = columns[cols[j]].right, last = j + 1 == ncols;
 		if (last && !*s)
@@ -370,22 +408,24 @@ static batch_totals sum_rows(const batch_row *rows, size_t n)
 
 /*
  * The N rows as a table on F, each column as wide as its widest cell, then
- * the totals. The plan's NOTE column only when some row has a note.
+ * the totals. The NOTE column only when some row has a note.
  */
 static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
 {
 	const int *cols = plan ? plan_cols : result_cols;
-	size_t ncols = plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) - 1 : sizeof(result_cols) / sizeof(result_cols[0]);
-	int width[sizeof(plan_cols) / sizeof(plan_cols[0])];
+	size_t ncols = (plan ? sizeof(plan_cols) / sizeof(plan_cols[0]) : sizeof(result_cols) / sizeof(result_cols[0])) - 1;
+	int width[COL_COUNT];
 	batch_totals t = sum_rows(rows, n);
 	bool notes = false;
-	for (size_t k = 0; k < n; k++)
-		notes = notes || rows[k].clash || rows[k].result == FAILED;
-	ncols += plan && notes;
+	for (size_t k = 0; k < n && !notes; k++) {
+		char buf[CELL_MAX];
+		notes = *cell(&rows[k], cols[ncols], buf, sizeof(buf)) != '\0';
+	}
+	ncols += notes;
 	for (size_t j = 0; j < ncols; j++) {
 		width[j] = (int)strlen(columns[cols[j]].head);
 		for (size_t k = 0; k < n; k++) {
-			char buf[64];
+			char buf[CELL_MAX];
 			int len = (int)strlen(cell(&rows[k], cols[j], buf, sizeof(buf)));
 			width[j] = len > width[j] ? len : width[j];
 		}
@@ -419,6 +459,15 @@ static cJSON *row_json(const batch_row *w)
 		cJSON_AddNumberToObject(o, "tensors", (double)w->r.tensors);
 		cJSON_AddNumberToObject(o, "crc32", (double)w->r.file_crc32);
 		cJSON_AddStringToObject(o, "backend", w->r.backend);
+		/* What convert --json says of the same run, under its names: a batch is read by the same scripts. */
+		cJSON_AddNumberToObject(o, "tied", (double)w->r.tied);
+		cJSON_AddNumberToObject(o, "fp16_overflows", (double)w->r.fp16_overflows);
+		cJSON_AddNumberToObject(o, "bytes_to_read", (double)w->r.bytes_to_read);
+		cJSON_AddStringToObject(o, "format_detail", w->r.format_detail);
+		cJSON_AddStringToObject(o, "weights", w->r.output_file);
+		cJSON_AddStringToObject(o, "notice", w->r.notice);
+		cJSON_AddStringToObject(o, "source_choice", w->r.source_choice);
+		cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&w->r.cross_check));
 	}
 	return o;
 }
@@ -535,19 +584,36 @@ static size_t select_newest(const batch_args *b, const ckpt_entry *list, size_t 
 	return end - k;
 }
 
+/*
+ * No checkpoint in RUN: a count of 0, or an error. A Megatron-LM run or a
+ * PyTorch DCP holds no folder taken for a checkpoint, yet "no checkpoints
+ * found" would hide what it is: the run itself, opened, names its format
+ * (and an array sized by a count of 0 would convert nothing). The exit code.
+ */
+static int none_found(const batch_args *b)
+{
+	weld_ckpt *c = NULL;
+	weld_error err = {0};
+	weld_status s = weld_ckpt_open(&c, b->run, &err);
+	weld_ckpt_free(c);
+	if (s == WELD_ERR_UNSUPPORTED)
+		return cli_fail(&err);
+	if (s == WELD_ERR_NOMEM)
+		return cli_oom();
+	if (b->count) {
+		printf("0\n");
+		return EXIT_OK;
+	}
+	fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run, b->nfilters ? " matching the filters" : "");
+	return EXIT_FAILED;
+}
+
 /* Of the N checkpoints found, count or convert those this run is for; the exit code. */
 static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 {
 	size_t first, selected = select_newest(b, list, n, &first);
-	if (selected == 0 && b->count) {
-		printf("0\n");
-		return EXIT_OK;
-	}
-	if (selected == 0) {
-		fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run,
-			b->nfilters ? " matching the filters" : "");
-		return EXIT_FAILED;
-	}
+	if (selected == 0)
+		return none_found(b);
 	char name[1024];
 	if (!b->name)
 		b->name = run_name(b->run, name, sizeof(name));

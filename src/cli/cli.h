@@ -101,7 +101,7 @@ typedef struct cli_convert_args {
 	{"pytorch-bin", &(a).pytorch_bin, NULL}, {"safetensors", &(a).safetensors, NULL},             \
 	{"force", &(a).force, NULL}
 
-/* "bfloat16", "float16", "float32", or "as stored" for keep. */
+/* What the first line writes after "to write as": "bfloat16", ..., or "stored dtypes" for keep. */
 const char *cli_dtype_word(weld_out_dtype d);
 /* Fill O from A (threads default to $SLURM_CPUS_PER_TASK); 0 or EXIT_USAGE after a message. */
 int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert_options *o);
@@ -136,6 +136,13 @@ double cli_peak_rss_mb(void);
  * the notices the first line did not show (PS may be NULL: all of them).
  */
 void cli_print_summary(const char *label, const weld_convert_result *r, double secs, const cli_progress *ps);
+
+/* ---- dryrun.c: weld convert --dry-run ------------------------------------------ */
+
+/* The plan in R (a dry run's result) on stdout: input, reads by kind of file, the write, the plan's memory. */
+void cli_print_plan(const weld_convert_result *r, const char *input);
+/* R's reads by kind of file as a JSON array. */
+struct cJSON *cli_reads_json(const weld_convert_result *r);
 
 /* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
 

@@ -29,14 +29,17 @@ static const char convert_usage[] =
 	"                      weights an HF Trainer saves beside DeepSpeed's fp32 masters\n"
 	"                      are not the masters cast to the output dtype\n"
 	"  --force             replace an existing output folder whole\n"
+	"  --dry-run           plan only: print what would be read (by kind of file) and\n"
+	"                      written, the tensor count and the plan's memory; write nothing\n"
 	"  --quiet             no progress and no summary\n"
 	"  --json              the summary as one JSON object on stdout (progress and\n"
 	"                      notes stay on stderr; without --json stdout is empty)\n"
 	"  --help              this help\n" CLI_EXIT_CODES_HELP;
 
-static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds)
+static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds, bool dry)
 {
 	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "dry_run", dry);
 	cJSON_AddStringToObject(o, "input", input);
 	cJSON_AddStringToObject(o, "output", output);
 	cJSON_AddStringToObject(o, "weights", r->output_file);
@@ -57,16 +60,19 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 	cJSON_AddStringToObject(o, "notice", r->notice);
 	cJSON_AddStringToObject(o, "source_choice", r->source_choice);
 	cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&r->cross_check));
+	cJSON_AddItemToObject(o, "reads", cli_reads_json(r));
+	cJSON_AddNumberToObject(o, "plan_bytes", (double)r->plan_bytes);
 	return cli_print_json(o);
 }
 
 int cmd_convert(int argc, char **argv)
 {
-	bool quiet = false, json = false;
+	bool quiet = false, json = false, dry = false;
 	const char *input = NULL, *output = NULL;
 	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
 	const cli_opt opts[] = {{"input", NULL, &input}, {"output", NULL, &output}, CLI_CONVERT_OPTS(a),
-				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {NULL, NULL, NULL}};
+				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {"dry-run", &dry, NULL},
+				{NULL, NULL, NULL}};
 	const cli_command cmd = {"convert", convert_usage, opts, NULL};
 	int rc = cli_parse(&cmd, argc, argv, NULL);
 	if (rc != CLI_PARSED)
@@ -82,6 +88,7 @@ int cmd_convert(int argc, char **argv)
 	o.progress = cli_on_progress;
 	o.start = cli_on_start;
 	o.payload = &ps;
+	o.dry_run = dry;
 	cli_install_signals();
 
 	double t0 = cli_wall();
@@ -94,7 +101,9 @@ int cmd_convert(int argc, char **argv)
 		return cli_signal_exit();
 	if (s)
 		return cli_fail_status(s, &err);
-	if (!quiet)
+	if (dry && !json)
+		cli_print_plan(&r, input);
+	else if (!quiet && !dry)
 		cli_print_summary("weld", &r, secs, &ps);
-	return json ? print_json(&r, input, output, secs) : EXIT_OK;
+	return json ? print_json(&r, input, output, secs, dry) : EXIT_OK;
 }

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char usage[] =
 	"usage: weld COMMAND [OPTIONS]\n"
@@ -69,8 +70,27 @@ static int help(int argc, char **argv)
 	return run(2, sub);
 }
 
+/*
+ * The soft limit on open files raised to the hard one. The library keeps
+ * its input files' descriptors within whatever the limit is (closing and
+ * reopening them as needed), but a ZeRO-3 checkpoint of W ranks has 2W
+ * files, and with all of them open each is opened once. The tool does this,
+ * not the library: a process embedding libweld may rely on its soft limit
+ * (select(2) cannot watch descriptors past 1024, which is why systemd and
+ * many clusters leave it there), so only a program sets its own.
+ */
+static void raise_open_files_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl); /* a failure leaves the limit as it was, which still works */
+	}
+}
+
 int main(int argc, char **argv)
 {
+	raise_open_files_limit();
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;

@@ -97,7 +97,8 @@ const char *cli_dtype_word(weld_out_dtype d)
 	case WELD_OUT_F32: return "float32";
 	case WELD_OUT_KEEP: break;
 	}
-	return "as stored";
+	/* Read after "to write as" on the first line: "as stored" made "as as stored". */
+	return "stored dtypes";
 }
 
 static int parse_dtype(const char *cmd, const char *s, weld_out_dtype *out)

@@ -190,6 +190,15 @@ void *weld__ckpt_own(weld_ckpt *c, void *p)
 	return p;
 }
 
+void weld__ckpt_drop_parsed(weld_ckpt *c, uint32_t src)
+{
+	ckpt_source *s = &c->src[src];
+	if (s->free_parsed)
+		s->free_parsed(s->parsed);
+	s->parsed = NULL;
+	s->free_parsed = NULL;
+}
+
 bool weld__ckpt_one_run(const weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset)
 {
 	const ckpt_tensor *t = &c->t[i];

@@ -110,6 +110,13 @@ uint64_t weld__pattern_run_start(const weld_pattern *p, uint64_t k);
  */
 void *weld__ckpt_own(weld_ckpt *c, void *p);
 
+/*
+ * What source SRC's reader parsed, freed now that the checkpoint's tensors
+ * no longer need it (its file stays a source). Records must not borrow
+ * names from it. Reading it as a source again parses it again.
+ */
+void weld__ckpt_drop_parsed(weld_ckpt *c, uint32_t src);
+
 /* true when tensor I is one run of bytes in a file (one fragment, no pattern): *F at *OFFSET. */
 bool weld__ckpt_one_run(const weld_ckpt *c, size_t i, weld_file **f, uint64_t *offset);
 

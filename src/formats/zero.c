@@ -68,9 +68,12 @@ static weld_status flat_run(weld_ckpt *c, uint32_t src, const weld_py *t, weld_d
 		      WELD_NO_RECORD};
 	if (!st.entry || !weld_zip_crc_known(st.entry))
 		return WELD_OK;
-	return weld__ckpt_add_record(
-		c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, st.entry->record}, &out->record,
-		err);
+	/* The record's name outlives the file's tree, which is dropped once its rank is read. */
+	const char *name = weld__ckpt_own(c, weld__strdup(st.entry->record));
+	if (!name)
+		return weld__nomem(err);
+	return weld__ckpt_add_record(c, (weld_record){c->src[src].file, st.offset, st.nbytes, st.entry->crc32, name},
+				     &out->record, err);
 }
 
 /* Fragments of the last tensor for elements [OFF, OFF+N) of the concatenation of PARTS. */
@@ -235,6 +238,8 @@ static weld_status load_partitions(weld_ckpt *c, const zero_layout *z, rank_part
 		if (rp->n != ranks[0].n)
 			return weld__fail(err, WELD_ERR_MISMATCH, "%s: %zu parameter groups, rank 0 has %zu", path, rp->n,
 					  ranks[0].n);
+		if (src != z->states_src) /* what the plan needs is in RANKS now: hold one rank's tree at a time */
+			weld__ckpt_drop_parsed(c, src);
 	}
 	return WELD_OK;
 }
@@ -369,65 +374,131 @@ static weld_status add_buffers(weld_ckpt *c, uint32_t src, const weld_py *states
 	return WELD_OK;
 }
 
-/* A stage-3 frozen parameter: each rank's frozen_param_fragments holds its slice. */
-static weld_status add_frozen_stage3(weld_ckpt *c, const zero_layout *z, const weld_py *name, const weld_py *shape,
-				     weld_error *err)
+/* frozen_param_shapes: a dict of names (strings) to shapes, or NULL in *SHAPES when there is none. */
+static weld_status frozen_shapes(const weld_ckpt *c, const zero_layout *z, const weld_py *states, const weld_py **shapes,
+				 weld_error *err)
 {
-	weld_dtype dtype = WELD_DTYPE_INVALID;
-	ckpt_tensor probe = {0};
-	if (!shape_of(shape, &probe))
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has a malformed shape",
-				  c->src[z->states_src].file->path, name->str.s);
-	part *parts = weld__calloc((size_t)z->world, sizeof(*parts));
-	rank_parts *ranks = weld__calloc((size_t)z->world, sizeof(*ranks));
-	weld_status s = parts && ranks ? WELD_OK : weld__nomem(err);
-	for (int r = 0; r < z->world && !s; r++) {
+	const char *path = c->src[z->states_src].file->path;
+	const weld_py *d = weld_py_dict_get(states, "frozen_param_shapes");
+	*shapes = NULL;
+	if (!d || d->kind == WELD_PY_NONE)
+		return WELD_OK; /* stage 1 never records them: zero_to_fp32 leaves them out too */
+	if (d->kind != WELD_PY_DICT)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes is not a dict", path);
+	for (size_t i = 0; i < d->dict.n; i++)
+		if (d->dict.keys[i]->kind != WELD_PY_STR)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: a frozen parameter name is not a string", path);
+	*shapes = d;
+	return WELD_OK;
+}
+
+/* Stage 2's frozen parameters: whole 16-bit tensors in the model states. */
+static weld_status add_frozen(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
+{
+	const weld_py *shapes;
+	weld_status s = frozen_shapes(c, z, states, &shapes, err);
+	for (size_t i = 0; !s && shapes && i < shapes->dict.n; i++) {
+		const char *name = shapes->dict.keys[i]->str.s;
+		const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name);
+		if (!v || v->kind != WELD_PY_TENSOR)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment",
+					  c->src[z->states_src].file->path, name);
+		s = weld__torch_add_tensor(c, z->states_src, name, v, err);
+	}
+	return s;
+}
+
+/* Stage 3's frozen parameters: SHAPES (or NULL), and each one's dtype and slice of every rank. */
+typedef struct frozen3 {
+	const weld_py *shapes;
+	weld_dtype *dtype; /* by parameter */
+	part *slices;      /* parameter i's on rank r: [i x world + r] */
+} frozen3;
+
+/*
+ * Stage 3: every rank's model states, read once and then let go (one tree
+ * held at a time, however many ranks): each from rank 0's step (STEPS0),
+ * and each holding its slice of every frozen parameter.
+ */
+static weld_status read_rank_states(weld_ckpt *c, const zero_layout *z, const weld_py *steps0, frozen3 *fz,
+				    weld_error *err)
+{
+	size_t nfrozen = fz->shapes ? fz->shapes->dict.n : 0;
+	for (int r = 0; r < z->world; r++) {
 		uint32_t src;
 		const weld_py *root;
-		s = open_dict(c, z->model_paths[r], &src, &root, err);
-		if (!s)
-			s = flat_run(c, src, weld_py_dict_get(weld_py_dict_get(root, "frozen_param_fragments"), name->str.s),
-				     &dtype, &parts[r], name->str.s, err);
-		ranks[r] = (rank_parts){&parts[r], 1, parts[r].numel};
+		weld_status s = open_dict(c, z->model_paths[r], &src, &root, err);
+		if (s)
+			return s;
+		const weld_py *st = weld_py_dict_get(root, "global_steps");
+		if (steps0 && st && steps0->kind == WELD_PY_INT && st->kind == WELD_PY_INT && st->i.v != steps0->i.v)
+			return weld__fail(err, WELD_ERR_MISMATCH,
+					  "%s: global_steps %lld but rank 0's is %lld: files from different steps",
+					  c->src[src].file->path, (long long)st->i.v, (long long)steps0->i.v);
+		const weld_py *frags = weld_py_dict_get(root, "frozen_param_fragments");
+		for (size_t i = 0; i < nfrozen && !s; i++) {
+			const char *name = fz->shapes->dict.keys[i]->str.s;
+			s = flat_run(c, src, weld_py_dict_get(frags, name), &fz->dtype[i],
+				     &fz->slices[i * (size_t)z->world + (size_t)r], name, err);
+		}
+		if (s)
+			return s;
+		if (src != z->states_src)
+			weld__ckpt_drop_parsed(c, src);
 	}
-	ckpt_tensor *t;
-	int64_t short_rank = -1;
-	if (!s)
-		s = new_zero_tensor(c, name, shape, dtype, z->states_src, &t, err);
-	if (!s)
-		s = stage3_slices(c, t, ranks, (uint64_t)z->world, 0, weld_dtype_size(dtype), &short_rank, err);
-	if (!s && short_rank >= 0)
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: frozen parameter '%s' is shorter than its slice",
-			       z->model_paths[short_rank], name->str.s);
-	free(parts);
+	return WELD_OK;
+}
+
+/* Stage 3's frozen parameters as tensors, slice r of each from rank r. */
+static weld_status add_frozen3(weld_ckpt *c, const zero_layout *z, const frozen3 *fz, weld_error *err)
+{
+	rank_parts *ranks = fz->shapes ? weld__calloc((size_t)z->world, sizeof(*ranks)) : NULL;
+	weld_status s = fz->shapes && !ranks ? weld__nomem(err) : WELD_OK;
+	for (size_t i = 0; !s && fz->shapes && i < fz->shapes->dict.n; i++) {
+		const weld_py *name = fz->shapes->dict.keys[i];
+		part *slices = &fz->slices[i * (size_t)z->world];
+		for (int r = 0; r < z->world; r++)
+			ranks[r] = (rank_parts){&slices[r], 1, slices[r].numel};
+		ckpt_tensor *t;
+		int64_t short_rank = -1;
+		s = new_zero_tensor(c, name, fz->shapes->dict.vals[i], fz->dtype[i], z->states_src, &t, err);
+		if (!s)
+			s = stage3_slices(c, t, ranks, (uint64_t)z->world, 0, weld_dtype_size(fz->dtype[i]), &short_rank, err);
+		if (!s && short_rank >= 0)
+			s = weld__fail(err, WELD_ERR_MISMATCH, "%s: frozen parameter '%s' is shorter than its slice",
+				       z->model_paths[short_rank], name->str.s);
+	}
 	free(ranks);
 	return s;
 }
 
-/* Frozen parameters: whole 16-bit tensors (stage 2) or per-rank slices (stage 3). */
-static weld_status add_frozen(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
+/* Stage 3: the ranks' model states checked and read for the frozen parameters, which are added. */
+static weld_status stage3_states(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
 {
-	const char *path = c->src[z->states_src].file->path;
-	const weld_py *shapes = weld_py_dict_get(states, "frozen_param_shapes");
-	if (!shapes || shapes->kind == WELD_PY_NONE)
-		return WELD_OK; /* stage 1 never records them: zero_to_fp32 leaves them out too */
-	if (shapes->kind != WELD_PY_DICT)
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen_param_shapes is not a dict", path);
-	weld_status s = WELD_OK;
-	for (size_t i = 0; i < shapes->dict.n && !s; i++) {
-		const weld_py *name = shapes->dict.keys[i];
-		if (name->kind != WELD_PY_STR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: a frozen parameter name is not a string", path);
-		if (z->stage == 3) {
-			s = add_frozen_stage3(c, z, name, shapes->dict.vals[i], err);
-			continue;
-		}
-		const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name->str.s);
-		if (!v || v->kind != WELD_PY_TENSOR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment", path,
-					  name->str.s);
-		s = weld__torch_add_tensor(c, z->states_src, name->str.s, v, err);
+	frozen3 fz = {0};
+	weld_status s = frozen_shapes(c, z, states, &fz.shapes, err);
+	size_t n = fz.shapes ? fz.shapes->dict.n : 0, cells;
+	for (size_t i = 0; !s && i < n; i++) {
+		ckpt_tensor probe = {0};
+		if (!shape_of(fz.shapes->dict.vals[i], &probe))
+			s = weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has a malformed shape",
+				       c->src[z->states_src].file->path, fz.shapes->dict.keys[i]->str.s);
 	}
+	if (!s && !weld__mul_size(&cells, n, (size_t)z->world))
+		s = weld__nomem(err);
+	if (!s && n) {
+		fz.dtype = weld__calloc(n, sizeof(*fz.dtype));
+		fz.slices = weld__calloc(cells, sizeof(*fz.slices));
+		s = fz.dtype && fz.slices ? WELD_OK : weld__nomem(err);
+		for (size_t i = 0; !s && i < n; i++)
+			fz.dtype[i] = WELD_DTYPE_INVALID;
+	}
+	if (!s)
+		s = read_rank_states(c, z, weld_py_dict_get(states, "global_steps"), &fz, err);
+	if (!s)
+		s = add_frozen3(c, z, &fz, err);
+	free(fz.dtype);
+	free(fz.slices);
 	return s;
 }
 
@@ -512,20 +583,7 @@ weld_status weld__zero_build(weld_ckpt *c, const zero_layout *z, weld_error *err
 	if (z->stage == 0)
 		return build_stage0(c, z, states, err);
 
-	/* Stage 3: every rank's model states must be from the same step. */
-	const weld_py *steps0 = weld_py_dict_get(states, "global_steps");
-	for (int r = 1; z->stage == 3 && r < z->world; r++) {
-		uint32_t src;
-		const weld_py *root;
-		if ((s = open_dict(c, z->model_paths[r], &src, &root, err)))
-			return s;
-		const weld_py *st = weld_py_dict_get(root, "global_steps");
-		if (steps0 && st && steps0->kind == WELD_PY_INT && st->kind == WELD_PY_INT && st->i.v != steps0->i.v)
-			return weld__fail(err, WELD_ERR_MISMATCH,
-					  "%s: global_steps %lld but rank 0's is %lld: files from different steps",
-					  c->src[src].file->path, (long long)st->i.v, (long long)steps0->i.v);
-	}
-	if ((s = add_frozen(c, z, states, err)))
+	if ((s = z->stage == 3 ? stage3_states(c, z, states, err) : add_frozen(c, z, states, err)))
 		return s;
 	const weld_py *shapes = weld_py_dict_get(states, "param_shapes");
 	if (!shapes || shapes->kind != WELD_PY_LIST)

@@ -1,9 +1,11 @@
 /* weld.json: what was written, with checksums a verifier can recompute (manifest.h). */
+#define _DEFAULT_SOURCE /* realpath */
 #include "output/manifest.h"
 
 #include "output/atomic.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,15 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	put_str(o, "tool", "weld", ok);
 	put_str(o, "version", weld_version(), ok);
 	put_str(o, "source", info->source, ok);
+	/*
+	 * "source" is the path as given, relative or through links, so two
+	 * runs' inputs may record the same one. Resolved, it tells batch
+	 * --skip-existing an output of this input from another run's under the
+	 * same name; null when it does not resolve (no input is then taken
+	 * for this output's).
+	 */
+	char real[PATH_MAX];
+	put(o, "source_path", realpath(info->source, real) ? cJSON_CreateString(real) : cJSON_CreateNull(), ok);
 	put_str(o, "source_format", info->source_format, ok);
 	put_str(o, "dtype", info->dtype, ok);
 	put_str(f, "name", info->weights_file, ok);
@@ -114,15 +125,24 @@ weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_
 	return s;
 }
 
-/* KEY of O as a whole number in 0..2^53 (what a double holds exactly). */
-static bool json_u64(const cJSON *o, const char *key, uint64_t *out)
+/*
+ * N as a whole number in 0..2^53, what a double holds exactly: every size and
+ * offset weld writes (2^53 bytes is 8 PiB). Checked before the conversion,
+ * which is undefined for a double past 2^64.
+ */
+static bool json_whole(const cJSON *n, uint64_t *out)
 {
-	const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, key);
 	if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0 ||
 	    (double)(uint64_t)n->valuedouble != n->valuedouble)
 		return false;
 	*out = (uint64_t)n->valuedouble;
 	return true;
+}
+
+/* KEY of O as a whole number (json_whole). */
+static bool json_u64(const cJSON *o, const char *key, uint64_t *out)
+{
+	return json_whole(cJSON_GetObjectItemCaseSensitive(o, key), out);
 }
 
 static bool json_crc(const cJSON *o, const char *key, uint32_t *out)
@@ -146,9 +166,8 @@ static bool read_tensor(const cJSON *t, weld_manifest_tensor *out)
 	out->ndim = 0;
 	cJSON_ArrayForEach(d, shape)
 	{
-		if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0))
+		if (!json_whole(d, &out->shape[out->ndim++]))
 			return false;
-		out->shape[out->ndim++] = (uint64_t)d->valuedouble;
 	}
 	return true;
 }
@@ -163,6 +182,7 @@ static weld_status read_file_entry(weld_manifest *m, const char *path, weld_erro
 	if (!json_u64(file, "size", &m->size) || !json_crc(file, "crc32", &m->crc32))
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no size or crc32", path);
 	m->weights = name;
+	m->source_path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m->json, "source_path"));
 	m->has_tensor_count = json_u64(file, "tensor_count", &m->tensor_count);
 	return WELD_OK;
 }

@@ -1,8 +1,8 @@
 /*
- * weld.json, the manifest beside every output: tool version, source, dtype,
- * the weights file's size and CRC-32, and each tensor's CRC-32 (zlib's, so
- * Python's zlib.crc32 agrees). Written by convert, read by verify and by
- * batch --skip-existing.
+ * weld.json, the manifest beside every output: tool version, source (as
+ * given, and resolved: source_path), dtype, the weights file's size and
+ * CRC-32, and each tensor's CRC-32 (zlib's, so Python's zlib.crc32 agrees).
+ * Written by convert, read by verify and by batch --skip-existing.
  */
 #ifndef WELD_OUTPUT_MANIFEST_H
 #define WELD_OUTPUT_MANIFEST_H
@@ -46,6 +46,7 @@ typedef struct weld_manifest_tie {
 
 typedef struct weld_manifest {
 	const char *weights; /* files[0]: a plain file name */
+	const char *source_path; /* the input, resolved; NULL when not recorded (older welds) */
 	uint64_t size;
 	uint32_t crc32;
 	bool has_tensor_count;

@@ -1,7 +1,8 @@
 /*
- * Input files (one descriptor each, read with pread so threads can share
- * it), the one write loop, paths, small whole files, and folders listed and
- * removed.
+ * Input files (read with pread so threads can share them, their descriptors
+ * kept in a bounded cache so that a checkpoint may have more files than the
+ * process may open), the one write loop, paths, small whole files, and
+ * folders listed and removed.
  */
 #include "util/util.h"
 
@@ -11,39 +12,238 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
+/*
+ * The descriptor cache. A weld_file holding a descriptor is on the list,
+ * newest use first; one whose descriptor was closed to make room is on no
+ * list and reopens on its next read. A reader pins the file under the lock
+ * and unpins it without; only unpinned descriptors are closed, so none is
+ * closed (and its number reused for another file) under a read. open(2) and
+ * close(2) run outside the lock: on NFS or Lustre either may wait on a
+ * server, and the other threads' reads should not.
+ */
+#define EVICT_MAX 4
+
+static struct {
+	pthread_mutex_t lock;
+	weld_file *newest, *oldest;
+	size_t held;    /* descriptors held, and opens in flight */
+	size_t budget;  /* 0: from RLIMIT_NOFILE */
+	uint64_t opens; /* open(2) calls that succeeded */
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void weld__file_cache_budget(size_t budget)
 {
-	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	pthread_mutex_lock(&cache.lock);
+	cache.budget = budget;
+	pthread_mutex_unlock(&cache.lock);
+}
+
+size_t weld__file_cache_held(void)
+{
+	pthread_mutex_lock(&cache.lock);
+	size_t n = cache.held;
+	pthread_mutex_unlock(&cache.lock);
+	return n;
+}
+
+uint64_t weld__file_cache_opens(void)
+{
+	pthread_mutex_lock(&cache.lock);
+	uint64_t n = cache.opens;
+	pthread_mutex_unlock(&cache.lock);
+	return n;
+}
+
+/* Under the lock: the budget set, or the soft RLIMIT_NOFILE less the headroom (at most half of it). */
+static size_t budget_now(void)
+{
+	struct rlimit rl;
+	if (cache.budget)
+		return cache.budget;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= SIZE_MAX / 2)
+		return SIZE_MAX / 2;
+	size_t soft = (size_t)rl.rlim_cur, headroom = soft / 2 < WELD_FILE_HEADROOM ? soft / 2 : WELD_FILE_HEADROOM;
+	return soft - headroom > 0 ? soft - headroom : 1;
+}
+
+static void list_remove(weld_file *f)
+{
+	*(f->newer ? &f->newer->older : &cache.newest) = f->older;
+	*(f->older ? &f->older->newer : &cache.oldest) = f->newer;
+	f->newer = f->older = NULL;
+}
+
+static void list_push(weld_file *f)
+{
+	f->older = cache.newest;
+	f->newer = NULL;
+	*(cache.newest ? &cache.newest->newer : &cache.oldest) = f;
+	cache.newest = f;
+}
+
+/* Under the lock: the least recently used idle descriptor, taken from its file (-1 when all are in use). */
+static int evict_one(void)
+{
+	for (weld_file *f = cache.oldest; f; f = f->newer) {
+		if (atomic_load_explicit(&f->pins, memory_order_acquire) != 0)
+			continue;
+		int fd = f->fd;
+		list_remove(f);
+		f->fd = -1;
+		cache.held--;
+		return fd;
+	}
+	return -1;
+}
+
+/* Counts one more descriptor and closes idle ones while over the budget (a few at a time). */
+static void make_room(void)
+{
+	int victims[EVICT_MAX], n = 0;
+	pthread_mutex_lock(&cache.lock);
+	cache.held++;
+	for (size_t budget = budget_now(); n < EVICT_MAX && cache.held > budget; n++)
+		if ((victims[n] = evict_one()) < 0)
+			break;
+	pthread_mutex_unlock(&cache.lock);
+	for (int i = 0; i < n && victims[i] >= 0; i++)
+		close(victims[i]);
+}
+
+/* open(2) of PATH; out of descriptors (EMFILE, ENFILE), idle ones are closed until it works or none is left. */
+static int open_evicting(const char *path)
+{
+	for (;;) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 || (errno != EMFILE && errno != ENFILE))
+			return fd;
+		int e = errno;
+		pthread_mutex_lock(&cache.lock);
+		int victim = evict_one();
+		pthread_mutex_unlock(&cache.lock);
+		if (victim < 0) {
+			errno = e;
+			return -1;
+		}
+		close(victim);
+	}
+}
+
+/*
+ * F's path opened: a regular file, which on a REOPEN must be the one first
+ * opened (device, inode, size, modification time), else noted as that one.
+ */
+static weld_status open_checked(weld_file *f, bool reopen, int *out, weld_error *err)
+{
+	int fd = open_evicting(f->path);
 	if (fd < 0)
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot %s: %s", f->path, reopen ? "reopen" : "open", strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		int e = errno;
 		close(fd);
-		return weld__fail(err, WELD_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+		return weld__fail(err, WELD_ERR_IO, "%s: cannot stat: %s", f->path, strerror(e));
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		return weld__fail(err, WELD_ERR_IO, "%s: not a regular file", path);
+		return weld__fail(err, WELD_ERR_IO, "%s: not a regular file", f->path);
 	}
+	if (reopen && ((uint64_t)st.st_dev != f->dev || (uint64_t)st.st_ino != f->ino || (uint64_t)st.st_size != f->size ||
+		       st.st_mtim.tv_sec != f->mtime_s || st.st_mtim.tv_nsec != f->mtime_ns)) {
+		close(fd);
+		return weld__fail(err, WELD_ERR_IO, "%s: replaced or changed since it was first opened", f->path);
+	}
+	if (!reopen) { /* F is not shared yet: later readers only read these */
+		f->dev = (uint64_t)st.st_dev;
+		f->ino = (uint64_t)st.st_ino;
+		f->size = (uint64_t)st.st_size;
+		f->mtime_s = st.st_mtim.tv_sec;
+		f->mtime_ns = st.st_mtim.tv_nsec;
+	}
+	*out = fd;
+	return WELD_OK;
+}
+
+/*
+ * F given a descriptor, counted by the cache (REOPEN: F had one before); with
+ * PIN, *FD is it, pinned. Another reader may have reopened F meanwhile: its
+ * descriptor is kept and this one closed.
+ */
+static weld_status cache_open(weld_file *f, bool reopen, bool pin, int *fd, weld_error *err)
+{
+	int mine = -1, spare = -1;
+	make_room();
+	weld_status s = open_checked(f, reopen, &mine, err);
+	pthread_mutex_lock(&cache.lock);
+	if (s || f->fd >= 0) {
+		cache.held--;
+		spare = mine;
+	} else {
+		cache.opens++;
+		f->fd = mine;
+		list_push(f);
+	}
+	if (!s && pin) {
+		atomic_fetch_add_explicit(&f->pins, 1, memory_order_relaxed);
+		*fd = f->fd;
+	}
+	pthread_mutex_unlock(&cache.lock);
+	if (spare >= 0)
+		close(spare);
+	return s;
+}
+
+/* *FD: F's descriptor, pinned until unpin(F); reopened when the cache closed it. */
+static weld_status pin(weld_file *f, int *fd, weld_error *err)
+{
+	pthread_mutex_lock(&cache.lock);
+	if (f->fd >= 0) {
+		atomic_fetch_add_explicit(&f->pins, 1, memory_order_relaxed);
+		if (cache.newest != f) {
+			list_remove(f);
+			list_push(f);
+		}
+		*fd = f->fd;
+		pthread_mutex_unlock(&cache.lock);
+		return WELD_OK;
+	}
+	pthread_mutex_unlock(&cache.lock);
+	return cache_open(f, true, true, fd, err);
+}
+
+/* The read on F's descriptor is over: the cache may close it again. */
+static void unpin(weld_file *f)
+{
+	atomic_fetch_sub_explicit(&f->pins, 1, memory_order_release);
+}
+
+weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
+{
+	*out = NULL;
 	weld_file *f = calloc(1, sizeof(*f));
 	char *p = weld__strdup(path);
 	if (!f || !p) {
 		free(f);
 		free(p);
-		close(fd);
 		return weld__nomem(err);
 	}
-	f->fd = fd;
-	f->size = (uint64_t)st.st_size;
+	f->fd = -1;
 	f->path = p;
 	atomic_init(&f->bytes_read, 0);
+	atomic_init(&f->pins, 0);
+	weld_status s = cache_open(f, false, false, NULL, err);
+	if (s) {
+		free(p);
+		free(f);
+		return s;
+	}
 	*out = f;
 	return WELD_OK;
 }
@@ -52,7 +252,15 @@ void weld_file_close(weld_file *f)
 {
 	if (!f)
 		return;
-	close(f->fd);
+	pthread_mutex_lock(&cache.lock);
+	int fd = f->fd;
+	if (fd >= 0) {
+		list_remove(f);
+		cache.held--;
+	}
+	pthread_mutex_unlock(&cache.lock);
+	if (fd >= 0)
+		close(fd);
 	free(f->path);
 	free(f);
 }
@@ -65,23 +273,28 @@ weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, 
 				  "%s: truncated: needs bytes up to %llu but the file has %llu", f->path,
 				  (unsigned long long)(offset + (uint64_t)n < offset ? UINT64_MAX : offset + n),
 				  (unsigned long long)f->size);
+	int fd;
+	weld_status s = pin(f, &fd, err);
+	if (s)
+		return s;
 	uint8_t *p = buf;
 	size_t done = 0;
-	while (done < n) {
-		ssize_t r = pread(f->fd, p + done, n - done, (off_t)(offset + done));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return weld__fail(err, WELD_ERR_IO, "%s: read failed at offset %llu: %s", f->path,
-					  (unsigned long long)(offset + done), strerror(errno));
-		}
-		if (r == 0)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: truncated: file shrank while reading",
-					  f->path);
-		done += (size_t)r;
+	while (done < n && !s) {
+		ssize_t r = pread(fd, p + done, n - done, (off_t)(offset + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			s = weld__fail(err, WELD_ERR_IO, "%s: read failed at offset %llu: %s", f->path,
+				       (unsigned long long)(offset + done), strerror(errno));
+		else if (r == 0)
+			s = weld__fail(err, WELD_ERR_FORMAT, "%s: truncated: file shrank while reading", f->path);
+		else
+			done += (size_t)r;
 	}
-	atomic_fetch_add_explicit(&f->bytes_read, n, memory_order_relaxed);
-	return WELD_OK;
+	unpin(f);
+	if (!s)
+		atomic_fetch_add_explicit(&f->bytes_read, n, memory_order_relaxed);
+	return s;
 }
 
 weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err)

@@ -74,11 +74,24 @@ void weld__free_strings(char **list, size_t n);
 /* ------------------------------------------------------------------------- */
 /* Input files: opened once, read with pread, never slurped.                  */
 
+/*
+ * An input file. Its descriptor comes from a process-wide cache that holds
+ * at most a budget of them (see weld__file_cache_budget): a file whose
+ * descriptor was closed to make room is reopened on its next read, and must
+ * then still be the file first opened (same device, inode, size and
+ * modification time). So a checkpoint may have more files than the process
+ * may keep open. Reads from several threads at once are safe.
+ */
 typedef struct weld_file {
-	int fd;
 	uint64_t size;
 	char *path;
 	_Atomic uint64_t bytes_read; /* every byte pread from this file */
+	/* The cache's: under its lock, but PINS, which a reader drops without it. */
+	int fd;                      /* -1 while closed */
+	_Atomic unsigned pins;       /* reads in flight on fd: it stays open */
+	uint64_t dev, ino;           /* what the file was when first opened */
+	int64_t mtime_s, mtime_ns;
+	struct weld_file *newer, *older; /* the cache's list of open files, newest first */
 } weld_file;
 
 weld_status weld_file_open(weld_file **out, const char *path, weld_error *err);
@@ -86,9 +99,27 @@ void weld_file_close(weld_file *f);
 /*
  * Read exactly N bytes at OFFSET. Reading past the end of the file is a
  * WELD_ERR_FORMAT "truncated" error naming the file; other failures are
- * WELD_ERR_IO with errno's text.
+ * WELD_ERR_IO with errno's text. A file reopened and found replaced or
+ * resized is WELD_ERR_IO "PATH: replaced or changed since it was first
+ * opened".
  */
 weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, weld_error *err);
+
+/*
+ * The descriptor cache's budget: the most input files it keeps open at
+ * once. 0 (the default) derives it from the soft RLIMIT_NOFILE at each
+ * open: the limit less WELD_FILE_HEADROOM descriptors (at most half of it)
+ * left for outputs, the staging and output folders, the lock, stdio and
+ * the CUDA driver. The library never changes the limit itself (the CLI
+ * raises the soft limit to the hard one). Also, when open(2) fails with
+ * EMFILE or ENFILE, the least recently used idle descriptor is closed and
+ * the open tried again.
+ */
+#define WELD_FILE_HEADROOM 64
+void weld__file_cache_budget(size_t budget);
+/* Input file descriptors the cache holds now, and open(2) calls it made in all. */
+size_t weld__file_cache_held(void);
+uint64_t weld__file_cache_opens(void);
 /* Write all N bytes at OFFSET of FD (PATH names it in errors), retrying short writes. */
 weld_status weld_pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t offset, weld_error *err);
 

@@ -2,15 +2,18 @@
  * Is the output intact? The format and its totals, every weight file valid
  * under the reference rules, weld.json describing the weights, the size
  * and CRC-32s weld.json records, recomputed, and nothing an interrupted
- * conversion left. Also weld_output_intact, the quick form of the same that
- * batch --skip-existing uses.
+ * conversion left. Also weld_output_intact and weld_output_intact_from, the
+ * quick form of the same that batch --skip-existing uses.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "verify/verify.h"
 
 #include "io/safetensors.h"
 #include "output/target.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,7 +382,30 @@ weld_status weld__vf_check_leftovers(weld_verifier *v, weld_error *err)
 	return WELD_OK;
 }
 
-weld_status weld_output_intact(const char *dir, weld_error *err)
+/*
+ * M, DIR's manifest, names SOURCE as its input: the same file or folder,
+ * however each path was written. One without source_path (an older weld's)
+ * names none, so it is no output of SOURCE.
+ */
+static weld_status made_from(const char *dir, const weld_manifest *m, const char *source, weld_error *err)
+{
+	char real[PATH_MAX];
+	if (!realpath(source, real))
+		return weld__fail(err, WELD_ERR_IO, "%s: %s", source, strerror(errno));
+	if (!m->source_path)
+		return weld__fail(err, WELD_ERR_MISMATCH,
+				  "%s: made from an unknown source (its weld.json, by an older weld, has no source_path)", dir);
+	if (strcmp(real, m->source_path) != 0)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: made from %s", dir, m->source_path);
+	return WELD_OK;
+}
+
+/*
+ * weld_output_intact, and with SOURCE (may be NULL) made from it. The source
+ * is compared before the weights are read: another run's output is redone
+ * anyway, and reading it whole first would cost as long as converting it.
+ */
+static weld_status intact(const char *dir, const char *source, weld_error *err)
 {
 	weld_error scratch;
 	weld_manifest *m = NULL;
@@ -390,6 +416,8 @@ weld_status weld_output_intact(const char *dir, weld_error *err)
 	weld_status s = weld__target_unfinished(dir, &running, err);
 	if (!s)
 		s = weld_manifest_read(dir, &m, err);
+	if (!s && source)
+		s = made_from(dir, m, source, err);
 	char *path = s ? NULL : weld__path_join(dir, m->weights);
 	if (!s && !path)
 		s = weld__nomem(err);
@@ -408,6 +436,18 @@ weld_status weld_output_intact(const char *dir, weld_error *err)
 	free(path);
 	weld_manifest_free(m);
 	return s;
+}
+
+weld_status weld_output_intact(const char *dir, weld_error *err)
+{
+	return intact(dir, NULL, err);
+}
+
+weld_status weld_output_intact_from(const char *dir, const char *source, weld_error *err)
+{
+	if (!source)
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "%s: no source to compare its weld.json with", dir);
+	return intact(dir, source, err);
 }
 
 /*
