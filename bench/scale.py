@@ -165,7 +165,8 @@ class Bench:
     def plan(self, d):
         out = os.path.join(self.work, "plan-out")
         if self.convert_dry:
-            argv = [self.weld, "convert", "--input", os.path.join(d, "checkpoint-100"), "--output", out, "--dry-run"]
+            argv = [self.weld, "convert", "--input", os.path.join(d, "checkpoint-100"), "--output", out, "--dry-run",
+                    "--json"]
         else:
             argv = [self.weld, "batch", "--input-dir", d, "--output-dir", out, "--dry-run"]
         return run(argv, self.cap)
@@ -191,7 +192,11 @@ class Bench:
                                 (f", reading rank {m.group(1)}" if m else "")
                             reached = int(m.group(1)) if m else 0
                         log(f"{shape} {kind} {world or ''}: weld exited {rc}: {last}")
-                    rows.append(dict(shape=shape, kind=kind, world=world, files=info["files"],
+                    try:
+                        tables = json.loads(out).get("plan_bytes") if self.convert_dry and not rc else None
+                    except ValueError:
+                        tables = None
+                    rows.append(dict(shape=shape, kind=kind, world=world, files=info["files"], tables=tables,
                                      tensors=info["tensors"], secs=secs, cpu=cpu, rss=rss, rc=rc, why=why,
                                      reached=reached,
                                      gen=info["gen_seconds"], disk=info["disk"]))
@@ -240,7 +245,8 @@ def table(rows, bench):
           + (f"address space capped at {bench.cap / (1 << 30):.1f} GiB" if bench.cap else "no memory cap")
           + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall time counts waiting for them)")
     hdr = (f"{'shape':6} {'kind':5} {'world':>5} {'files':>6} {'tensors':>7} {'plan s':>7} {'CPU s':>7} "
-           f"{'peak RSS MB':>11} {'CPU us/(rank*t)':>15} {'B/(rank*t)':>10} {'gen s':>6} {'disk MB':>7}")
+           f"{'peak RSS MB':>11} {'tables MB':>9} {'CPU us/(rank*t)':>15} {'B/(rank*t)':>10} {'gen s':>6} "
+           f"{'disk MB':>7}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -254,7 +260,9 @@ def table(rows, bench):
                 f = r["world"] / r["reached"]
                 status += f"; linearly ~{r['rss'] * f / 1024:.0f} GB, ~{r['cpu'] * f:.0f} s CPU for all ranks"
         print(f"{r['shape']:6} {r['kind']:5} {r['world'] or '-':>5} {r['files']:>6} {r['tensors']:>7} "
-              f"{r['secs']:7.2f} {r['cpu']:7.2f} {r['rss']:11.0f} {per} {r['gen']:6.1f} {r['disk'] / 1e6:7.0f}{status}")
+              f"{r['secs']:7.2f} {r['cpu']:7.2f} {r['rss']:11.0f} "
+              f"{r['tables'] / 1e6 if r['tables'] is not None else '-':>9{'.1f' if r['tables'] is not None else ''}} "
+              f"{per} {r['gen']:6.1f} {r['disk'] / 1e6:7.0f}{status}")
     print()
     print("linearity: CPU time and peak RSS per rank x tensor over the cases of at least 10^5 ranks x tensors")
     print("(smaller ones are start-up; a constant means cost linear in ranks x tensors):")
