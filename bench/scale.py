@@ -274,6 +274,9 @@ def table(rows, bench):
         m = [r["rss"] * (1 << 20) / (r["world"] * r["tensors"]) for r in ok]
         cases = ", ".join(f"{r['shape']}@{r['world']} {a:.2f} us {b:.0f} B" for r, a, b in zip(ok, t, m))
         print(f"  {kind}: {cases}; max/min: time {max(t) / min(t):.2f}, RSS {max(m) / min(m):.2f}")
+        if kind == "zero2":
+            print("  (ZeRO-2 has one model states file and cuts each tensor where partitions end: its cost grows"
+                  " with ranks + tensors, so per rank x tensor it falls)")
     shape, world, tsecs, trss = TARGET
     for kind in ("zero3", "zero2"):
         r = next((r for r in rows if (r["shape"], r["world"], r["kind"]) == (shape, world, kind)), None)
