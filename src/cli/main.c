@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static const char usage[] =
 	"usage: weld COMMAND [OPTIONS]\n"
@@ -88,9 +91,27 @@ static void raise_open_files_limit(void)
 	}
 }
 
+/*
+ * Planning a ZeRO-3 checkpoint parses one pickle per rank, each into blocks
+ * that are freed before the next: with glibc's defaults those blocks are
+ * mapped and unmapped (or trimmed) every time, and at 8192 ranks the page
+ * faults cost three times the parsing (56 s instead of 10 s for a
+ * 405B-shaped plan). Keeping freed memory for reuse costs no peak memory,
+ * which is what the last rank's parse needs anyway. Like the open-files
+ * limit, this is the program's to set, not the library's.
+ */
+static void keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	raise_open_files_limit();
+	keep_freed_memory();
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;
