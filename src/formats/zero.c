@@ -41,6 +41,13 @@ static weld_status open_dict(weld_ckpt *c, const char *path, uint32_t *src, cons
 	return s;
 }
 
+/* The value of dict D under NAME, found through AT (weld_py_index_strs of D), or NULL. */
+static const weld_py *dict_val(const weld_py *d, const weld_map *at, const char *name)
+{
+	size_t i = weld_map_get(at, name);
+	return i == WELD_MAP_NONE ? NULL : d->dict.vals[i];
+}
+
 /*
  * The flat 1-D partition T of source SRC as a part, all partitions being of
  * *DTYPE (set by the first). Its zip record is noted so that streaming it
@@ -382,25 +389,24 @@ static weld_status add_buffers(weld_ckpt *c, uint32_t src, const weld_py *states
 	if (!names || names->kind != WELD_PY_LIST || !module || module->kind != WELD_PY_DICT)
 		return WELD_OK;
 	bool ints_to_float = ds_older_than(states, 0, 19, 8);
-	for (size_t i = 0; i < module->dict.n; i++) {
+	weld_map listed;
+	if (!weld_py_index_strs(names, &listed))
+		return weld__nomem(err);
+	weld_status s = WELD_OK;
+	for (size_t i = 0; i < module->dict.n && !s; i++) {
 		const weld_py *k = module->dict.keys[i], *v = module->dict.vals[i];
-		bool listed = false;
-		for (size_t j = 0; j < names->seq.n && !listed; j++)
-			listed = weld_py_is_str(names->seq.items[j], k->kind == WELD_PY_STR ? k->str.s : "");
-		if (!listed || k->kind != WELD_PY_STR)
+		if (k->kind != WELD_PY_STR || weld_map_get(&listed, k->str.s) == WELD_MAP_NONE)
 			continue;
-		if (v->kind != WELD_PY_TENSOR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: buffer '%s' is not a tensor", c->src[src].file->path,
-					  k->str.s);
-		weld_status s = weld__torch_add_tensor(c, src, k->str.s, v, err);
-		if (s)
-			return s;
-		ckpt_tensor *t = &c->t[c->nt - 1];
-		if (t->dtype == WELD_DTYPE_BF16 || t->dtype == WELD_DTYPE_F16 || t->dtype == WELD_DTYPE_F64 ||
-		    (ints_to_float && is_integer(t->dtype)))
+		s = v->kind != WELD_PY_TENSOR ? weld__fail(err, WELD_ERR_FORMAT, "%s: buffer '%s' is not a tensor",
+							  c->src[src].file->path, k->str.s)
+					      : weld__torch_add_tensor(c, src, k->str.s, v, err);
+		ckpt_tensor *t = s ? NULL : &c->t[c->nt - 1];
+		if (t && (t->dtype == WELD_DTYPE_BF16 || t->dtype == WELD_DTYPE_F16 || t->dtype == WELD_DTYPE_F64 ||
+			  (ints_to_float && is_integer(t->dtype))))
 			t->keep_as = WELD_DTYPE_F32;
 	}
-	return WELD_OK;
+	weld_map_clear(&listed);
+	return s;
 }
 
 /* frozen_param_shapes: a dict of names (strings) to shapes, or NULL in *SHAPES when there is none. */
@@ -424,16 +430,23 @@ static weld_status frozen_shapes(const weld_ckpt *c, const zero_layout *z, const
 /* Stage 2's frozen parameters: whole 16-bit tensors in the model states. */
 static weld_status add_frozen(weld_ckpt *c, const zero_layout *z, const weld_py *states, weld_error *err)
 {
-	const weld_py *shapes;
+	const weld_py *shapes, *frags = weld_py_dict_get(states, "frozen_param_fragments");
+	weld_map at;
 	weld_status s = frozen_shapes(c, z, states, &shapes, err);
-	for (size_t i = 0; !s && shapes && i < shapes->dict.n; i++) {
+	if (s || !shapes)
+		return s;
+	if (!weld_py_index_strs(frags, &at))
+		return weld__nomem(err);
+	for (size_t i = 0; !s && i < shapes->dict.n; i++) {
 		const char *name = shapes->dict.keys[i]->str.s;
-		const weld_py *v = weld_py_dict_get(weld_py_dict_get(states, "frozen_param_fragments"), name);
+		const weld_py *v = dict_val(frags, &at, name);
 		if (!v || v->kind != WELD_PY_TENSOR)
-			return weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment",
-					  c->src[z->states_src].file->path, name);
-		s = weld__torch_add_tensor(c, z->states_src, name, v, err);
+			s = weld__fail(err, WELD_ERR_FORMAT, "%s: frozen parameter '%s' has no fragment",
+				       c->src[z->states_src].file->path, name);
+		else
+			s = weld__torch_add_tensor(c, z->states_src, name, v, err);
 	}
+	weld_map_clear(&at);
 	return s;
 }
 
@@ -465,11 +478,16 @@ static weld_status read_rank_states(weld_ckpt *c, const zero_layout *z, const we
 					  "%s: global_steps %lld but rank 0's is %lld: files from different steps",
 					  c->src[src].file->path, (long long)st->i.v, (long long)steps0->i.v);
 		const weld_py *frags = weld_py_dict_get(root, "frozen_param_fragments");
+		weld_map at;
+		if (nfrozen && !weld_py_index_strs(frags, &at))
+			s = weld__nomem(err);
 		for (size_t i = 0; i < nfrozen && !s; i++) {
 			const char *name = fz->shapes->dict.keys[i]->str.s;
-			s = flat_run(c, src, weld_py_dict_get(frags, name), &fz->dtype[i],
+			s = flat_run(c, src, dict_val(frags, &at, name), &fz->dtype[i],
 				     &fz->slices[i * (size_t)z->world + (size_t)r], name, err);
 		}
+		if (nfrozen)
+			weld_map_clear(&at);
 		if (s)
 			return s;
 		if (src != z->states_src)
@@ -532,30 +550,46 @@ static weld_status stage3_states(weld_ckpt *c, const zero_layout *z, const weld_
 }
 
 /* shared_params: alias -> owner; written once under the owner (missing owners skipped, as zero_to_fp32 does). */
+static const char *tensor_name(const void *ctx, size_t i)
+{
+	return ((const weld_ckpt *)ctx)->t[i].name;
+}
+
+/* Tensors by name, the first of equal names kept (as a scan from the start finds it). */
+static bool index_tensors(const weld_ckpt *c, weld_map *m)
+{
+	weld_map_init_names(m, tensor_name, c);
+	size_t had;
+	for (size_t i = 0; i < c->nt; i++)
+		if (!weld_map_add(m, c->t[i].name, i, &had))
+			return false;
+	return true;
+}
+
 static weld_status add_aliases(weld_ckpt *c, const weld_py *shared, weld_error *err)
 {
 	if (!shared || shared->kind != WELD_PY_DICT)
 		return WELD_OK;
-	for (size_t i = 0; i < shared->dict.n; i++) {
+	weld_map by_name;
+	weld_status s = index_tensors(c, &by_name) ? WELD_OK : weld__nomem(err);
+	for (size_t i = 0; i < shared->dict.n && !s; i++) {
 		const weld_py *k = shared->dict.keys[i], *v = shared->dict.vals[i];
-		if (k->kind != WELD_PY_STR || v->kind != WELD_PY_STR)
-			continue;
-		size_t owner = 0;
-		while (owner < c->nt && strcmp(c->t[owner].name, v->str.s) != 0)
-			owner++;
-		if (owner == c->nt)
-			continue;
+		size_t owner = k->kind == WELD_PY_STR && v->kind == WELD_PY_STR ? weld_map_get(&by_name, v->str.s)
+										 : WELD_MAP_NONE;
 		ckpt_tensor *t;
-		weld_status s = weld__ckpt_new_tensor(c, k->str.s, &t, err);
-		if (s)
-			return s;
+		if (owner == WELD_MAP_NONE || (s = weld__ckpt_new_tensor(c, k->str.s, &t, err)))
+			continue;
 		const ckpt_tensor *o = &c->t[owner]; /* after the append: the array may have moved */
 		char *name = t->name;
 		*t = *o;
 		t->name = name;
 		t->alias_of = o->name;
+		size_t had;
+		if (!weld_map_add(&by_name, t->name, c->nt - 1, &had))
+			s = weld__nomem(err);
 	}
-	return WELD_OK;
+	weld_map_clear(&by_name);
+	return s;
 }
 
 /*

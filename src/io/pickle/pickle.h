@@ -130,5 +130,12 @@ weld_status weld_pickle_load(weld_pickle *p, const uint8_t *data, size_t len, si
 weld_py *weld_py_dict_get(const weld_py *d, const char *key);
 /* true when O is a str equal to S. */
 bool weld_py_is_str(const weld_py *o, const char *s);
+/*
+ * M, an index of the str keys of dict O (or the str items of list O):
+ * weld_map_get(M, S) is the position of the last one equal to S, as
+ * weld_py_dict_get finds it, without a scan per lookup. O must outlive M;
+ * free M with weld_map_clear. false (M empty) when out of memory.
+ */
+bool weld_py_index_strs(const weld_py *o, weld_map *m);
 
 #endif /* WELD_PICKLE_H */

@@ -326,6 +326,33 @@ bool weld_py_is_str(const weld_py *o, const char *s)
 	return o->str.len == n && memcmp(o->str.s, s, n) == 0;
 }
 
+/* Item I of dict or list CTX: the key or the item, a str (only those are indexed). */
+static const weld_py *str_item(const weld_py *o, size_t i)
+{
+	return o->kind == WELD_PY_DICT ? o->dict.keys[i] : o->seq.items[i];
+}
+
+static const char *str_item_name(const void *ctx, size_t i)
+{
+	return str_item(ctx, i)->str.s;
+}
+
+bool weld_py_index_strs(const weld_py *o, weld_map *m)
+{
+	weld_map_init_names(m, str_item_name, o);
+	size_t n = !o ? 0 : o->kind == WELD_PY_DICT ? o->dict.n : o->kind == WELD_PY_LIST ? o->seq.n : 0;
+	bool ok = weld_map_reserve(m, n);
+	/* From the end, so that the last of equal keys is the one kept; a str with a NUL equals no C string. */
+	for (size_t i = n; ok && i-- > 0;) {
+		const weld_py *k = str_item(o, i);
+		size_t had;
+		ok = k->kind != WELD_PY_STR || strlen(k->str.s) != k->str.len || weld_map_add(m, k->str.s, i, &had);
+	}
+	if (!ok)
+		weld_map_clear(m);
+	return ok;
+}
+
 bool weld__pk_is_getattr(const weld_py *o)
 {
 	return o->kind == WELD_PY_GLOBAL && hdr(o)->gkind == G_GETATTR;
