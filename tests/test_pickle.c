@@ -806,6 +806,32 @@ static void test_calls_and_builds(void)
 		    "torch._tensor._rebuild_from_type_v2 at offset 66 applies foo.bar, which is not a tensor rebuild function");
 }
 
+/* weld_py_index_strs finds what weld_py_dict_get finds (the last of equal keys), without a scan per key. */
+static void test_index_strs(void)
+{
+	static const char dict[] = "\x80\x02}(X\x01\0\0\0aK\x01X\x01\0\0\0bK\x02X\x01\0\0\0aK\x03K\x05K\x04"
+				   "X\x03\0\0\0x\0yK\x06u.";
+	static const char list[] = "\x80\x02](X\x01\0\0\0pX\x01\0\0\0qX\x01\0\0\0pe.";
+	weld_error err = {0};
+	weld_status st;
+	weld_py *d = load_mem(dict, sizeof(dict) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	weld_map m;
+	CHECK(d && d->kind == WELD_PY_DICT && d->dict.n == 5 && weld_py_index_strs(d, &m));
+	CHECK(weld_map_get(&m, "a") == 2 && d->dict.vals[2] == weld_py_dict_get(d, "a"));
+	CHECK(weld_map_get(&m, "b") == 1);
+	CHECK(weld_map_get(&m, "x") == WELD_MAP_NONE && weld_py_dict_get(d, "x") == NULL); /* "x\0y" is no C string */
+	CHECK(weld_map_get(&m, "5") == WELD_MAP_NONE && weld_map_get(&m, "c") == WELD_MAP_NONE);
+	weld_map_clear(&m);
+	weld_py *l = load_mem(list, sizeof(list) - 1, &err, &st, NULL);
+	CHECK_OK(st, &err);
+	CHECK(l && l->kind == WELD_PY_LIST && weld_py_index_strs(l, &m));
+	CHECK(weld_map_get(&m, "p") == 2 && weld_map_get(&m, "q") == 1);
+	weld_map_clear(&m);
+	CHECK(weld_py_index_strs(NULL, &m) && weld_map_get(&m, "p") == WELD_MAP_NONE);
+	weld_map_clear(&m);
+}
+
 int main(void)
 {
 	weld_error err = {0};
@@ -821,6 +847,7 @@ int main(void)
 	test_malformed();
 	test_tensors_bad();
 	test_calls_and_builds();
+	test_index_strs();
 	weld_pickle_free(P);
 	weld_pickle_free(NULL);
 	TEST_DONE();
