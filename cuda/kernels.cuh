@@ -99,6 +99,18 @@ template <typename T> WELD_HD void st(uint8_t *p, T v)
 #endif
 }
 
+// The bits of F.
+WELD_HD uint32_t f32_bits(float f)
+{
+#ifdef __CUDA_ARCH__
+	return __float_as_uint(f);
+#else
+	uint32_t x;
+	memcpy(&x, &f, sizeof(x));
+	return x;
+#endif
+}
+
 // float64 bits -> float32 bits as the CPU backend's C cast gives them: round
 // to nearest even for numbers; a NaN keeps its sign and top payload bits and
 // becomes quiet (x86-64 and AArch64 both do this; the GPU would canonicalise).
@@ -114,26 +126,13 @@ WELD_HD uint32_t f64_to_f32_bits(uint64_t b)
 	memcpy(&v, &b, sizeof(v));
 	f = (float)v;
 #endif
-#ifdef __CUDA_ARCH__
-	return __float_as_uint(f);
-#else
-	uint32_t x;
-	memcpy(&x, &f, sizeof(x));
-	return x;
-#endif
+	return f32_bits(f);
 }
 
 // An integer element as torch's .float() makes it (round to nearest even), as fp32 bits.
 template <typename T> WELD_HD uint32_t int_to_f32_bits(const uint8_t *p)
 {
-	float f = (float)ld<T>(p);
-#ifdef __CUDA_ARCH__
-	return __float_as_uint(f);
-#else
-	uint32_t x;
-	memcpy(&x, &f, sizeof(x));
-	return x;
-#endif
+	return f32_bits((float)ld<T>(p));
 }
 
 // Any float source element widened to fp32 bits, or an integer one cast
