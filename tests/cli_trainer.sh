@@ -204,7 +204,9 @@ expect 0 c --input "$tr/z2_untied/checkpoint-2" --output "$out/dry" --dry-run --
 [ "$(json_field "$out/stdout" '["reads"][0]["kind"]')" = bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt ] &&
 	[ "$(json_field "$out/stdout" '["reads"][0]["files"]')" = 2 ] &&
 	[ "$(json_field "$out/stdout" '["reads"][0]["bytes"]')" = $((2 * $(st_bytes "$oracle"))) ] &&
-	[ "$(json_field "$out/stdout" '["reads"][1]')" = "{'kind': 'mp_rank_N_model_states.pt', 'files': 1, 'bytes': 0}" ] ||
+	[ "$(json_field "$out/stdout" '["reads"][1]')" = "{'kind': 'mp_rank_N_model_states.pt', 'files': 1, 'bytes': 0}" ] &&
+	[ "$(json_field "$out/stdout" '["reads"][2]["kind"]')" = "model.safetensors (16-bit copy, for the cross-check)" ] &&
+	[ "$(json_field "$out/stdout" '["reads"][2]["bytes"]')" = "$(st_bytes "$tr/z2_untied/checkpoint-2/model.safetensors")" ] ||
 	fail "--dry-run --json reads: $(cat "$out/stdout")"
 [ "$(json_field "$out/stdout" '["bytes_written"]')" = "$(stat -c %s "$oracle")" ] &&
 	[ "$(json_field "$out/stdout" '["dry_run"]')" = True ] || fail "--dry-run --json bytes_written"
@@ -214,9 +216,12 @@ has stdout "input  $tr/z2_untied/checkpoint-2 (deepspeed: ZeRO-2, 2 ranks, tag g
 has stdout "note   $tr/z2_untied/checkpoint-2: read the DeepSpeed fp32 master weights (tag global_step2)"
 like stdout "read +[0-9.]+ kB +2  bf16_zero_pp_rank_N_mp_rank_N_optim_states.pt"
 like stdout "read +0.0 kB +1  mp_rank_N_model_states.pt \\(headers and pickles only\\)"
+like stdout "read +[0-9.]+ kB +1  model.safetensors \\(16-bit copy, for the cross-check\\)"
 like stdout "write +[0-9.]+ kB +1  $out/dry/model.safetensors: 21 tensors"
 like stdout "plan +[0-9.]+ kB of tables; peak memory [0-9]+ MB so far"
-lines stdout 7
+lines stdout 8
+expect 0 c --input "$tr/z2_untied/checkpoint-2" --output "$out/dry" --dry-run --cross-check off
+grep -q "cross-check" "$out/stdout" && fail "--dry-run --cross-check off still plans the copy's read"
 
 # inspect names the choice too.
 expect 0 "$weld" inspect "$tr/z2_tied/checkpoint-1"

@@ -359,6 +359,16 @@ static void check_broken(void)
 	snprintf(msg, sizeof(msg), "%s: global_steps 2 but rank 0's is 1: files from different steps", path);
 	expect_error(scratch("steps"), WELD_ERR_MISMATCH, msg);
 
+	/* frozen_param_fragments not a dict (a list of the names): refused, not read as one. */
+	copy_tree(fixture("zero/s2_w2_bf16_frozen"), scratch("frozen-list"));
+	snprintf(from, sizeof(from), "%s", fixture("zero_bad/frozen_list_mp_rank_00_model_states.pt"));
+	snprintf(path, sizeof(path), "%s/global_step1/mp_rank_00_model_states.pt", scratch("frozen-list"));
+	d = read_file(from, &n);
+	CHECK(d && write_file(path, d, n) == 0);
+	free(d);
+	snprintf(msg, sizeof(msg), "%s: frozen parameter 'fc3.weight' has no fragment", path);
+	expect_error(scratch("frozen-list"), WELD_ERR_FORMAT, msg);
+
 	/* One flipped bit in a master partition: the record's CRC-32 catches it. */
 	copy_tree(fixture("zero/s3_w2_bf16"), scratch("flip"));
 	snprintf(path, sizeof(path), "%s/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt", scratch("flip"));

@@ -170,12 +170,11 @@ uint64_t weld__pattern_run_start(const weld_pattern *p, uint64_t k)
 
 void *weld__ckpt_own(weld_ckpt *c, void *p)
 {
-	void **grown = p ? weld__reallocarray(c->owned, c->nowned + 1, sizeof(*grown)) : NULL;
-	if (!grown) {
+	/* By doubling: ZeRO-3 owns a record name per frozen parameter per rank. */
+	if (!p || !reserve((void **)&c->owned, &c->owncap, c->nowned, sizeof(*c->owned), 16)) {
 		free(p);
 		return NULL;
 	}
-	c->owned = grown;
 	c->owned[c->nowned++] = p;
 	return p;
 }

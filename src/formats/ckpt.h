@@ -82,7 +82,7 @@ struct weld_ckpt {
 	const char *choice_note;        /* why this kind was read, when the folder held several; else NULL */
 	const char *hf_beside;          /* a folder whose HF weights hold the same model as this one's masters */
 	void **owned;                   /* freed with the checkpoint (weld__ckpt_own) */
-	size_t nowned;
+	size_t nowned, owncap;
 };
 
 /*

@@ -41,10 +41,13 @@ static weld_status open_dict(weld_ckpt *c, const char *path, uint32_t *src, cons
 	return s;
 }
 
-/* The value of dict D under NAME, found through AT (weld_py_index_strs of D), or NULL. */
+/*
+ * The value of dict D under NAME, found through AT (weld_py_index_strs of D),
+ * or NULL: also when D is no dict (the index of a list holds positions too).
+ */
 static const weld_py *dict_val(const weld_py *d, const weld_map *at, const char *name)
 {
-	size_t i = weld_map_get(at, name);
+	size_t i = d && d->kind == WELD_PY_DICT ? weld_map_get(at, name) : WELD_MAP_NONE;
 	return i == WELD_MAP_NONE ? NULL : d->dict.vals[i];
 }
 
@@ -361,10 +364,21 @@ static weld_status build_stage3(weld_ckpt *c, const zero_layout *z, const weld_p
 static bool ds_older_than(const weld_py *states, int major, int minor, int patch)
 {
 	const weld_py *v = weld_py_dict_get(states, "ds_version");
-	int a, b, p;
-	if (!v || v->kind != WELD_PY_STR || sscanf(v->str.s, "%d.%d.%d", &a, &b, &p) != 3)
-		return false;
-	return a != major ? a < major : b != minor ? b < minor : p < patch;
+	long num[3];
+	const char *at = v && v->kind == WELD_PY_STR ? v->str.s : NULL;
+	/* Three dotted numbers of at most 6 digits each ("0.19.8", "0.16.9+abc"): anything else says nothing. */
+	for (int k = 0; k < 3; k++) {
+		size_t n = at ? strspn(at, "0123456789") : 0;
+		if (!n || n > 6 || (k < 2 && at[n] != '.'))
+			return false;
+		num[k] = strtol(at, NULL, 10);
+		at += n + (k < 2);
+	}
+	long want[3] = {major, minor, patch};
+	for (int k = 0; k < 3; k++)
+		if (num[k] != want[k])
+			return num[k] < want[k];
+	return false;
 }
 
 static bool is_integer(weld_dtype d)

@@ -50,6 +50,11 @@ static void bytes_per_source(const weld_plan *p, uint64_t *per_src)
 	}
 }
 
+static const char *group_pattern(const void *ctx, size_t i)
+{
+	return ((const weld_read_group *)ctx)[i].pattern;
+}
+
 static int by_bytes(const void *a, const void *b)
 {
 	const weld_read_group *x = a, *y = b;
@@ -70,16 +75,24 @@ bool weld__plan_read_groups(const weld_plan *p, const weld_ckpt *c, weld_read_gr
 	}
 	bytes_per_source(p, per_src);
 	size_t ng = 0;
-	for (size_t i = 0; i < c->nsrc; i++) {
-		char pat[sizeof(g->pattern)];
-		name_pattern(c->src[i].file->path, pat, sizeof(pat));
-		size_t k = 0;
-		while (k < ng && strcmp(g[k].pattern, pat) != 0)
-			k++; /* few kinds: one per rank file family */
-		if (k == ng)
-			snprintf(g[ng++].pattern, sizeof(g->pattern), "%s", pat);
+	weld_map by_pattern;
+	weld_map_init_names(&by_pattern, group_pattern, g);
+	bool ok = true;
+	for (size_t i = 0; i < c->nsrc && ok; i++) {
+		name_pattern(c->src[i].file->path, g[ng].pattern, sizeof(g->pattern));
+		size_t k = WELD_MAP_NONE;
+		if (!(ok = weld_map_add(&by_pattern, g[ng].pattern, ng, &k)))
+			break;
+		if (k == WELD_MAP_NONE)
+			k = ng++;
 		g[k].files++;
 		g[k].bytes += per_src[i];
+	}
+	weld_map_clear(&by_pattern);
+	if (!ok) {
+		free(per_src);
+		free(g);
+		return false;
 	}
 	qsort(g, ng, sizeof(*g), by_bytes);
 	for (size_t k = WELD_READ_GROUPS_MAX; k < ng; k++) {
@@ -104,4 +117,21 @@ uint64_t weld__plan_memory(const weld_plan *p, const weld_ckpt *c)
 	for (size_t i = 0; i < p->nt; i++)
 		n += strlen(p->t[i].name) + 1;
 	return n;
+}
+
+bool weld__plan_copy_reads(const char *dir, weld_read_group *g)
+{
+	weld_ckpt *hf = NULL;
+	if (weld_ckpt_open_as(&hf, dir, WELD_INPUT_HF, NULL) != WELD_OK)
+		return false; /* unreadable: the cross-check will say so, and read nothing */
+	memset(g, 0, sizeof(*g));
+	char pat[sizeof(g->pattern)];
+	name_pattern(hf->nsrc ? hf->src[0].file->path : "", pat, sizeof(pat));
+	snprintf(g->pattern, sizeof(g->pattern), "%.60s (16-bit copy, for the cross-check)", pat);
+	g->files = hf->nsrc;
+	for (size_t i = 0; i < hf->nt; i++)
+		if (!hf->t[i].alias_of)
+			g->bytes += hf->t[i].nbytes; /* each checked on open; a real file's sum cannot wrap */
+	weld_ckpt_free(hf);
+	return true;
 }

@@ -15,6 +15,11 @@
  * are more kinds); *N is how many. false only when out of memory.
  */
 bool weld__plan_read_groups(const weld_plan *p, const weld_ckpt *c, weld_read_group *out, size_t *n);
+/*
+ * The reads of the cross-check against the HF weights in DIR, as one group
+ * in *G; false when they cannot be opened (the cross-check then reads none).
+ */
+bool weld__plan_copy_reads(const char *dir, weld_read_group *g);
 /* Bytes the tables of C and P take (tensors, fragments, records, patterns, names). */
 uint64_t weld__plan_memory(const weld_plan *p, const weld_ckpt *c);
 
