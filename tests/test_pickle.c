@@ -10,6 +10,19 @@
 
 static weld_pickle *P;
 
+/* The made-up classes the generated and hand-built pickles use (foo.Bar...) are
+ * not on weld's allowlist: each test arena accepts them explicitly. */
+static weld_pickle *new_test_pickle(const weld_pickle_limits *lim)
+{
+	weld_pickle *p = NULL;
+	weld_error err = {0};
+	CHECK_OK(weld_pickle_new(&p, lim, &err), &err);
+	static const char *const test_classes[] = {"foo.Bar", "foo.bar", "foo.MyDict", "foo.MyList"};
+	for (size_t i = 0; p && i < sizeof(test_classes) / sizeof(test_classes[0]); i++)
+		CHECK_OK(weld_pickle_allow_global(p, test_classes[i], &err), &err);
+	return p;
+}
+
 /* Loads DATA[0..LEN) into the shared arena; NULL (and *ST set) on failure. */
 static weld_py *load_mem(const void *data, size_t len, weld_error *err, weld_status *st, size_t *consumed)
 {
@@ -40,10 +53,9 @@ static weld_py *load_fixture(const char *rel, uint8_t **buf, size_t *len)
 static void expect_fail_lim(const void *data, size_t len, const weld_pickle_limits *lim, weld_status status,
 			    const char *msg, int line)
 {
-	weld_pickle *p = NULL;
+	weld_pickle *p = new_test_pickle(lim);
 	weld_error err = {0};
 	weld_py *out = (weld_py *)1;
-	CHECK_OK(weld_pickle_new(&p, lim, &err), &err);
 	weld_status st = weld_pickle_load(p, data, len, NULL, &out, &err);
 	if (st != status || strcmp(err.message, msg) != 0) {
 		fprintf(stderr, "%s:%d: expected status %d \"%s\"\n  got status %d \"%s\"\n", __FILE__, line,
@@ -486,25 +498,25 @@ static void expect_tensor_fail(const char *lit, size_t len, weld_status status, 
 static void test_unsafe(void)
 {
 	EXPECT_FAIL("\x80\x02" "cos\nsystem\nq\x00X\x02\x00\x00\x00" "lsq\x01\x85q\x02Rq\x03.", WELD_ERR_UNSAFE,
-		    "pickle calls os.system at offset 2, which could run code; refusing to load");
+		    "global 'os.system' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("\x80\x02" "cposix\nsystem\nX\x02\x00\x00\x00" "ls\x85R.", WELD_ERR_UNSAFE,
-		    "pickle calls posix.system at offset 2, which could run code; refusing to load");
+		    "global 'posix.system' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("\x80\x04\x8c\x0asubprocess\x94\x8c\x05Popen\x94\x93\x94]\x85R.", WELD_ERR_UNSAFE,
-		    "pickle calls subprocess.Popen at offset 23, which could run code; refusing to load");
+		    "global 'subprocess.Popen' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("\x80\x03" "cbuiltins\neval\nX\x01\x00\x00\x00" "1\x85R.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.eval at offset 2, which could run code; refusing to load");
+		    "global 'builtins.eval' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("\x80\x02" "c__builtin__\nexec\nX\x01\x00\x00\x00" "1\x85R.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.exec at offset 2, which could run code; refusing to load");
+		    "global 'builtins.exec' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("c__builtin__\n__import__\n.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.__import__ at offset 0, which could run code; refusing to load");
+		    "global 'builtins.__import__' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("cos.path\njoin\n.", WELD_ERR_UNSAFE,
-		    "pickle calls os.path.join at offset 0, which could run code; refusing to load");
+		    "global 'os.path.join' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("ccommands\ngetoutput\n.", WELD_ERR_UNSAFE,
-		    "pickle calls subprocess.getoutput at offset 0, which could run code; refusing to load");
+		    "global 'subprocess.getoutput' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("c__builtin__\nintern\n.", WELD_ERR_UNSAFE,
-		    "pickle calls sys.intern at offset 0, which could run code; refusing to load");
+		    "global 'sys.intern' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("cnumpy\nlinalg.__dict__\n.", WELD_ERR_UNSAFE,
-		    "pickle calls numpy.linalg.__dict__ at offset 0, which could run code; refusing to load");
+		    "global 'numpy.linalg.__dict__' is not a data type weld knows; nothing was executed");
 	/* getattr: only getattr(Class, "member") is accepted, and never called or passed around */
 	EXPECT_FAIL("c__builtin__\ngetattr\n(cargparse\nNamespace\nX\x08\x00\x00\x00" "__init__tR.", WELD_ERR_UNSAFE,
 		    "pickle calls builtins.getattr at offset 56 on something other than (class, member name), which could run code; refusing to load");
@@ -512,10 +524,37 @@ static void test_unsafe(void)
 		    "pickle calls builtins.getattr at offset 35 on something other than (class, member name), which could run code; refusing to load");
 	EXPECT_FAIL("c__builtin__\ngetattr\n(cfoo\nBar\nX\x03\x00\x00\x00" "runtR)R.", WELD_ERR_UNSAFE,
 		    "pickle calls foo.Bar.run, fetched with builtins.getattr, at offset 42, which could run code; refusing to load");
+	/* The allowlist: anything not on it is refused at GLOBAL, even harmless-looking names. */
+	EXPECT_FAIL("curllib.request\nurlopen\n.", WELD_ERR_UNSAFE,
+		    "global 'urllib.request.urlopen' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("curllib\nurlopen\n.", WELD_ERR_UNSAFE, /* Python 2 spelling, mapped first */
+		    "global 'urllib.request.urlopen' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("ctypes\nCodeType\n.", WELD_ERR_UNSAFE,
+		    "global 'types.CodeType' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("cbuiltins\ndict\n.", WELD_ERR_UNSAFE,
+		    "global 'builtins.dict' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("cnumpy\nload\n.", WELD_ERR_UNSAFE,
+		    "global 'numpy.load' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("ctorch\nload\n.", WELD_ERR_UNSAFE,
+		    "global 'torch.load' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("ctorch.cuda\nfloat32\n.", WELD_ERR_UNSAFE, /* dtypes live in torch only */
+		    "global 'torch.cuda.float32' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("ctorch._utils\n_rebuild_tensor_v2.__globals__\n.", WELD_ERR_UNSAFE,
+		    "global 'torch._utils._rebuild_tensor_v2.__globals__' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("\x80\x04\x8c\x10" "torch.jit._state\x8c\x0b" "execWrapper\x93.", WELD_ERR_UNSAFE,
+		    "global 'torch.jit._state.execWrapper' is not a data type weld knows; nothing was executed");
+	/* A nested pickle (torch.storage._load_from_bytes) is refused, not parsed or kept. */
+	EXPECT_FAIL("\x80\x02" "ctorch.storage\n_load_from_bytes\nC\x02" "..\x85R.", WELD_ERR_UNSAFE,
+		    "global 'torch.storage._load_from_bytes' is not a data type weld knows; nothing was executed");
+	/* getattr only on an allowlisted data class, never on a function weld interprets */
+	EXPECT_FAIL("c__builtin__\ngetattr\n(cos\nsystem\nX\x01\x00\x00\x00" "atR.", WELD_ERR_UNSAFE,
+		    "global 'os.system' is not a data type weld knows; nothing was executed");
+	EXPECT_FAIL("c__builtin__\ngetattr\n(c_codecs\nencode\nX\x01\x00\x00\x00" "atR.", WELD_ERR_UNSAFE,
+		    "pickle calls builtins.getattr at offset 45 on something other than (class, member name), which could run code; refusing to load");
 	EXPECT_FAIL("]c__builtin__\ngetattr\na.", WELD_ERR_UNSAFE,
 		    "pickle passes builtins.getattr around as a value at offset 22, which could run code; refusing to load");
 	EXPECT_FAIL("c__builtin__\ngetattr\n.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.getattr at offset 21, which could run code; refusing to load");
+		    "pickle returns builtins.getattr itself at offset 21, which is not data; refusing to load");
 }
 
 /* N copies of A followed by M copies of B, then STOP. */
@@ -605,10 +644,9 @@ static void test_truncated(void)
 		uint8_t *buf = read_file(fixture(files[f]), &len);
 		CHECK(buf != NULL);
 		for (size_t n = 0; buf && n < len; n++) {
-			weld_pickle *p = NULL;
+			weld_pickle *p = new_test_pickle(NULL);
 			weld_error err = {0};
 			weld_py *out = NULL;
-			CHECK_OK(weld_pickle_new(&p, NULL, &err), &err);
 			/* An exact-size copy lets ASan see any read past the end. */
 			uint8_t *cut = malloc(n ? n : 1);
 			memcpy(cut, buf, n);
@@ -719,9 +757,9 @@ static void test_tensors_bad(void)
 	EXPECT_FAIL("(X\x06\x00\x00\x00" "modulecfoo\nBar\nNNtQ.", WELD_ERR_UNSUPPORTED,
 		    "persistent id at offset 24 holds a pickled nn.Module class, which weld does not load");
 	EXPECT_FAIL("K\x01Q.", WELD_ERR_FORMAT, "persistent id at offset 2 is an int, not a ('storage', ...) tuple");
-	EXPECT_FAIL("(X\x07\x00\x00\x00" "storagecfoo\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00"
+	EXPECT_FAIL("(X\x07\x00\x00\x00" "storagectorch\nfloat32\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00"
 		    "cpuK\x04tQ.",
-		    WELD_ERR_FORMAT, "storage persistent id at offset 48 names a non-storage global, not a storage class");
+		    WELD_ERR_FORMAT, "storage persistent id at offset 45 names a non-storage global, not a storage class");
 	EXPECT_FAIL("ctorch._utils\n_rebuild_qtensor\n)R.", WELD_ERR_UNSUPPORTED,
 		    "pickle rebuilds a tensor with torch._utils._rebuild_qtensor at offset 32, which weld does not support");
 	EXPECT_FAIL("ctorch._utils\n_rebuild_sparse_tensor\n)R.", WELD_ERR_UNSUPPORTED,
@@ -832,10 +870,30 @@ static void test_index_strs(void)
 	weld_map_clear(&m);
 }
 
+/* weld_pickle_allow_global: a caller-trusted class is inert data; dunders never are. */
+static void test_allow_global(void)
+{
+	weld_pickle *p = NULL;
+	weld_error err = {0};
+	weld_py *o = NULL;
+	static const char s[] = "\x80\x02" "cmy.pkg\nCfg\n)\x81}X\x01\x00\x00\x00" "aK\x01sb.";
+	CHECK_OK(weld_pickle_new(&p, NULL, &err), &err);
+	CHECK(weld_pickle_load(p, (const uint8_t *)s, sizeof(s) - 1, NULL, &o, &err) == WELD_ERR_UNSAFE);
+	CHECK(strcmp(err.message, "global 'my.pkg.Cfg' is not a data type weld knows; nothing was executed") == 0);
+	CHECK_OK(weld_pickle_allow_global(p, "my.pkg.Cfg", &err), &err);
+	CHECK_OK(weld_pickle_load(p, (const uint8_t *)s, sizeof(s) - 1, NULL, &o, &err), &err);
+	CHECK(is_object(o, "my.pkg", "Cfg") && is_int(weld_py_dict_get(o->obj.state, "a"), 1));
+	CHECK(weld_pickle_allow_global(p, "Cfg", &err) == WELD_ERR_INVALID_ARG);
+	CHECK(weld_pickle_allow_global(p, "my.pkg.", &err) == WELD_ERR_INVALID_ARG);
+	CHECK(weld_pickle_allow_global(p, "builtins.__import__", &err) == WELD_ERR_INVALID_ARG);
+	CHECK(weld_pickle_allow_global(p, "my.Cfg.__init__", &err) == WELD_ERR_INVALID_ARG);
+	CHECK(weld_pickle_allow_global(p, "__main__.Cfg", &err) == WELD_ERR_INVALID_ARG);
+	weld_pickle_free(p);
+}
+
 int main(void)
 {
-	weld_error err = {0};
-	CHECK_OK(weld_pickle_new(&P, NULL, &err), &err);
+	P = new_test_pickle(NULL);
 	test_edge_zip();
 	test_other_torch_pickles();
 	test_legacy();
@@ -848,6 +906,7 @@ int main(void)
 	test_tensors_bad();
 	test_calls_and_builds();
 	test_index_strs();
+	test_allow_global();
 	weld_pickle_free(P);
 	weld_pickle_free(NULL);
 	TEST_DONE();

@@ -59,6 +59,9 @@ void weld_pickle_free(weld_pickle *p)
 	free(p->stack);
 	free(p->marks);
 	free(p->memo);
+	for (size_t i = 0; i < p->nallow; i++)
+		free(p->allow[i].mod);
+	free(p->allow);
 	free(p);
 }
 

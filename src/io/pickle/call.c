@@ -5,8 +5,9 @@
  * here, the torch ones in tensor.c; any other callable yields an opaque
  * WELD_PY_OBJECT recording the class, its arguments and later its state.
  *
- * builtins.getattr is allowed only as REDUCE(getattr, (GLOBAL, "name")) with
- * a non-dunder name (enum members, CPython 3.11.2): it yields an OBJECT of
+ * builtins.getattr is allowed only as REDUCE(getattr, (GLOBAL, "name")) where
+ * GLOBAL is an allowlisted data class (G_PLAIN: not a function weld interprets)
+ * and a non-dunder name (enum members, CPython 3.11.2): it yields an OBJECT of
  * that class whose .args is the name str. Calling that result, any other
  * arguments, or getattr stored as a value is WELD_ERR_UNSAFE.
  */
@@ -33,7 +34,7 @@ static weld_status getattr_member(weld_pickle *p, const weld_py *args, weld_py *
 {
 	size_t n = args->seq.n;
 	weld_py **a = args->seq.items;
-	if (n != 2 || a[0]->kind != WELD_PY_GLOBAL || hdr(a[0])->gkind == G_GETATTR || a[1]->kind != WELD_PY_STR ||
+	if (n != 2 || a[0]->kind != WELD_PY_GLOBAL || hdr(a[0])->gkind != G_PLAIN || a[1]->kind != WELD_PY_STR ||
 	    memchr(a[1]->str.s, 0, a[1]->str.len) || strncmp(a[1]->str.s, "__", 2) == 0)
 		return weld__pk_fail(p, WELD_ERR_UNSAFE,
 				     "pickle calls builtins.getattr at offset %zu on something other than (class, member name), which could run code; refusing to load",
@@ -247,7 +248,11 @@ weld_status weld__pk_build(weld_pickle *p, weld_py *inst, weld_py *state)
 	case WELD_PY_DICT:
 		/* OrderedDict attributes (_metadata of a module state dict): dropped. */
 		if (inst->dict.ordered)
-			return weld__pk_is_getattr(state) ? weld__pk_unsafe_global(p, "builtins", "getattr") : WELD_OK;
+			return weld__pk_is_getattr(state)
+				       ? weld__pk_fail(p, WELD_ERR_UNSAFE,
+						       "pickle passes builtins.getattr around as a value at offset %zu, which could run code; refusing to load",
+						       p->off)
+				       : WELD_OK;
 		break;
 	case WELD_PY_TENSOR:
 		return weld__pk_build_tensor(p, inst, state);

@@ -81,6 +81,12 @@ struct weld_pickle {
 	weld_status st;      /* status behind a NULL return */
 	size_t pending;      /* tensors awaiting BUILD */
 	size_t pending_off;  /* offset of the first of them */
+	/* classes the caller allowed (weld_pickle_allow_global); malloc'd */
+	struct {
+		char *mod;
+		const char *name;
+	} *allow;
+	size_t nallow, cap_allow;
 };
 
 static inline node *hdr(const weld_py *o)
@@ -163,10 +169,12 @@ bool weld__pk_is_getattr(const weld_py *o);
 weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *expect, size_t got);
 
 /* policy.c */
-/* A GLOBAL for module MOD and name NAME, or WELD_ERR_UNSAFE when it could run code. */
+/* A GLOBAL for module MOD and name NAME, or WELD_ERR_UNSAFE when it is not allowlisted. */
 weld_status weld__pk_global(weld_pickle *p, const uint8_t *mod, size_t nmod, const uint8_t *name, size_t nname,
 			    weld_py **out);
 weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const char *name);
+/* How many names the built-in allowlist accepts (the _rebuild_* rule not counted). */
+size_t weld__pk_allowlist_size(void);
 
 /* call.c */
 /* REDUCE/NEWOBJ: FN applied to the tuple ARGS. */

@@ -1,12 +1,13 @@
 /*
  * A safe pickle reader for what torch.save and DeepSpeed write (shared docs,
  * section B). It builds an inert object tree and never calls anything:
- * GLOBAL pushes a symbol; REDUCE/NEWOBJ/BUILD on a known symbol (OrderedDict,
- * torch.Size, set, _codecs.encode, the torch rebuild functions, dtypes) is
- * interpreted; on a code-running callable (os, posix, subprocess, sys,
- * builtins eval/exec/getattr-on-modules/__import__ ...) the load is refused
- * with WELD_ERR_UNSAFE naming the global; on anything else it yields an
- * opaque object recording the symbol, arguments and state.
+ * GLOBAL pushes a symbol only when it is on an allowlist of the data types
+ * real checkpoints use (policy.c); any other global is refused with
+ * WELD_ERR_UNSAFE naming it. REDUCE/NEWOBJ/BUILD on a known symbol
+ * (OrderedDict, torch.Size, set, _codecs.encode, the torch rebuild functions)
+ * is interpreted; on the other allowlisted classes (DeepSpeed, numpy,
+ * argparse.Namespace...) it yields an opaque object recording the symbol,
+ * arguments and state.
  *
  * All objects live in one arena owned by the weld_pickle and are freed with
  * it; shared references through the memo are the same object (a tied weight
@@ -124,6 +125,13 @@ void weld_pickle_free(weld_pickle *p);
  */
 weld_status weld_pickle_load(weld_pickle *p, const uint8_t *data, size_t len, size_t *consumed,
 			     weld_py **out, weld_error *err);
+
+/*
+ * Accepts global DOTTED ("MODULE.NAME", split at the last dot) in P's later
+ * loads as well, as an inert class (opaque objects, never called). Names with
+ * a dunder part are refused (WELD_ERR_INVALID_ARG).
+ */
+weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_error *err);
 
 /* Helpers for walking trees. */
 /* Value for KEY (a str key) in dict D, or NULL. */

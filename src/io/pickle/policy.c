@@ -1,16 +1,22 @@
 /*
- * What a GLOBAL names, decided once when it is pushed: code-running modules
- * and builtins are refused on the spot (WELD_ERR_UNSAFE), a short list
- * (OrderedDict, torch.Size, set, _codecs.encode, the torch rebuild functions,
- * storage classes...) is tagged for call.c and tensor.c to interpret, and
- * everything else turns into an opaque WELD_PY_OBJECT when called.
+ * What a GLOBAL names, decided once when it is pushed, by an allowlist (as
+ * torch's weights_only loader does): a name in the table below is accepted
+ * as an inert data type, tagged for call.c and tensor.c to interpret or
+ * (G_PLAIN) turned into an opaque WELD_PY_OBJECT when "called"; nothing is
+ * ever imported or run. Any other name is refused on the spot with
+ * WELD_ERR_UNSAFE, naming it. A caller can add classes it trusts with
+ * weld_pickle_allow_global (still inert data, G_PLAIN).
  *
  * Python 2 names are mapped to Python 3 ones first (Python's _compat_pickle
- * tables); both spellings of the module are checked, so neither hides a
- * blocked one.
+ * tables); only the mapped name is looked up.
+ *
+ * The table was built from what real files reference:
+ * scripts/list_globals.py lists every GLOBAL/STACK_GLOBAL in tests/fixtures
+ * and ../shared/fixtures (zip members included).
  */
 #include "io/pickle/internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Python 2 names, as in Python's _compat_pickle (the parts that matter here). */
@@ -67,35 +73,6 @@ static const struct {
 	{"itertools", "itertools"},
 };
 
-/* Modules whose every name (and submodules') is refused. */
-static const char *const blocked_modules[] = {
-	"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "pty", "importlib", "runpy",
-	"code", "codeop", "ctypes", "pickle", "_pickle", "marshal", "webbrowser", "multiprocessing",
-	"commands", "popen2", "platform", "signal", "_posixsubprocess", "timeit", "pdb", "cPickle",
-};
-
-/* builtins names that run code, reach frames or read files. */
-static const char *const blocked_builtins[] = {
-	"eval", "exec", "execfile", "compile", "open", "file", "getattr", "setattr", "delattr",
-	"globals", "locals", "vars", "input", "raw_input", "breakpoint", "memoryview", "reload",
-	"help", "exit", "quit",
-};
-
-/* S is PREFIX or starts with PREFIX followed by a dot. */
-static bool starts_dotted(const char *s, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	return strncmp(s, prefix, n) == 0 && (s[n] == '\0' || s[n] == '.');
-}
-
-static bool module_blocked(const char *m)
-{
-	for (size_t i = 0; i < sizeof(blocked_modules) / sizeof(blocked_modules[0]); i++)
-		if (starts_dotted(m, blocked_modules[i]))
-			return true;
-	return false;
-}
-
 /* *MOD and *NAME as Python 3 spells them. */
 static void map_py2_name(const char **mod, const char **name)
 {
@@ -111,41 +88,17 @@ static void map_py2_name(const char **mod, const char **name)
 		}
 }
 
-/* MOD.NAME (mapped from module ORIG_MOD of the stream) could run code. */
-static bool unsafe(const char *orig_mod, const char *mod, const char *name)
-{
-	if (module_blocked(mod) || module_blocked(orig_mod))
-		return true;
-	/* getattr is refused where it is called, unless it fetches an enum member (call.c). */
-	if (strcmp(mod, "builtins") == 0 && strcmp(name, "getattr") != 0) {
-		if (strncmp(name, "__", 2) == 0)
-			return true;
-		for (size_t i = 0; i < sizeof(blocked_builtins) / sizeof(blocked_builtins[0]); i++)
-			if (starts_dotted(name, blocked_builtins[i]))
-				return true;
-	}
-	/* A dunder attribute of a class (Cls.__init__.__globals__) reaches anything. */
-	for (const char *d = strchr(name, '.'); d; d = strchr(d + 1, '.'))
-		if (strncmp(d + 1, "__", 2) == 0)
-			return true;
-	return false;
-}
-
-/* The symbols call.c and tensor.c interpret. */
+/*
+ * The allowlist. Each group says where real files use it. G_PLAIN entries
+ * are classes kept as opaque objects (their state is data); builtins.getattr
+ * is accepted only as getattr(G_PLAIN class, member name) (call.c).
+ */
 static const struct {
 	const char *mod, *name;
 	enum gkind kind;
-} known[] = {
-	{"builtins", "getattr", G_GETATTR},
-	{"builtins", "set", G_SET},
-	{"builtins", "frozenset", G_FROZENSET},
-	{"builtins", "bytearray", G_BYTEARRAY},
-	{"builtins", "bytes", G_BYTES},
-	{"collections", "OrderedDict", G_ORDERED_DICT},
-	{"collections", "defaultdict", G_DICTLIKE},
-	{"collections", "Counter", G_COUNTER},
-	{"_codecs", "encode", G_ENCODE},
-	{"copyreg", "_reconstructor", G_RECONSTRUCTOR},
+} allowed[] = {
+	/* torch.save of any tensor (every .pt/.bin fixture): rebuild functions,
+	 * Parameter, the tensor subclass path (_rebuild_from_type_v2 + Tensor). */
 	{"torch._utils", "_rebuild_tensor_v2", G_REBUILD_V2},
 	{"torch._utils", "_rebuild_tensor_v3", G_REBUILD_V3},
 	{"torch._utils", "_rebuild_tensor", G_REBUILD},
@@ -154,24 +107,136 @@ static const struct {
 	{"torch._tensor", "_rebuild_from_type_v2", G_FROM_TYPE_V2},
 	{"torch.nn.parameter", "Parameter", G_PARAMETER},
 	{"torch.nn", "Parameter", G_PARAMETER},
-	{"torch", "Size", G_SIZE},
 	{"torch", "Tensor", G_TENSOR},
+	/* Storage classes (persistent ids): typed ones in every torch version
+	 * (FloatStorage...), UntypedStorage since torch 2.0 (DeepSpeed states). */
+	{"torch.storage", "UntypedStorage", G_STORAGE},
+	{"torch.storage", "TypedStorage", G_STORAGE},
+	{"torch", "UntypedStorage", G_STORAGE},
+	{"torch", "TypedStorage", G_STORAGE},
+	/* torch.Size (DeepSpeed param_shapes), torch.device (optimizer and trainer
+	 * states, misc_p2.pkl), layout and memory format (DCP TensorProperties). */
+	{"torch", "Size", G_SIZE},
+	{"torch", "device", G_PLAIN},
+	{"torch", "strided", G_PLAIN},
+	{"torch", "sparse_coo", G_PLAIN},
+	{"torch", "contiguous_format", G_PLAIN},
+	{"torch", "channels_last", G_PLAIN},
+	{"torch", "preserve_format", G_PLAIN},
+	/* Containers and bytes: OrderedDict wraps every state dict; defaultdict,
+	 * Counter and list (a defaultdict factory) in optimizer states and
+	 * containers_p2.pkl; set/frozenset/bytes/bytearray in misc_p2.pkl and
+	 * DeepSpeed states; _codecs.encode is how protocol 2 writes bytes (Megatron
+	 * rng states, numpy arrays). copyreg._reconstructor/object: protocol 0/1
+	 * objects, only of classes allowed here. */
+	{"collections", "OrderedDict", G_ORDERED_DICT},
+	{"collections", "defaultdict", G_DICTLIKE},
+	{"collections", "Counter", G_COUNTER},
+	{"builtins", "set", G_SET},
+	{"builtins", "frozenset", G_FROZENSET},
+	{"builtins", "bytearray", G_BYTEARRAY},
+	{"builtins", "bytes", G_BYTES},
+	{"builtins", "slice", G_PLAIN},
+	{"builtins", "list", G_PLAIN},
+	{"builtins", "object", G_PLAIN},
+	{"builtins", "getattr", G_GETATTR},
+	{"_codecs", "encode", G_ENCODE},
+	{"copyreg", "_reconstructor", G_RECONSTRUCTOR},
+	/* numpy arrays and scalars in trainer and Megatron rng states
+	 * (megatron/model_optim_rng.pt); numpy 2 writes numpy._core. */
+	{"numpy.core.multiarray", "_reconstruct", G_PLAIN},
+	{"numpy.core.multiarray", "scalar", G_PLAIN},
+	{"numpy._core.multiarray", "_reconstruct", G_PLAIN},
+	{"numpy._core.multiarray", "scalar", G_PLAIN},
+	{"numpy", "ndarray", G_PLAIN},
+	{"numpy", "dtype", G_PLAIN},
+	/* DeepSpeed optimizer and model states (tests/fixtures/zero*, trainer):
+	 * the ZeRO stage enum (also as getattr(ZeroStageEnum, 'gradients')),
+	 * loss scalers, fragment addresses of frozen/universal params. */
+	{"deepspeed.runtime.zero.config", "ZeroStageEnum", G_PLAIN},
+	{"deepspeed.runtime.fp16.loss_scaler", "LossScaler", G_PLAIN},
+	{"deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler", G_PLAIN},
+	{"deepspeed.utils.tensor_fragment", "fragment_address", G_PLAIN},
+	/* Megatron checkpoints keep their command line (the .pt files in tests/fixtures/megatron). */
+	{"argparse", "Namespace", G_PLAIN},
+	/* torch.distributed.checkpoint .metadata files (from torch's DCP source;
+	 * no fixture here has one yet). */
+	{"torch.distributed.checkpoint.metadata", "Metadata", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "TensorStorageMetadata", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "ChunkStorageMetadata", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "BytesStorageMetadata", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "MetadataIndex", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "TensorProperties", G_PLAIN},
+	{"torch.distributed.checkpoint.metadata", "StorageMeta", G_PLAIN},
+	{"torch.distributed.checkpoint.filesystem", "_StorageInfo", G_PLAIN},
+	{"torch.distributed.checkpoint.planner", "WriteItemType", G_PLAIN},
+	{"torch.distributed.checkpoint.planner", "LoadItemType", G_PLAIN},
+	{"pathlib", "PosixPath", G_PLAIN},
+	{"pathlib", "WindowsPath", G_PLAIN},
+	{"pathlib", "PurePosixPath", G_PLAIN},
 };
 
-static enum gkind classify(const char *m, const char *n)
+/* torch.<Name>Storage (and torch.cuda.<Name>Storage): the legacy typed storage classes. */
+static const char *const storage_names[] = {
+	"FloatStorage",  "DoubleStorage", "HalfStorage",   "BFloat16Storage",      "ByteStorage",
+	"CharStorage",   "ShortStorage",  "IntStorage",    "LongStorage",          "BoolStorage",
+	"ComplexFloatStorage", "ComplexDoubleStorage", "QInt8Storage", "QUInt8Storage", "QInt32Storage",
+	"QUInt4x2Storage", "QUInt2x4Storage",
+};
+
+/* torch.<dtype>: every dtype torch has (v3 rebuilds, optimizer and trainer
+ * states); ones weld cannot convert are refused later, as unsupported. */
+static const char *const dtype_names[] = {
+	"float32", "float", "float64", "double", "float16", "half", "bfloat16", "complex32", "chalf",
+	"complex64", "cfloat", "complex128", "cdouble", "uint8", "int8", "int16", "short", "int32", "int",
+	"int64", "long", "bool", "uint16", "uint32", "uint64", "qint8", "quint8", "qint32", "quint4x2",
+	"quint2x4", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu",
+	"float4_e2m1fn_x2", "bits8", "bits16", "bits1x8", "bits2x4", "bits4x2",
+};
+
+static bool in_names(const char *n, const char *const *names, size_t count)
 {
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		if (strcmp(m, known[i].mod) == 0 && strcmp(n, known[i].name) == 0)
-			return known[i].kind;
-	/* Other tensor rebuilds (sparse, quantized...): calling one is refused, not made opaque. */
-	if ((strcmp(m, "torch._utils") == 0 || strcmp(m, "torch._tensor") == 0) && strncmp(n, "_rebuild_", 9) == 0)
-		return G_REBUILD_UNSUPPORTED;
-	if (strcmp(m, "torch") == 0 || strcmp(m, "torch.cuda") == 0 || strcmp(m, "torch.storage") == 0) {
-		size_t ln = strlen(n);
-		if (ln >= 7 && strcmp(n + ln - 7, "Storage") == 0)
-			return G_STORAGE;
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(n, names[i]) == 0)
+			return true;
+	return false;
+}
+#define IN_NAMES(n, arr) in_names(n, arr, sizeof(arr) / sizeof(arr[0]))
+
+/* The kind of allowlisted M.N; false when it is not allowed. */
+static bool classify(const weld_pickle *p, const char *m, const char *n, enum gkind *kind)
+{
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		if (strcmp(m, allowed[i].mod) == 0 && strcmp(n, allowed[i].name) == 0) {
+			*kind = allowed[i].kind;
+			return true;
+		}
+	if ((strcmp(m, "torch") == 0 || strcmp(m, "torch.cuda") == 0) && IN_NAMES(n, storage_names)) {
+		*kind = G_STORAGE;
+		return true;
 	}
-	return G_PLAIN;
+	if (strcmp(m, "torch") == 0 && IN_NAMES(n, dtype_names)) {
+		*kind = G_PLAIN;
+		return true;
+	}
+	/* Other tensor rebuilds (sparse, quantized, nested...): a clear "unsupported" when called. */
+	if ((strcmp(m, "torch._utils") == 0 || strcmp(m, "torch._tensor") == 0) && strncmp(n, "_rebuild_", 9) == 0 &&
+	    !strchr(n, '.')) {
+		*kind = G_REBUILD_UNSUPPORTED;
+		return true;
+	}
+	for (size_t i = 0; i < p->nallow; i++)
+		if (strcmp(m, p->allow[i].mod) == 0 && strcmp(n, p->allow[i].name) == 0) {
+			*kind = G_PLAIN;
+			return true;
+		}
+	return false;
+}
+
+size_t weld__pk_allowlist_size(void)
+{
+	return sizeof(allowed) / sizeof(allowed[0]) + 2 * sizeof(storage_names) / sizeof(storage_names[0]) +
+	       sizeof(dtype_names) / sizeof(dtype_names[0]);
 }
 
 weld_status weld__pk_global(weld_pickle *p, const uint8_t *mod, size_t nmod, const uint8_t *name, size_t nname,
@@ -185,20 +250,53 @@ weld_status weld__pk_global(weld_pickle *p, const uint8_t *mod, size_t nmod, con
 	TRY_PTR(n);
 	const char *mm = m, *mn = n;
 	map_py2_name(&mm, &mn);
-	if (unsafe(m, mm, mn))
+	enum gkind kind;
+	if (!classify(p, mm, mn, &kind))
 		return weld__pk_unsafe_global(p, mm, mn);
 	weld_py *g = weld__pk_new_node(p, WELD_PY_GLOBAL);
 	TRY_PTR(g);
 	g->obj.module = mm;
 	g->obj.name = mn;
-	hdr(g)->gkind = (uint8_t)classify(mm, mn);
+	hdr(g)->gkind = (uint8_t)kind;
 	*out = g;
 	return WELD_OK;
 }
 
 weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const char *name)
 {
-	return weld__pk_fail(p, WELD_ERR_UNSAFE,
-			     "pickle calls %s.%s at offset %zu, which could run code; refusing to load", module, name,
-			     p->off);
+	return weld__pk_fail(p, WELD_ERR_UNSAFE, "global '%s.%s' is not a data type weld knows; nothing was executed",
+			     module, name);
+}
+
+weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_error *err)
+{
+	if (!p || !dotted)
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_pickle_allow_global: p or name is NULL");
+	const char *dot = strrchr(dotted, '.');
+	size_t len = strlen(dotted);
+	if (!dot || dot == dotted || !dot[1] || strstr(dotted, "..") || dotted[0] == '.' ||
+	    !weld__utf8_valid((const uint8_t *)dotted, len, true))
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "allowed global '%s' is not MODULE.NAME", dotted);
+	/* A dunder part (Cls.__init__, builtins.__import__) reaches code: never data. */
+	for (const char *q = dotted; q; q = strchr(q + 1, '.'))
+		if (strncmp(q == dotted ? q : q + 1, "__", 2) == 0)
+			return weld__fail(err, WELD_ERR_INVALID_ARG,
+					  "allowed global '%s' names a dunder attribute, which is never data", dotted);
+	if (p->nallow == p->cap_allow) {
+		size_t cap = p->cap_allow ? 2 * p->cap_allow : 4;
+		void *a = realloc(p->allow, cap * sizeof(*p->allow));
+		if (!a)
+			return weld__nomem(err);
+		p->allow = a;
+		p->cap_allow = cap;
+	}
+	char *mod = malloc(len + 1);
+	if (!mod)
+		return weld__nomem(err);
+	memcpy(mod, dotted, len + 1);
+	mod[dot - dotted] = 0;
+	p->allow[p->nallow].mod = mod;
+	p->allow[p->nallow].name = mod + (dot - dotted) + 1;
+	p->nallow++;
+	return WELD_OK;
 }

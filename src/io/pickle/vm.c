@@ -83,7 +83,9 @@ static weld_status stop(weld_pickle *p, weld_py **out)
 	weld_py *x;
 	TRY(weld__pk_pop(p, &x));
 	if (weld__pk_is_getattr(x))
-		return weld__pk_unsafe_global(p, "builtins", "getattr");
+		return weld__pk_fail(p, WELD_ERR_UNSAFE,
+				     "pickle returns builtins.getattr itself at offset %zu, which is not data; refusing to load",
+				     p->off);
 	if (p->pending)
 		return weld__pk_fail(p, WELD_ERR_FORMAT,
 				     "pickle creates a tensor at offset %zu that never gets a storage", p->pending_off);
