@@ -182,6 +182,24 @@ typedef enum weld_input_type {
 weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err);
 /* Like weld_ckpt_open, of the given TYPE only (HF: safetensors before .bin). */
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
+
+/* How weld_ckpt_open_with opens. Initialise with WELD_OPEN_OPTIONS_INIT, then set fields. */
+typedef struct weld_open_options {
+	size_t struct_size;  /* sizeof(weld_open_options), set by the initialiser */
+	weld_input_type type;
+	/*
+	 * Classes ("module.Name") a pickle may reference besides weld's
+	 * allowlist, accepted as inert data, never called (the user's
+	 * --allow-global). Borrowed for the duration of the open.
+	 */
+	const char *const *allow_globals;
+	size_t nallow_globals;
+} weld_open_options;
+
+#define WELD_OPEN_OPTIONS_INIT {sizeof(weld_open_options), WELD_INPUT_AUTO, NULL, 0}
+
+/* weld_ckpt_open_as with OPTIONS (NULL: the defaults). */
+weld_status weld_ckpt_open_with(weld_ckpt **out, const char *path, const weld_open_options *options, weld_error *err);
 void weld_ckpt_free(weld_ckpt *ckpt);
 
 weld_format weld_ckpt_format(const weld_ckpt *ckpt);
@@ -281,11 +299,13 @@ typedef struct weld_convert_options {
 	int replace;           /* replace an existing output folder, but never take over another's lock */
 	weld_start_fn start;   /* may be NULL; gets PAYLOAD too */
 	weld_cross_check_mode cross_check;
+	const char *const *allow_globals; /* as weld_open_options' (--allow-global); may be NULL */
+	size_t nallow_globals;
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
 	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0, \
-	 NULL, WELD_CROSS_CHECK_WARN}
+	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0}
 
 /* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
 void weld_convert_options_init(weld_convert_options *options);

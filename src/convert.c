@@ -182,6 +182,15 @@ static weld_status claim_target(conversion *cv, weld_error *err)
 	return s;
 }
 
+static weld_status open_input(conversion *cv, weld_error *err)
+{
+	weld_open_options o = WELD_OPEN_OPTIONS_INIT;
+	o.type = cv->opts.type;
+	o.allow_globals = cv->opts.allow_globals;
+	o.nallow_globals = cv->opts.nallow_globals;
+	return weld_ckpt_open_with(&cv->c, cv->input, &o, err);
+}
+
 /* Everything known before any data moves: the plan, its layout, the backend, a staging folder. */
 static weld_status prepare(conversion *cv, weld_error *err)
 {
@@ -198,7 +207,7 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	if (!s && !cv->opts.dry_run)
 		s = claim_target(cv, err);
 	if (!s)
-		s = weld_ckpt_open_as(&cv->c, cv->input, cv->opts.type, err);
+		s = open_input(cv, err);
 	if (!s) {
 		weld_plan_options po = {.dtype = cv->opts.dtype, .tie_word_embeddings = config_ties_embeddings(cv->side_dir)};
 		s = weld_plan_build(&cv->p, cv->c, &po, err);

@@ -52,5 +52,25 @@ while IFS=$'\t' read -r file want; do
 		fails=$((fails + 1))
 	fi
 done <"$dir/EXPECTED"
+# --allow-global: a class the user trusts (allow/custom_class.pt, by make_allow.py) is read as inert
+# data by inspect, convert and batch; without it, refused by name; a malformed name is refused.
+. "$(dirname "$0")/lib.sh"
+custom=$dir/allow/custom_class.pt
+expect 1 "$weld" inspect "$custom"
+last stderr "weld: error: $custom: data.pkl: global 'mylab.configs.RunConfig' is not a data type weld knows; nothing was executed"
+expect 0 "$weld" inspect "$custom" --allow-global mylab.configs.RunConfig --allow-global=other.Cls
+has stdout "1 tensors, 12 parameters, 48 bytes"
+expect 0 "$weld" convert --input "$custom" --output "$out/allowed" --allow-global mylab.configs.RunConfig --device cpu
+expect 0 "$weld" inspect "$out/allowed/model.safetensors"
+has stdout "w     BF16    [3, 4]"
+mkdir -p "$out/run/checkpoint-1" && cp "$custom" "$out/run/checkpoint-1/pytorch_model.bin"
+expect 0 "$weld" batch --input-dir "$out/run" --output-dir "$out/outs" --allow-global mylab.configs.RunConfig --device cpu
+[ -f "$out/outs/run_step_1/model.safetensors" ] || { echo "FAIL: batch --allow-global wrote nothing"; fails=$((fails + 1)); }
+expect 1 "$weld" inspect "$custom" --allow-global nodot
+last stderr "weld: error: allowed global 'nodot' is not MODULE.NAME"
+expect 1 "$weld" inspect "$custom" --allow-global os.__class__
+last stderr "weld: error: allowed global 'os.__class__' names a dunder attribute, which is never data"
+[ ! -e "$canary" ] || { echo "FAIL: $canary exists"; fails=$((fails + 1)); }
+
 echo "hostile corpus: $refused refusals, $accepted acceptances (inspect and convert each), $fails failures"
 [ $fails -eq 0 ]

@@ -49,47 +49,24 @@ static const char batch_usage[] =
 	"  --help                     this help\n"
 	"\n"
 	"convert's options (see weld convert --help): --pytorch-bin, --safetensors,\n"
-	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
+	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, --allow-global, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
 
 /* The command line of one batch run. */
 typedef struct batch_args {
 	bool all, latest, dry, count, skip, quiet, json;
 	const char *run, *outdir, *name, *index;
-	const char *filters[64];
-	size_t nfilters;
+	cli_repeated filters, allow;
 	weld_convert_options convert;
 } batch_args;
-
-/*
- * --checkpoint-filter repeats: collect it into B before the table parse sees
- * it, moving the other arguments down in ARGV (ours to change, C11
- * 5.1.2.2.1). The count of arguments left, or -1 after a usage error.
- */
-static int take_filters(int argc, char **argv, batch_args *b)
-{
-	int nrest = 0;
-	for (int i = 0; i < argc; i++) {
-		const char *f = NULL;
-		if (strcmp(argv[i], "--checkpoint-filter") == 0 && i + 1 < argc)
-			f = argv[++i];
-		else if (strncmp(argv[i], "--checkpoint-filter=", 20) == 0)
-			f = argv[i] + 20;
-		else
-			argv[nrest++] = argv[i];
-		if (f && b->nfilters == sizeof(b->filters) / sizeof(b->filters[0])) {
-			cli_usage_error("batch", "at most 64 --checkpoint-filter options");
-			return -1;
-		}
-		if (f)
-			b->filters[b->nfilters++] = f;
-	}
-	return nrest;
-}
 
 /* The command line into B: CLI_PARSED, or the exit code after --help or an error. */
 static int parse_args(int argc, char **argv, batch_args *b)
 {
-	int nrest = take_filters(argc, argv, b);
+	b->filters.name = "checkpoint-filter";
+	b->allow.name = "allow-global";
+	int nrest = cli_take_repeated("batch", argc, argv, &b->filters);
+	if (nrest >= 0)
+		nrest = cli_take_repeated("batch", nrest, argv, &b->allow);
 	if (nrest < 0)
 		return EXIT_USAGE;
 	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
@@ -114,6 +91,8 @@ static int parse_args(int argc, char **argv, batch_args *b)
 		return cli_usage_error("batch", "--count and --json exclude each other");
 	if ((rc = cli_convert_options("batch", &a, &b->convert)))
 		return rc;
+	b->convert.allow_globals = b->allow.items;
+	b->convert.nallow_globals = b->allow.n;
 	return CLI_PARSED;
 }
 
@@ -604,7 +583,7 @@ static int none_found(const batch_args *b)
 		printf("0\n");
 		return EXIT_OK;
 	}
-	fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run, b->nfilters ? " matching the filters" : "");
+	fprintf(stderr, "weld: error: %s: no checkpoints found%s\n", b->run, b->filters.n ? " matching the filters" : "");
 	return EXIT_FAILED;
 }
 
@@ -637,7 +616,7 @@ int cmd_batch(int argc, char **argv)
 		return rc;
 	ckpt_entry *list = NULL;
 	size_t n = 0;
-	if ((rc = cli_find_checkpoints(b.run, b.filters, b.nfilters, &list, &n)))
+	if ((rc = cli_find_checkpoints(b.run, b.filters.items, b.filters.n, &list, &n)))
 		return rc;
 	rc = run_selected(&b, list, n);
 	cli_free_checkpoints(list, n);

@@ -81,6 +81,20 @@ typedef struct cli_command {
  */
 int cli_parse(const cli_command *cmd, int argc, char **argv, const char **arg);
 
+/* An option given any number of times (--checkpoint-filter, --allow-global). */
+#define CLI_REPEATED_MAX 64
+typedef struct cli_repeated {
+	const char *name; /* without dashes */
+	const char *items[CLI_REPEATED_MAX];
+	size_t n;
+} cli_repeated;
+/*
+ * Every --NAME V and --NAME=V of ARGV[0..ARGC) into R, before the table parse
+ * sees them, the other arguments moved down in ARGV (ours to change, C11
+ * 5.1.2.2.1). The count of arguments left, or -1 after a usage error.
+ */
+int cli_take_repeated(const char *cmd, int argc, char **argv, cli_repeated *r);
+
 /* A whole decimal number in [MIN, MAX] into *OUT: 0, or -1 when S is not one. */
 int cli_parse_count(const char *s, long min, long max, long *out);
 /* --device auto|cpu|cuda into *OUT: 0, or EXIT_USAGE after a message. */

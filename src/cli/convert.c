@@ -29,6 +29,8 @@ static const char convert_usage[] =
 	"                      weights an HF Trainer saves beside DeepSpeed's fp32 masters\n"
 	"                      are not the masters cast to the output dtype\n"
 	"  --force             replace an existing output folder whole\n"
+	"  --allow-global M.N  accept the class M.N in pickles as inert data, never called,\n"
+	"                      besides weld's allowlist (repeatable): for a class you trust\n"
 	"  --dry-run           plan only: print what would be read (by kind of file) and\n"
 	"                      written, the tensor count and the plan's memory; write nothing\n"
 	"  --quiet             no progress and no summary\n"
@@ -74,7 +76,11 @@ int cmd_convert(int argc, char **argv)
 				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {"dry-run", &dry, NULL},
 				{NULL, NULL, NULL}};
 	const cli_command cmd = {"convert", convert_usage, opts, NULL};
-	int rc = cli_parse(&cmd, argc, argv, NULL);
+	cli_repeated allow = {.name = "allow-global"};
+	int nrest = cli_take_repeated("convert", argc, argv, &allow);
+	if (nrest < 0)
+		return EXIT_USAGE;
+	int rc = cli_parse(&cmd, nrest, argv, NULL);
 	if (rc != CLI_PARSED)
 		return rc;
 	if (!input || !output)
@@ -89,6 +95,8 @@ int cmd_convert(int argc, char **argv)
 	o.start = cli_on_start;
 	o.payload = &ps;
 	o.dry_run = dry;
+	o.allow_globals = allow.items;
+	o.nallow_globals = allow.n;
 	cli_install_signals();
 
 	double t0 = cli_wall();

@@ -15,6 +15,8 @@ static const char inspect_usage[] =
 	"headers and pickles only, never tensor data.\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of a table\n"
+	"  --allow-global M.N\n"
+	"            accept the class M.N in pickles as inert data (repeatable)\n"
 	"  --help    this help\n" CLI_EXIT_CODES_HELP;
 
 /* Path relative to the input when it lies inside it: shorter, and stable in tests. */
@@ -170,12 +172,19 @@ int cmd_inspect(int argc, char **argv)
 	const cli_opt opts[] = {{"json", &json, NULL}, {NULL, NULL, NULL}};
 	const cli_command cmd = {"inspect", inspect_usage, opts, "PATH"};
 	const char *path = NULL;
-	int rc = cli_parse(&cmd, argc, argv, &path);
+	cli_repeated allow = {.name = "allow-global"};
+	int nrest = cli_take_repeated("inspect", argc, argv, &allow);
+	if (nrest < 0)
+		return EXIT_USAGE;
+	int rc = cli_parse(&cmd, nrest, argv, &path);
 	if (rc != CLI_PARSED)
 		return rc;
 	weld_error err = {0};
 	weld_ckpt *c;
-	if (weld_ckpt_open(&c, path, &err))
+	weld_open_options oo = WELD_OPEN_OPTIONS_INIT;
+	oo.allow_globals = allow.items;
+	oo.nallow_globals = allow.n;
+	if (weld_ckpt_open_with(&c, path, &oo, &err))
 		return cli_fail(&err);
 	rc = json ? print_json(c, path) : print_table(c, path);
 	weld_ckpt_free(c);

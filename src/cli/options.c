@@ -179,3 +179,26 @@ int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert
 	o->force = a->force;
 	return 0;
 }
+
+int cli_take_repeated(const char *cmd, int argc, char **argv, cli_repeated *r)
+{
+	size_t len = strlen(r->name);
+	int nrest = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		bool ours = strncmp(a, "--", 2) == 0 && strncmp(a + 2, r->name, len) == 0;
+		if (ours && a[2 + len] == '\0' && i + 1 < argc)
+			v = argv[++i];
+		else if (ours && a[2 + len] == '=')
+			v = a + 3 + len;
+		else
+			argv[nrest++] = argv[i];
+		if (v && r->n == CLI_REPEATED_MAX) {
+			cli_usage_error(cmd, "at most %d --%s options", CLI_REPEATED_MAX, r->name);
+			return -1;
+		}
+		if (v)
+			r->items[r->n++] = v;
+	}
+	return nrest;
+}

@@ -78,6 +78,8 @@ struct weld_ckpt {
 	weld_pattern *pat;
 	size_t npat, pcap;
 	weld_deepspeed_info *deepspeed; /* NULL unless a DeepSpeed folder */
+	const char *const *allow_globals; /* the user's extra classes (--allow-global), borrowed during open */
+	size_t nallow_globals;
 	const char *description;        /* a few words on what the format found (ZeRO stage, ranks, tag), or NULL */
 	const char *choice_note;        /* why this kind was read, when the folder held several; else NULL */
 	const char *hf_beside;          /* a folder whose HF weights hold the same model as this one's masters */

@@ -286,7 +286,7 @@ static weld_status find_stage(weld_ckpt *c, weld_deepspeed_info *ds, const ds_fi
 								   : "zero_pp_rank_0_mp_rank_00_optim_states.pt");
 		weld_file *file = NULL;
 		weld_torch *t = NULL;
-		weld_status s = path ? weld__torch_peek(path, &file, &t, err) : weld__nomem(err);
+		weld_status s = path ? weld__torch_peek(c, path, &file, &t, err) : weld__nomem(err);
 		free(path);
 		if (s)
 			return s;

@@ -14,6 +14,7 @@
 #include "formats/unsupported.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,13 +227,31 @@ static weld_status not_openable(const char *path, weld_error *err)
 
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err)
 {
+	weld_open_options o = WELD_OPEN_OPTIONS_INIT;
+	o.type = type;
+	return weld_ckpt_open_with(out, path, &o, err);
+}
+
+weld_status weld_ckpt_open_with(weld_ckpt **out, const char *path, const weld_open_options *options, weld_error *err)
+{
 	weld_error scratch;
 	if (!err)
 		err = &scratch;
 	*out = NULL;
+	weld_open_options o = WELD_OPEN_OPTIONS_INIT;
+	if (options && (options->struct_size < offsetof(weld_open_options, type) + sizeof(o.type) ||
+			options->struct_size > sizeof(o)))
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "weld_ckpt_open_with: options.struct_size is %zu; set it with WELD_OPEN_OPTIONS_INIT",
+				  options->struct_size);
+	if (options)
+		memcpy(&o, options, options->struct_size);
+	weld_input_type type = o.type;
 	weld_ckpt *c = calloc(1, sizeof(*c));
 	if (!c)
 		return weld__nomem(err);
+	c->allow_globals = o.allow_globals;
+	c->nallow_globals = o.nallow_globals;
 	weld_status s;
 	if (weld__is_dir(path))
 		s = open_folder(c, path, type, err);
@@ -242,6 +261,8 @@ weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type
 		s = weld__hf_open_file(c, path, err);
 	else
 		s = not_openable(path, err);
+	c->allow_globals = NULL; /* borrowed for the open only */
+	c->nallow_globals = 0;
 	if (s) {
 		weld_ckpt_free(c);
 		return s;

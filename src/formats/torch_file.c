@@ -49,18 +49,18 @@ weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, co
 			return weld__nomem(err);
 		so->parsed = ts;
 		so->free_parsed = torch_source_free;
-		if ((s = weld_torch_open(&ts->torch, so->file, err)))
+		if ((s = weld_torch_open(&ts->torch, so->file, c->allow_globals, c->nallow_globals, err)))
 			return s;
 	}
 	*root = weld_torch_root(weld__torch_of(c, *src));
 	return WELD_OK;
 }
 
-weld_status weld__torch_peek(const char *path, weld_file **f, weld_torch **t, weld_error *err)
+weld_status weld__torch_peek(const weld_ckpt *c, const char *path, weld_file **f, weld_torch **t, weld_error *err)
 {
 	*t = NULL;
 	weld_status s = weld_file_open(f, path, err);
-	if (!s && (s = weld_torch_open(t, *f, err))) {
+	if (!s && (s = weld_torch_open(t, *f, c->allow_globals, c->nallow_globals, err))) {
 		weld_file_close(*f);
 		*f = NULL;
 	}

@@ -16,7 +16,7 @@ weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, co
  * The torch file PATH read on its own, not as a source (to look inside it
  * without listing it among the checkpoint's files). Close *T, then *F.
  */
-weld_status weld__torch_peek(const char *path, weld_file **f, weld_torch **t, weld_error *err);
+weld_status weld__torch_peek(const weld_ckpt *c, const char *path, weld_file **f, weld_torch **t, weld_error *err);
 /* The parsed file of source SRC (opened with weld__torch_source). */
 weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src);
 /* Tensor NAME of C from view V of source SRC: its fragments, or an alias when V was seen already. */

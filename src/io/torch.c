@@ -32,7 +32,20 @@ struct weld_torch {
 	uint64_t pickle_bytes;
 	legacy_record *legacy; /* sorted by key */
 	size_t nlegacy;
+	const char *const *allow; /* the user's extra classes, during open only */
+	size_t nallow;
 };
+
+/* T's pickle reader, anew, with the user's extra classes allowed. */
+static weld_status new_pickle(weld_torch *t, weld_error *err)
+{
+	weld_pickle_free(t->pk);
+	t->pk = NULL;
+	weld_status s = weld_pickle_new(&t->pk, NULL, err);
+	for (size_t i = 0; !s && i < t->nallow; i++)
+		s = weld_pickle_allow_global(t->pk, t->allow[i], err);
+	return s;
+}
 
 bool weld_torch_sniff(const uint8_t *head, size_t n)
 {
@@ -256,9 +269,7 @@ static weld_status open_legacy(weld_torch *t, weld_error *err)
 			return weld__nomem(err);
 		s = weld_file_pread(t->file, buf, (size_t)window, 0, err);
 		if (!s) {
-			weld_pickle_free(t->pk);
-			t->pk = NULL;
-			s = weld_pickle_new(&t->pk, NULL, err);
+			s = new_pickle(t, err);
 			if (!s)
 				s = legacy_pickles(t, buf, (size_t)window, &keys, err);
 		}
@@ -338,7 +349,7 @@ static weld_status open_legacy(weld_torch *t, weld_error *err)
 	return WELD_OK;
 }
 
-weld_status weld_torch_open(weld_torch **out, weld_file *f, weld_error *err)
+weld_status weld_torch_open(weld_torch **out, weld_file *f, const char *const *allow, size_t nallow, weld_error *err)
 {
 	*out = NULL;
 	uint8_t head[4] = {0};
@@ -355,13 +366,17 @@ weld_status weld_torch_open(weld_torch **out, weld_file *f, weld_error *err)
 		return weld__nomem(err);
 	t->file = f;
 	t->kind = head[0] == 'P' ? WELD_TORCH_ZIP : WELD_TORCH_LEGACY;
-	s = weld_pickle_new(&t->pk, NULL, err);
+	t->allow = allow;
+	t->nallow = nallow;
+	s = new_pickle(t, err);
 	if (!s)
 		s = t->kind == WELD_TORCH_ZIP ? open_zip(t, err) : open_legacy(t, err);
 	if (s) {
 		weld_torch_close(t);
 		return s;
 	}
+	t->allow = NULL; /* borrowed for the open only */
+	t->nallow = 0;
 	*out = t;
 	return WELD_OK;
 }

@@ -22,10 +22,12 @@ typedef struct weld_torch_storage {
 
 /*
  * Open F (borrowed; must outlive the result), which starts with the zip magic
- * or the legacy magic pickle, and run its pickle(s). Refuses TorchScript
- * archives and big-endian files with WELD_ERR_UNSUPPORTED.
+ * or the legacy magic pickle, and run its pickle(s), accepting the NALLOW
+ * classes ALLOW ("module.Name", the user's --allow-global; may be NULL) as
+ * inert data besides the allowlist. Refuses TorchScript archives and
+ * big-endian files with WELD_ERR_UNSUPPORTED.
  */
-weld_status weld_torch_open(weld_torch **out, weld_file *f, weld_error *err);
+weld_status weld_torch_open(weld_torch **out, weld_file *f, const char *const *allow, size_t nallow, weld_error *err);
 void weld_torch_close(weld_torch *t);
 
 weld_torch_kind weld_torch_kind_of(const weld_torch *t);
