@@ -55,6 +55,21 @@ expect 1 "$weld" inspect "$out/cut.bin"
 has stderr "weld: error: $out/cut.bin: "
 lines stderr 1
 
+# torch's neg / conj view bits (metadata of _rebuild_tensor_v2): the storage
+# holds the un-negated values, so such a tensor is refused, never copied.
+for f in neg_zip neg_legacy neg_param; do
+	name=w; [ $f = neg_param ] && name=p
+	expect 1 "$weld" inspect "$fx/view_bits/$f.pt"
+	has stderr "weld: error: $fx/view_bits/$f.pt: tensor '$name' is a negative view (torch's neg bit): its values are its storage's negated; save it after .resolve_neg()"
+	lines stderr 1
+	expect 1 "$weld" convert --input "$fx/view_bits/$f.pt" --output "$out/$f"
+	has stderr "tensor '$name' is a negative view (torch's neg bit)"
+	[ -e "$out/$f/model.safetensors" ] && { echo "FAIL: $f: convert wrote model.safetensors"; fails=$((fails + 1)); }
+done
+expect 1 "$weld" convert --input "$fx/view_bits/conj_zip.pt" --output "$out/conj" --dtype keep
+has stderr "weld: error: $fx/view_bits/conj_zip.pt: tensor 'c' is a conjugate view (torch's conj bit): its values are its storage's conjugated; save it after .resolve_conj()"
+lines stderr 1
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"
