@@ -70,6 +70,27 @@ expect 1 "$weld" convert --input "$fx/view_bits/conj_zip.pt" --output "$out/conj
 has stderr "weld: error: $fx/view_bits/conj_zip.pt: tensor 'c' is a conjugate view (torch's conj bit): its values are its storage's conjugated; save it after .resolve_conj()"
 lines stderr 1
 
+# st FILE SHAPE: a safetensors file holding one empty F32 tensor 'x' of SHAPE.
+st() {
+	local h='{"x":{"dtype":"F32","shape":'$2',"data_offsets":[0,0]}}' n i
+	n=${#h}
+	{
+		for i in 0 8 16 24 32 40 48 56; do printf "\\$(printf %o $(((n >> i) & 255)))"; done
+		printf %s "$h"
+	} >"$1"
+}
+# A dimension above 2^63-1 passes the reference's header check, but no loader
+# indexes it: refused by inspect and convert. 2^63-1 itself is accepted.
+st "$out/big63.safetensors" '[0,9223372036854775808]'
+expect 1 "$weld" inspect "$out/big63.safetensors"
+has stderr "weld: error: $out/big63.safetensors: tensor 'x': dimension 1 is 9223372036854775808, above 2^63-1, which no loader can index"
+lines stderr 1
+expect 1 "$weld" convert --input "$out/big63.safetensors" --output "$out/big63"
+has stderr "tensor 'x': dimension 1 is 9223372036854775808, above 2^63-1"
+[ -e "$out/big63/model.safetensors" ] && { echo "FAIL: big63: convert wrote model.safetensors"; fails=$((fails + 1)); }
+st "$out/max63.safetensors" '[0,9223372036854775807]'
+expect 0 "$weld" inspect "$out/max63.safetensors"
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"
