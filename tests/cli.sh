@@ -91,6 +91,13 @@ has stderr "tensor 'x': dimension 1 is 9223372036854775808, above 2^63-1"
 st "$out/max63.safetensors" '[0,9223372036854775807]'
 expect 0 "$weld" inspect "$out/max63.safetensors"
 
+# Integers in JSON are exact, also past 2^53 (a double prints 9.00719925474099e+15).
+st "$out/big53.safetensors" '[0,9007199254740993]'
+expect 0 "$weld" inspect --json "$out/big53.safetensors"
+has stdout '"shape":[0,9007199254740993]'
+expect 0 "$weld" inspect --json "$out/max63.safetensors"
+has stdout '"shape":[0,9223372036854775807]'
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"

@@ -69,10 +69,10 @@ static cJSON *tensor_json(const weld_tensor_info *ti, const char *path)
 	cJSON_AddStringToObject(t, "name", ti->name);
 	cJSON_AddStringToObject(t, "dtype", weld_dtype_name(ti->dtype));
 	for (size_t d = 0; d < ti->ndim; d++)
-		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->shape[d]));
+		cJSON_AddItemToArray(shape, cli_json_u64(ti->shape[d]));
 	cJSON_AddItemToObject(t, "shape", shape);
 	cJSON_AddStringToObject(t, "file", short_path(ti->file, path));
-	cJSON_AddNumberToObject(t, "bytes", (double)ti->nbytes);
+	cli_add_u64(t, "bytes", ti->nbytes);
 	if (ti->alias_of)
 		cJSON_AddStringToObject(t, "tied_to", ti->alias_of);
 	return t;
@@ -110,10 +110,10 @@ static int print_json(const weld_ckpt *c, const char *path)
 	}
 	cJSON_AddItemToObject(o, "tensors", tensors);
 	totals tot = sum(c);
-	cJSON_AddNumberToObject(o, "tensor_count", (double)tot.tensors);
-	cJSON_AddNumberToObject(o, "tied_count", (double)tot.aliases);
-	cJSON_AddNumberToObject(o, "parameters", (double)tot.params);
-	cJSON_AddNumberToObject(o, "bytes", (double)tot.bytes);
+	cli_add_u64(o, "tensor_count", tot.tensors);
+	cli_add_u64(o, "tied_count", tot.aliases);
+	cli_add_u64(o, "parameters", tot.params);
+	cli_add_u64(o, "bytes", tot.bytes);
 	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
 	if (ds)
 		cJSON_AddItemToObject(o, "deepspeed", deepspeed_json(ds, path));
