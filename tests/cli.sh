@@ -97,6 +97,14 @@ expect 0 "$weld" inspect --json "$out/big53.safetensors"
 has stdout '"shape":[0,9007199254740993]'
 expect 0 "$weld" inspect --json "$out/max63.safetensors"
 has stdout '"shape":[0,9223372036854775807]'
+# ...in weld.json too, which verify reads back exactly: one off past 2^53 is caught.
+expect 0 "$weld" convert --input "$out/big53.safetensors" --output "$out/big53" --dtype keep
+grep -qF '"shape":	[0, 9007199254740993]' "$out/big53/weld.json" || { echo "FAIL: weld.json shape not exact"; fails=$((fails + 1)); }
+expect 1 "$weld" verify "$out/big53"
+has stdout "PASS  manifest        weld.json describes the 1 tensors of model.safetensors"
+sed -i 's/9007199254740993/9007199254740992/' "$out/big53/weld.json"
+expect 1 "$weld" verify "$out/big53"
+has stdout "FAIL  manifest        weld.json says 'x' is F32 [0, 9007199254740992] at offset 112, model.safetensors has F32 [0, 9007199254740993] at 112"
 
 # weld convert: the main job.
 expect 0 "$weld" convert --help
