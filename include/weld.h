@@ -183,6 +183,14 @@ weld_status weld_ckpt_open(weld_ckpt **out, const char *path, weld_error *err);
 /* Like weld_ckpt_open, of the given TYPE only (HF: safetensors before .bin). */
 weld_status weld_ckpt_open_as(weld_ckpt **out, const char *path, weld_input_type type, weld_error *err);
 void weld_ckpt_free(weld_ckpt *ckpt);
+/*
+ * The structural checks weld_convert makes of CKPT before it reads tensor
+ * data, without reading any: the plan (names unique after flattening and
+ * prefix stripping, view run counts, sizes) and the model.safetensors layout
+ * (names a safetensors file can hold). The same errors, word for word. What
+ * only reading can find (a record's CRC-32) is not checked.
+ */
+weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err);
 
 weld_format weld_ckpt_format(const weld_ckpt *ckpt);
 size_t weld_ckpt_tensor_count(const weld_ckpt *ckpt);

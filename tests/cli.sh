@@ -106,6 +106,34 @@ sed -i 's/9007199254740993/9007199254740992/' "$out/big53/weld.json"
 expect 1 "$weld" verify "$out/big53"
 has stdout "FAIL  manifest        weld.json says 'x' is F32 [0, 9007199254740992] at offset 112, model.safetensors has F32 [0, 9007199254740993] at 112"
 
+# inspect refuses what convert refuses before reading data, word for word
+# (fixtures/make_refused.py); a CRC-32 only reading finds, so inspect passes it.
+for f in deflated encrypted small missing0 collide; do
+	expect 1 "$weld" inspect "$fx/refused/$f.pt"
+	lines stderr 1
+	cp "$out/stderr" "$out/inspect.err"
+	expect 1 "$weld" convert --input "$fx/refused/$f.pt" --output "$out/refused_$f" --quiet
+	if ! grep "^weld: error:" "$out/stderr" | cmp -s - "$out/inspect.err"; then
+		echo "FAIL: $f: inspect and convert refuse differently"
+		cat "$out/inspect.err" "$out/stderr" | sed 's/^/  /'
+		fails=$((fails + 1))
+	fi
+done
+expect 1 "$weld" inspect "$fx/refused/deflated.pt"
+has stderr "weld: error: $fx/refused/deflated.pt: record 'data/0' is compressed (method 8)"
+expect 1 "$weld" inspect "$fx/refused/encrypted.pt"
+has stderr "weld: error: $fx/refused/encrypted.pt: record 'data/0' is encrypted"
+expect 1 "$weld" inspect "$fx/refused/small.pt"
+has stderr "weld: error: $fx/refused/small.pt: record 'data/0' holds 8 bytes but its storage needs 24"
+expect 1 "$weld" inspect "$fx/refused/missing0.pt"
+has stderr "weld: error: $fx/refused/missing0.pt: missing record 'data/0'"
+expect 1 "$weld" inspect --json "$fx/refused/collide.pt"
+has stderr "weld: error: tensor 'a.b' appears twice in the checkpoint (twice in $fx/refused/collide.pt)"
+lines stdout 0
+expect 0 "$weld" inspect "$fx/refused/badcrc.pt"
+expect 1 "$weld" convert --input "$fx/refused/badcrc.pt" --output "$out/refused_badcrc" --quiet
+has stderr "$fx/refused/badcrc.pt: CRC-32 mismatch in record 'data/0'"
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"
@@ -204,14 +232,16 @@ if [ -e "$out/sig" ] || ls -A "$out" | grep -q '^\.sig\.'; then
 	fails=$((fails + 1))
 fi
 
-# Strided views: one fragment however many runs, so inspect lists a transposed
-# 2100 x 2100 view that convert (one segment per run) refuses; a record damaged
-# outside a slice's rows is still caught. The files are made with Python's
-# standard library; without python3 this part is skipped.
+# Strided views: a transposed 2100 x 2100 view is one segment per run for
+# convert, which refuses it, and so inspect (the same checks, no data read)
+# refuses it too; a record damaged outside a slice's rows is still caught.
+# The files are made with Python's standard library; without python3 this
+# part is skipped.
 if command -v python3 >/dev/null; then
 	python3 "$fx/make_views.py" transposed 2100 "$out/t.pt"
-	expect 0 "$weld" inspect "$out/t.pt"
-	has stdout "w     F32     [2100, 2100]"
+	expect 1 "$weld" inspect "$out/t.pt"
+	has stderr "weld: error: $out/t.pt: tensor 'w' is a strided view made of 4410000 separate runs; save it contiguous"
+	lines stderr 1
 	expect 1 "$weld" convert --input "$out/t.pt" --output "$out/t" --device cpu --quiet
 	has stderr "tensor 'w' is a strided view made of 4410000 separate runs; save it contiguous"
 	python3 "$fx/make_views.py" transposed 300 "$out/t300.pt"

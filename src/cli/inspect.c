@@ -12,7 +12,8 @@ static const char inspect_usage[] =
 	"Show what a checkpoint file or folder holds: the format detected, each\n"
 	"tensor's name, dtype, shape and source file, and totals. For DeepSpeed\n"
 	"folders also the tag, ZeRO stage, world size and files found. Reads\n"
-	"headers and pickles only, never tensor data.\n"
+	"headers and pickles only, never tensor data, and refuses what convert\n"
+	"would refuse before reading it (a record's CRC-32 is checked only then).\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of a table\n"
 	"  --help    this help\n" CLI_EXIT_CODES_HELP;
@@ -177,6 +178,11 @@ int cmd_inspect(int argc, char **argv)
 	weld_ckpt *c;
 	if (weld_ckpt_open(&c, path, &err))
 		return cli_fail(&err);
+	/* What convert would refuse before reading data, inspect refuses too. */
+	if (weld_ckpt_check(c, &err)) {
+		weld_ckpt_free(c);
+		return cli_fail(&err);
+	}
 	rc = json ? print_json(c, path) : print_table(c, path);
 	weld_ckpt_free(c);
 	return rc;
