@@ -201,6 +201,14 @@ typedef struct weld_open_options {
 /* weld_ckpt_open_as with OPTIONS (NULL: the defaults). */
 weld_status weld_ckpt_open_with(weld_ckpt **out, const char *path, const weld_open_options *options, weld_error *err);
 void weld_ckpt_free(weld_ckpt *ckpt);
+/*
+ * The structural checks weld_convert makes of CKPT before it reads tensor
+ * data, without reading any: the plan (names unique after flattening and
+ * prefix stripping, view run counts, sizes) and the model.safetensors layout
+ * (names a safetensors file can hold). The same errors, word for word. What
+ * only reading can find (a record's CRC-32) is not checked.
+ */
+weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err);
 
 weld_format weld_ckpt_format(const weld_ckpt *ckpt);
 size_t weld_ckpt_tensor_count(const weld_ckpt *ckpt);

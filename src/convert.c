@@ -191,6 +191,23 @@ static weld_status open_input(conversion *cv, weld_error *err)
 	return weld_ckpt_open_with(&cv->c, cv->input, &o, err);
 }
 
+weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err)
+{
+	weld_writer *w = NULL;
+	weld_plan *p = NULL;
+	uint64_t size;
+	/* Stored dtypes: an output dtype changes sizes only, never what is refused. */
+	weld_plan_options po = {.dtype = WELD_OUT_KEEP};
+	weld_status s = weld_writer_new(&w, &weld_writer_safetensors, err);
+	if (!s)
+		s = weld_plan_build(&p, ckpt, &po, err);
+	if (!s)
+		s = w->iface->layout(w, p, &size, err);
+	weld_plan_free(p);
+	weld_writer_free(w);
+	return s;
+}
+
 /* Everything known before any data moves: the plan, its layout, the backend, a staging folder. */
 static weld_status prepare(conversion *cv, weld_error *err)
 {

@@ -55,6 +55,85 @@ expect 1 "$weld" inspect "$out/cut.bin"
 has stderr "weld: error: $out/cut.bin: "
 lines stderr 1
 
+# torch's neg / conj view bits (metadata of _rebuild_tensor_v2): the storage
+# holds the un-negated values, so such a tensor is refused, never copied.
+for f in neg_zip neg_legacy neg_param; do
+	name=w; [ $f = neg_param ] && name=p
+	expect 1 "$weld" inspect "$fx/view_bits/$f.pt"
+	has stderr "weld: error: $fx/view_bits/$f.pt: tensor '$name' is a negative view (torch's neg bit): its values are its storage's negated; save it after .resolve_neg()"
+	lines stderr 1
+	expect 1 "$weld" convert --input "$fx/view_bits/$f.pt" --output "$out/$f"
+	has stderr "tensor '$name' is a negative view (torch's neg bit)"
+	[ -e "$out/$f/model.safetensors" ] && { echo "FAIL: $f: convert wrote model.safetensors"; fails=$((fails + 1)); }
+done
+expect 1 "$weld" convert --input "$fx/view_bits/conj_zip.pt" --output "$out/conj" --dtype keep
+has stderr "weld: error: $fx/view_bits/conj_zip.pt: tensor 'c' is a conjugate view (torch's conj bit): its values are its storage's conjugated; save it after .resolve_conj()"
+lines stderr 1
+
+# st FILE SHAPE: a safetensors file holding one empty F32 tensor 'x' of SHAPE.
+st() {
+	local h='{"x":{"dtype":"F32","shape":'$2',"data_offsets":[0,0]}}' n i
+	n=${#h}
+	{
+		for i in 0 8 16 24 32 40 48 56; do printf "\\$(printf %o $(((n >> i) & 255)))"; done
+		printf %s "$h"
+	} >"$1"
+}
+# A dimension above 2^63-1 passes the reference's header check, but no loader
+# indexes it: refused by inspect and convert. 2^63-1 itself is accepted.
+st "$out/big63.safetensors" '[0,9223372036854775808]'
+expect 1 "$weld" inspect "$out/big63.safetensors"
+has stderr "weld: error: $out/big63.safetensors: tensor 'x': dimension 1 is 9223372036854775808, above 2^63-1, which no loader can index"
+lines stderr 1
+expect 1 "$weld" convert --input "$out/big63.safetensors" --output "$out/big63"
+has stderr "tensor 'x': dimension 1 is 9223372036854775808, above 2^63-1"
+[ -e "$out/big63/model.safetensors" ] && { echo "FAIL: big63: convert wrote model.safetensors"; fails=$((fails + 1)); }
+st "$out/max63.safetensors" '[0,9223372036854775807]'
+expect 0 "$weld" inspect "$out/max63.safetensors"
+
+# Integers in JSON are exact, also past 2^53 (a double prints 9.00719925474099e+15).
+st "$out/big53.safetensors" '[0,9007199254740993]'
+expect 0 "$weld" inspect --json "$out/big53.safetensors"
+has stdout '"shape":[0,9007199254740993]'
+expect 0 "$weld" inspect --json "$out/max63.safetensors"
+has stdout '"shape":[0,9223372036854775807]'
+# ...in weld.json too, which verify reads back exactly: one off past 2^53 is caught.
+expect 0 "$weld" convert --input "$out/big53.safetensors" --output "$out/big53" --dtype keep
+grep -qF '"shape":	[0, 9007199254740993]' "$out/big53/weld.json" || { echo "FAIL: weld.json shape not exact"; fails=$((fails + 1)); }
+expect 1 "$weld" verify "$out/big53"
+has stdout "PASS  manifest        weld.json describes the 1 tensors of model.safetensors"
+sed -i 's/9007199254740993/9007199254740992/' "$out/big53/weld.json"
+expect 1 "$weld" verify "$out/big53"
+has stdout "FAIL  manifest        weld.json says 'x' is F32 [0, 9007199254740992] at offset 112, model.safetensors has F32 [0, 9007199254740993] at 112"
+
+# inspect refuses what convert refuses before reading data, word for word
+# (fixtures/make_refused.py); a CRC-32 only reading finds, so inspect passes it.
+for f in deflated encrypted small missing0 collide; do
+	expect 1 "$weld" inspect "$fx/refused/$f.pt"
+	lines stderr 1
+	cp "$out/stderr" "$out/inspect.err"
+	expect 1 "$weld" convert --input "$fx/refused/$f.pt" --output "$out/refused_$f" --quiet
+	if ! grep "^weld: error:" "$out/stderr" | cmp -s - "$out/inspect.err"; then
+		echo "FAIL: $f: inspect and convert refuse differently"
+		cat "$out/inspect.err" "$out/stderr" | sed 's/^/  /'
+		fails=$((fails + 1))
+	fi
+done
+expect 1 "$weld" inspect "$fx/refused/deflated.pt"
+has stderr "weld: error: $fx/refused/deflated.pt: record 'data/0' is compressed (method 8)"
+expect 1 "$weld" inspect "$fx/refused/encrypted.pt"
+has stderr "weld: error: $fx/refused/encrypted.pt: record 'data/0' is encrypted"
+expect 1 "$weld" inspect "$fx/refused/small.pt"
+has stderr "weld: error: $fx/refused/small.pt: record 'data/0' holds 8 bytes but its storage needs 24"
+expect 1 "$weld" inspect "$fx/refused/missing0.pt"
+has stderr "weld: error: $fx/refused/missing0.pt: missing record 'data/0'"
+expect 1 "$weld" inspect --json "$fx/refused/collide.pt"
+has stderr "weld: error: tensor 'a.b' appears twice in the checkpoint (twice in $fx/refused/collide.pt)"
+lines stdout 0
+expect 0 "$weld" inspect "$fx/refused/badcrc.pt"
+expect 1 "$weld" convert --input "$fx/refused/badcrc.pt" --output "$out/refused_badcrc" --quiet
+has stderr "$fx/refused/badcrc.pt: CRC-32 mismatch in record 'data/0'"
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"
@@ -153,14 +232,16 @@ if [ -e "$out/sig" ] || ls -A "$out" | grep -q '^\.sig\.'; then
 	fails=$((fails + 1))
 fi
 
-# Strided views: one fragment however many runs, so inspect lists a transposed
-# 2100 x 2100 view that convert (one segment per run) refuses; a record damaged
-# outside a slice's rows is still caught. The files are made with Python's
-# standard library; without python3 this part is skipped.
+# Strided views: a transposed 2100 x 2100 view is one segment per run for
+# convert, which refuses it, and so inspect (the same checks, no data read)
+# refuses it too; a record damaged outside a slice's rows is still caught.
+# The files are made with Python's standard library; without python3 this
+# part is skipped.
 if command -v python3 >/dev/null; then
 	python3 "$fx/make_views.py" transposed 2100 "$out/t.pt"
-	expect 0 "$weld" inspect "$out/t.pt"
-	has stdout "w     F32     [2100, 2100]"
+	expect 1 "$weld" inspect "$out/t.pt"
+	has stderr "weld: error: $out/t.pt: tensor 'w' is a strided view made of 4410000 separate runs; save it contiguous"
+	lines stderr 1
 	expect 1 "$weld" convert --input "$out/t.pt" --output "$out/t" --device cpu --quiet
 	has stderr "tensor 'w' is a strided view made of 4410000 separate runs; save it contiguous"
 	python3 "$fx/make_views.py" transposed 300 "$out/t300.pt"

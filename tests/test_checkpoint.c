@@ -415,8 +415,9 @@ static void check_shards_holding_one_tensor(void)
 	CHECK(c && weld_ckpt_tensor_count(c) == 52);
 	weld_plan *p = NULL;
 	weld_plan_options opts = {.dtype = WELD_OUT_BF16};
-	CHECK_ERR(c ? weld_plan_build(&p, c, &opts, &err) : WELD_ERR_INVALID_ARG, WELD_ERR_MISMATCH, &err,
-		  "tensor 'model.embed_tokens.weight' appears twice in the checkpoint");
+	snprintf(msg, sizeof(msg), "tensor 'model.embed_tokens.weight' appears twice in the checkpoint (in %s and %s)",
+		 scratch("both/a.safetensors"), scratch("both/b.safetensors"));
+	CHECK_ERR(c ? weld_plan_build(&p, c, &opts, &err) : WELD_ERR_INVALID_ARG, WELD_ERR_MISMATCH, &err, msg);
 	CHECK(p == NULL);
 	weld_ckpt_free(c);
 

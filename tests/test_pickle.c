@@ -781,6 +781,40 @@ static void test_tensors_bad(void)
 }
 
 /* Call and BUILD forms no fixture reaches: NEWOBJ_EX, Parameter() + BUILD, tensor states, bad arguments. */
+/* torch's view bits: the 7th argument of _rebuild_tensor_v2, {'neg': True} / {'conj': True}. */
+#define BITS_V2(md) REBUILD_V2 STORAGE_PID("0", "FloatStorage", "\x04") "K\x00K\x04\x85K\x01\x85" HOOKS md "tR."
+static void test_view_bits(void)
+{
+	static const struct {
+		const char *lit;
+		size_t len;
+		bool neg, conj;
+	} ok[] = {
+#define OK_BITS(md, n, c) {BITS_V2(md), sizeof(BITS_V2(md)) - 1, n, c}
+		OK_BITS("}X\x03\x00\x00\x00neg\x88s", true, false),
+		OK_BITS("}X\x04\x00\x00\x00" "conj\x88s", false, true),
+		OK_BITS("}(X\x03\x00\x00\x00neg\x88X\x04\x00\x00\x00" "conjK\x01u", true, true),
+		OK_BITS("}X\x03\x00\x00\x00neg\x89s", false, false),
+		OK_BITS("}X\x01\x00\x00\x00" "aK\x01s", false, false),
+		OK_BITS("N", false, false),
+		OK_BITS("", false, false),
+#undef OK_BITS
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		weld_error err = {0};
+		weld_status st;
+		weld_py *o = load_mem(ok[i].lit, ok[i].len, &err, &st, NULL);
+		CHECK_OK(st, &err);
+		CHECK(tensor_is(o, WELD_DTYPE_F32, 1, (uint64_t[]){4}, (int64_t[]){1}, 0));
+		CHECK(o && o->kind == WELD_PY_TENSOR && o->tensor.neg == ok[i].neg && o->tensor.conj == ok[i].conj);
+	}
+	EXPECT_TENSOR_FAIL(BITS_V2("K\x01"), WELD_ERR_FORMAT,
+			   "torch._utils._rebuild_tensor_v2 at offset %zu expects a metadata dict, got an int");
+	EXPECT_TENSOR_FAIL(BITS_V2("}X\x03\x00\x00\x00negX\x01\x00\x00\x00ys"), WELD_ERR_FORMAT,
+			   "torch._utils._rebuild_tensor_v2 at offset %zu has a tensor metadata flag that is a str, not a bool");
+}
+#undef BITS_V2
+
 static void test_calls_and_builds(void)
 {
 	weld_error err = {0};
@@ -904,6 +938,7 @@ int main(void)
 	test_truncated();
 	test_malformed();
 	test_tensors_bad();
+	test_view_bits();
 	test_calls_and_builds();
 	test_index_strs();
 	test_allow_global();

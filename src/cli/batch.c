@@ -422,26 +422,26 @@ static void print_table(FILE *f, const batch_row *rows, size_t n, bool plan)
 static cJSON *row_json(const batch_row *w)
 {
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "index", (double)w->index);
+	cli_add_u64(o, "index", w->index);
 	cJSON_AddStringToObject(o, "name", w->c->base);
-	cJSON_AddItemToObject(o, "step", w->c->step >= 0 ? cJSON_CreateNumber((double)w->c->step) : cJSON_CreateNull());
+	cJSON_AddItemToObject(o, "step", w->c->step >= 0 ? cli_json_u64((uint64_t)w->c->step) : cJSON_CreateNull());
 	cJSON_AddItemToObject(o, "type", w->type ? cJSON_CreateString(w->type) : cJSON_CreateNull());
 	cJSON_AddStringToObject(o, "output", w->out);
-	cJSON_AddNumberToObject(o, "bytes_read", sized(w) ? (double)w->r.bytes_read : 0);
-	cJSON_AddNumberToObject(o, "bytes_written", sized(w) ? (double)w->r.bytes_written : 0);
+	cli_add_u64(o, "bytes_read", sized(w) ? w->r.bytes_read : 0);
+	cli_add_u64(o, "bytes_written", sized(w) ? w->r.bytes_written : 0);
 	cJSON_AddStringToObject(o, "result", outcome_words[w->result]);
 	cJSON_AddNumberToObject(o, "seconds", w->secs);
 	cJSON_AddBoolToObject(o, "clash", w->clash);
 	if (w->result == FAILED)
 		cJSON_AddStringToObject(o, "error", w->error ? w->error : "out of memory");
 	if (w->result == DONE) {
-		cJSON_AddNumberToObject(o, "tensors", (double)w->r.tensors);
-		cJSON_AddNumberToObject(o, "crc32", (double)w->r.file_crc32);
+		cli_add_u64(o, "tensors", w->r.tensors);
+		cli_add_u64(o, "crc32", w->r.file_crc32);
 		cJSON_AddStringToObject(o, "backend", w->r.backend);
 		/* What convert --json says of the same run, under its names: a batch is read by the same scripts. */
-		cJSON_AddNumberToObject(o, "tied", (double)w->r.tied);
-		cJSON_AddNumberToObject(o, "fp16_overflows", (double)w->r.fp16_overflows);
-		cJSON_AddNumberToObject(o, "bytes_to_read", (double)w->r.bytes_to_read);
+		cli_add_u64(o, "tied", w->r.tied);
+		cli_add_u64(o, "fp16_overflows", w->r.fp16_overflows);
+		cli_add_u64(o, "bytes_to_read", w->r.bytes_to_read);
 		cJSON_AddStringToObject(o, "format_detail", w->r.format_detail);
 		cJSON_AddStringToObject(o, "weights", w->r.output_file);
 		cJSON_AddStringToObject(o, "notice", w->r.notice);
@@ -484,9 +484,9 @@ static int print_json(const batch_args *b, const batch_row *rows, size_t n, batc
 		cJSON_AddItemToArray(list, row_json(&rows[k]));
 	cJSON_AddItemToObject(o, "checkpoints", list);
 	cJSON_AddItemToObject(o, "clashes", clashes_json(order, nall));
-	cJSON_AddNumberToObject(totals, "count", (double)n);
-	cJSON_AddNumberToObject(totals, "bytes_read", (double)t.read);
-	cJSON_AddNumberToObject(totals, "bytes_written", (double)t.written);
+	cli_add_u64(totals, "count", n);
+	cli_add_u64(totals, "bytes_read", t.read);
+	cli_add_u64(totals, "bytes_written", t.written);
 	cJSON_AddNumberToObject(totals, "failed", t.failed);
 	cJSON_AddItemToObject(o, "totals", totals);
 	return cli_print_json(o);

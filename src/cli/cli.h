@@ -48,6 +48,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	;
 /* The cross-check as a JSON object (as weld.json records it). */
 struct cJSON *cli_cross_check_json(const weld_cross_check *x);
+/*
+ * V as an exact JSON integer (a cJSON raw decimal): a cJSON number is a
+ * double, which prints 2^53 + 1 as 9.00719925474099e+15. NULL when out of
+ * memory.
+ */
+struct cJSON *cli_json_u64(uint64_t v);
+/* V under KEY of object O (cli_json_u64); false when out of memory. */
+bool cli_add_u64(struct cJSON *o, const char *key, uint64_t v);
 /* Print O unformatted on one line of stdout and delete it; EXIT_OK, or cli_oom()'s code. */
 int cli_print_json(struct cJSON *o);
 

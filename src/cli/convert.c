@@ -45,12 +45,12 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 	cJSON_AddStringToObject(o, "input", input);
 	cJSON_AddStringToObject(o, "output", output);
 	cJSON_AddStringToObject(o, "weights", r->output_file);
-	cJSON_AddNumberToObject(o, "tensors", (double)r->tensors);
-	cJSON_AddNumberToObject(o, "tied", (double)r->tied);
-	cJSON_AddNumberToObject(o, "bytes_read", (double)r->bytes_read);
-	cJSON_AddNumberToObject(o, "bytes_written", (double)r->bytes_written);
-	cJSON_AddNumberToObject(o, "crc32", (double)r->file_crc32);
-	cJSON_AddNumberToObject(o, "fp16_overflows", (double)r->fp16_overflows);
+	cli_add_u64(o, "tensors", r->tensors);
+	cli_add_u64(o, "tied", r->tied);
+	cli_add_u64(o, "bytes_read", r->bytes_read);
+	cli_add_u64(o, "bytes_written", r->bytes_written);
+	cli_add_u64(o, "crc32", r->file_crc32);
+	cli_add_u64(o, "fp16_overflows", r->fp16_overflows);
 	cJSON_AddNumberToObject(o, "seconds", seconds);
 	cJSON_AddNumberToObject(o, "peak_rss_mb", cli_peak_rss_mb());
 	cJSON_AddNumberToObject(o, "threads", r->threads);
@@ -58,12 +58,12 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 	cJSON_AddStringToObject(o, "stripped_prefix", r->stripped_prefix);
 	cJSON_AddStringToObject(o, "format", r->format);
 	cJSON_AddStringToObject(o, "format_detail", r->format_detail);
-	cJSON_AddNumberToObject(o, "bytes_to_read", (double)r->bytes_to_read);
+	cli_add_u64(o, "bytes_to_read", r->bytes_to_read);
 	cJSON_AddStringToObject(o, "notice", r->notice);
 	cJSON_AddStringToObject(o, "source_choice", r->source_choice);
 	cJSON_AddItemToObject(o, "cross_check", cli_cross_check_json(&r->cross_check));
 	cJSON_AddItemToObject(o, "reads", cli_reads_json(r));
-	cJSON_AddNumberToObject(o, "plan_bytes", (double)r->plan_bytes);
+	cli_add_u64(o, "plan_bytes", r->plan_bytes);
 	return cli_print_json(o);
 }
 

@@ -39,8 +39,8 @@ cJSON *cli_reads_json(const weld_convert_result *r)
 	for (size_t i = 0; i < r->nreads; i++) {
 		cJSON *g = cJSON_CreateObject();
 		cJSON_AddStringToObject(g, "kind", r->reads[i].pattern);
-		cJSON_AddNumberToObject(g, "files", (double)r->reads[i].files);
-		cJSON_AddNumberToObject(g, "bytes", (double)r->reads[i].bytes);
+		cli_add_u64(g, "files", r->reads[i].files);
+		cli_add_u64(g, "bytes", r->reads[i].bytes);
 		cJSON_AddItemToArray(a, g);
 	}
 	return a;

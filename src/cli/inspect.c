@@ -12,7 +12,8 @@ static const char inspect_usage[] =
 	"Show what a checkpoint file or folder holds: the format detected, each\n"
 	"tensor's name, dtype, shape and source file, and totals. For DeepSpeed\n"
 	"folders also the tag, ZeRO stage, world size and files found. Reads\n"
-	"headers and pickles only, never tensor data.\n"
+	"headers and pickles only, never tensor data, and refuses what convert\n"
+	"would refuse before reading it (a record's CRC-32 is checked only then).\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of a table\n"
 	"  --allow-global M.N\n"
@@ -71,10 +72,10 @@ static cJSON *tensor_json(const weld_tensor_info *ti, const char *path)
 	cJSON_AddStringToObject(t, "name", ti->name);
 	cJSON_AddStringToObject(t, "dtype", weld_dtype_name(ti->dtype));
 	for (size_t d = 0; d < ti->ndim; d++)
-		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)ti->shape[d]));
+		cJSON_AddItemToArray(shape, cli_json_u64(ti->shape[d]));
 	cJSON_AddItemToObject(t, "shape", shape);
 	cJSON_AddStringToObject(t, "file", short_path(ti->file, path));
-	cJSON_AddNumberToObject(t, "bytes", (double)ti->nbytes);
+	cli_add_u64(t, "bytes", ti->nbytes);
 	if (ti->alias_of)
 		cJSON_AddStringToObject(t, "tied_to", ti->alias_of);
 	return t;
@@ -112,10 +113,10 @@ static int print_json(const weld_ckpt *c, const char *path)
 	}
 	cJSON_AddItemToObject(o, "tensors", tensors);
 	totals tot = sum(c);
-	cJSON_AddNumberToObject(o, "tensor_count", (double)tot.tensors);
-	cJSON_AddNumberToObject(o, "tied_count", (double)tot.aliases);
-	cJSON_AddNumberToObject(o, "parameters", (double)tot.params);
-	cJSON_AddNumberToObject(o, "bytes", (double)tot.bytes);
+	cli_add_u64(o, "tensor_count", tot.tensors);
+	cli_add_u64(o, "tied_count", tot.aliases);
+	cli_add_u64(o, "parameters", tot.params);
+	cli_add_u64(o, "bytes", tot.bytes);
 	const weld_deepspeed_info *ds = weld_ckpt_deepspeed(c);
 	if (ds)
 		cJSON_AddItemToObject(o, "deepspeed", deepspeed_json(ds, path));
@@ -186,6 +187,11 @@ int cmd_inspect(int argc, char **argv)
 	oo.nallow_globals = allow.n;
 	if (weld_ckpt_open_with(&c, path, &oo, &err))
 		return cli_fail(&err);
+	/* What convert would refuse before reading data, inspect refuses too. */
+	if (weld_ckpt_check(c, &err)) {
+		weld_ckpt_free(c);
+		return cli_fail(&err);
+	}
 	rc = json ? print_json(c, path) : print_table(c, path);
 	weld_ckpt_free(c);
 	return rc;

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,16 +56,32 @@ int cli_print_json(cJSON *o)
 	return EXIT_OK;
 }
 
+cJSON *cli_json_u64(uint64_t v)
+{
+	char text[24];
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	return cJSON_CreateRaw(text);
+}
+
+bool cli_add_u64(cJSON *o, const char *key, uint64_t v)
+{
+	cJSON *n = cli_json_u64(v);
+	if (n && cJSON_AddItemToObject(o, key, n))
+		return true;
+	cJSON_Delete(n);
+	return false;
+}
+
 cJSON *cli_cross_check_json(const weld_cross_check *x)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "result", weld_cross_check_result_name(x->result));
 	cJSON_AddStringToObject(o, "against", x->against);
-	cJSON_AddNumberToObject(o, "compared", (double)x->compared);
-	cJSON_AddNumberToObject(o, "differing", (double)x->differing);
-	cJSON_AddNumberToObject(o, "placeholders", (double)x->placeholders);
-	cJSON_AddNumberToObject(o, "not_compared", (double)x->not_compared);
-	cJSON_AddNumberToObject(o, "missing", (double)x->missing);
+	cli_add_u64(o, "compared", x->compared);
+	cli_add_u64(o, "differing", x->differing);
+	cli_add_u64(o, "placeholders", x->placeholders);
+	cli_add_u64(o, "not_compared", x->not_compared);
+	cli_add_u64(o, "missing", x->missing);
 	if (x->first_difference[0])
 		cJSON_AddStringToObject(o, "first_difference", x->first_difference);
 	else

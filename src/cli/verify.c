@@ -75,13 +75,13 @@ static cJSON *diffs_json(const weld_verify_report *r)
 		cJSON_AddStringToObject(t, "name", d->name);
 		cJSON_AddStringToObject(t, "dtype", weld_dtype_name(d->dtype));
 		cJSON_AddStringToObject(t, "source_dtype", weld_dtype_name(d->source_dtype));
-		cJSON_AddNumberToObject(t, "numel", (double)d->numel);
+		cli_add_u64(t, "numel", d->numel);
 		cJSON_AddBoolToObject(t, "exact", d->exact);
 		/* cJSON writes NaN and Inf as null. */
 		cJSON_AddNumberToObject(t, "max_abs_diff", d->max_abs_diff);
 		cJSON_AddNumberToObject(t, "rel_l2", d->rel_l2);
-		cJSON_AddNumberToObject(t, "nan", (double)d->nan_count);
-		cJSON_AddNumberToObject(t, "inf", (double)d->inf_count);
+		cli_add_u64(t, "nan", d->nan_count);
+		cli_add_u64(t, "inf", d->inf_count);
 		cJSON_AddItemToArray(diffs, t);
 	}
 	return diffs;
@@ -97,18 +97,18 @@ static int print_json(const weld_verify_report *r, const char *dir, const char *
 		cJSON_AddNullToObject(o, "against");
 	cJSON_AddStringToObject(o, "format", r->format);
 	cJSON_AddStringToObject(o, "weights", r->weights_file);
-	cJSON_AddNumberToObject(o, "tensors", (double)r->tensors);
-	cJSON_AddNumberToObject(o, "tied", (double)r->tied);
-	cJSON_AddNumberToObject(o, "parameters", (double)r->parameters);
-	cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
+	cli_add_u64(o, "tensors", r->tensors);
+	cli_add_u64(o, "tied", r->tied);
+	cli_add_u64(o, "parameters", r->parameters);
+	cli_add_u64(o, "bytes", r->bytes);
 	cJSON_AddStringToObject(o, "device", r->device);
 	cJSON_AddStringToObject(o, "notice", r->notice);
 	cJSON_AddItemToObject(o, "checks", checks_json(r));
 	if (against)
 		cJSON_AddItemToObject(o, "tensor_diffs", diffs_json(r));
-	cJSON_AddNumberToObject(o, "passed", (double)r->passed);
-	cJSON_AddNumberToObject(o, "warnings", (double)r->warnings);
-	cJSON_AddNumberToObject(o, "failed", (double)r->failed);
+	cli_add_u64(o, "passed", r->passed);
+	cli_add_u64(o, "warnings", r->warnings);
+	cli_add_u64(o, "failed", r->failed);
 	cJSON_AddBoolToObject(o, "ok", r->failed == 0);
 	return cli_print_json(o);
 }

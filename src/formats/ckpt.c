@@ -87,6 +87,12 @@ weld_status weld__ckpt_new_tensor(weld_ckpt *c, const char *name, ckpt_tensor **
 weld_status weld__ckpt_set_sizes(ckpt_tensor *t, const char *path, weld_error *err)
 {
 	uint64_t n = 1;
+	/* torch's sizes are int64, and a safetensors loader's too: a larger dimension loads nowhere. */
+	for (size_t i = 0; i < t->ndim; i++)
+		if (t->shape[i] > (uint64_t)INT64_MAX)
+			return weld__fail(err, WELD_ERR_FORMAT,
+					  "%s: tensor '%s': dimension %zu is %llu, above 2^63-1, which no loader can index",
+					  path, t->name, i, (unsigned long long)t->shape[i]);
 	for (size_t i = 0; i < t->ndim; i++)
 		if (!weld__mul_u64(&n, n, t->shape[i]))
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensor '%s': size overflows", path, t->name);

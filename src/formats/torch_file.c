@@ -167,10 +167,29 @@ static weld_status view_frag(weld_ckpt *c, uint32_t src, const ckpt_tensor *t, c
 	return s ? s : weld__ckpt_add_frag(c, f, err);
 }
 
+weld_status weld__torch_plain_view(const char *path, const char *what, const char *name, const weld_py *v,
+				   weld_error *err)
+{
+	if (v->tensor.neg)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: %s%s%s is a negative view (torch's neg bit): its values are its storage's negated; "
+				  "save it after .resolve_neg()",
+				  path, what, name ? name : "", name ? "'" : "");
+	if (v->tensor.conj)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: %s%s%s is a conjugate view (torch's conj bit): its values are its storage's conjugated; "
+				  "save it after .resolve_conj()",
+				  path, what, name ? name : "", name ? "'" : "");
+	return WELD_OK;
+}
+
 weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name, const weld_py *v, weld_error *err)
 {
 	ckpt_tensor *t;
-	weld_status s = weld__ckpt_new_tensor(c, name, &t, err);
+	weld_status s;
+	if ((s = weld__torch_plain_view(c->src[src].file->path, "tensor '", name, v, err)))
+		return s;
+	s = weld__ckpt_new_tensor(c, name, &t, err);
 	if (s)
 		return s;
 	t->src = src;

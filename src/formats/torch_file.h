@@ -20,6 +20,14 @@ weld_status weld__torch_peek(const weld_ckpt *c, const char *path, weld_file **f
 /* The parsed file of source SRC (opened with weld__torch_source). */
 weld_torch *weld__torch_of(const weld_ckpt *c, uint32_t src);
 /* Tensor NAME of C from view V of source SRC: its fragments, or an alias when V was seen already. */
+/*
+ * WELD_OK unless tensor V carries torch's neg or conj view bit, whose values
+ * weld would copy un-negated / un-conjugated: then one error,
+ * "PATH: WHAT is a negative view ..." (WHAT followed by 'NAME' when NAME is
+ * not NULL). Refused rather than resolved: no reader applies a sign flip.
+ */
+weld_status weld__torch_plain_view(const char *path, const char *what, const char *name, const weld_py *v,
+				   weld_error *err);
 weld_status weld__torch_add_tensor(weld_ckpt *c, uint32_t src, const char *name, const weld_py *v, weld_error *err);
 /* Every tensor under ROOT's dicts, lists and tuples, named as state-dict keys. */
 weld_status weld__torch_add_tree(weld_ckpt *c, uint32_t src, const weld_py *root, weld_error *err);

@@ -64,14 +64,16 @@ static weld_status flat_run(weld_ckpt *c, uint32_t src, const weld_py *t, weld_d
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s is not a tensor", path, what);
 	if (t->tensor.ndim != 1 || (t->tensor.shape[0] > 1 && t->tensor.stride[0] != 1))
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s is not a flat 1-D tensor", path, what);
+	weld_status s = weld__torch_plain_view(path, what, NULL, t, err);
+	if (s)
+		return s;
 	if (*dtype == WELD_DTYPE_INVALID)
 		*dtype = t->tensor.dtype;
 	if (t->tensor.dtype != *dtype)
 		return weld__fail(err, WELD_ERR_MISMATCH, "%s: %s is %s, other partitions are %s", path, what,
 				  weld_dtype_name(t->tensor.dtype), weld_dtype_name(*dtype));
 	weld_torch_storage st;
-	weld_status s = weld_torch_storage_range(weld__torch_of(c, src), t->tensor.storage, &st, err);
-	if (s)
+	if ((s = weld_torch_storage_range(weld__torch_of(c, src), t->tensor.storage, &st, err)))
 		return s;
 	/* The pickle reader checked the view lies inside its storage. */
 	*out = (part){src, st.offset + t->tensor.storage_offset * weld_dtype_size(*dtype), t->tensor.shape[0],
@@ -178,7 +180,7 @@ static bool step_of(weld_ckpt *c, uint32_t src, const weld_py *osd, double *step
 		return true;
 	}
 	weld_torch_storage st;
-	if (v->kind != WELD_PY_TENSOR || v->tensor.ndim != 0 ||
+	if (v->kind != WELD_PY_TENSOR || v->tensor.ndim != 0 || v->tensor.neg || v->tensor.conj ||
 	    weld_torch_storage_range(weld__torch_of(c, src), v->tensor.storage, &st, NULL) != WELD_OK)
 		return false;
 	uint8_t b[8] = {0};

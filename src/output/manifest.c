@@ -25,9 +25,12 @@ static void put_str(cJSON *to, const char *key, const char *s, bool *ok)
 	put(to, key, cJSON_CreateString(s), ok);
 }
 
-static void put_num(cJSON *to, const char *key, double v, bool *ok)
+/* V as an exact integer (a raw decimal: a cJSON number is a double, inexact past 2^53). */
+static void put_u64(cJSON *to, const char *key, uint64_t v, bool *ok)
 {
-	put(to, key, cJSON_CreateNumber(v), ok);
+	char text[24];
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)v);
+	put(to, key, cJSON_CreateRaw(text), ok);
 }
 
 static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
@@ -36,11 +39,11 @@ static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
 	put_str(e, "name", t->name, ok);
 	put_str(e, "dtype", weld_dtype_name(t->dtype), ok);
 	for (size_t d = 0; d < t->ndim; d++)
-		put_num(shape, NULL, (double)t->shape[d], ok);
+		put_u64(shape, NULL, t->shape[d], ok);
 	put(e, "shape", shape, ok);
-	put_num(e, "offset", (double)t->offset, ok);
-	put_num(e, "bytes", (double)t->nbytes, ok);
-	put_num(e, "crc32", (double)crc, ok);
+	put_u64(e, "offset", t->offset, ok);
+	put_u64(e, "bytes", t->nbytes, ok);
+	put_u64(e, "crc32", crc, ok);
 	return e;
 }
 
@@ -50,11 +53,11 @@ static cJSON *cross_check_entry(const weld_cross_check *x, bool *ok)
 	cJSON *e = cJSON_CreateObject();
 	put_str(e, "result", weld_cross_check_result_name(x->result), ok);
 	put_str(e, "against", x->against, ok);
-	put_num(e, "compared", (double)x->compared, ok);
-	put_num(e, "differing", (double)x->differing, ok);
-	put_num(e, "placeholders", (double)x->placeholders, ok);
-	put_num(e, "not_compared", (double)x->not_compared, ok);
-	put_num(e, "missing", (double)x->missing, ok);
+	put_u64(e, "compared", x->compared, ok);
+	put_u64(e, "differing", x->differing, ok);
+	put_u64(e, "placeholders", x->placeholders, ok);
+	put_u64(e, "not_compared", x->not_compared, ok);
+	put_u64(e, "missing", x->missing, ok);
 	put(e, "first_difference", x->first_difference[0] ? cJSON_CreateString(x->first_difference) : cJSON_CreateNull(),
 	    ok);
 	put_str(e, "summary", x->summary, ok);
@@ -80,9 +83,9 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	put_str(o, "source_format", info->source_format, ok);
 	put_str(o, "dtype", info->dtype, ok);
 	put_str(f, "name", info->weights_file, ok);
-	put_num(f, "size", (double)info->file_size, ok);
-	put_num(f, "crc32", (double)info->file_crc32, ok);
-	put_num(f, "tensor_count", (double)p->nt, ok);
+	put_u64(f, "size", info->file_size, ok);
+	put_u64(f, "crc32", info->file_crc32, ok);
+	put_u64(f, "tensor_count", p->nt, ok);
 	put(files, NULL, f, ok);
 	put(o, "files", files, ok);
 	for (size_t i = 0; i < p->nt; i++)
@@ -92,7 +95,7 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 		put_str(tied, p->alias[i].name, p->alias[i].owner, ok);
 	put(o, "tied", tied, ok);
 	put_str(o, "stripped_prefix", p->stripped_prefix, ok);
-	put_num(o, "fp16_overflows", (double)info->fp16_overflows, ok);
+	put_u64(o, "fp16_overflows", info->fp16_overflows, ok);
 	for (size_t i = 0; i < info->nside; i++)
 		put_str(side, NULL, info->side_files[i], ok);
 	put(o, "side_files", side, ok);
@@ -126,12 +129,23 @@ weld_status weld_manifest_write(const char *dir, const weld_plan *p, const weld_
 }
 
 /*
- * N as a whole number in 0..2^53, what a double holds exactly: every size and
- * offset weld writes (2^53 bytes is 8 PiB). Checked before the conversion,
- * which is undefined for a double past 2^64.
+ * N as a whole number: in 0..2^53, what a double holds exactly, or a raw
+ * node of digits past that (weld__read_json_file_exact), up to 2^64-1.
+ * Checked before the conversion, which is undefined for a double past 2^64.
  */
 static bool json_whole(const cJSON *n, uint64_t *out)
 {
+	if (cJSON_IsRaw(n)) {
+		const char *d = n->valuestring;
+		uint64_t v = 0;
+		if (!d || !*d)
+			return false;
+		for (; *d; d++)
+			if (*d < '0' || *d > '9' || !weld__mul_u64(&v, v, 10) || !weld__add_u64(&v, v, (uint64_t)(*d - '0')))
+				return false;
+		*out = v;
+		return true;
+	}
 	if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0) || n->valuedouble > 9007199254740992.0 ||
 	    (double)(uint64_t)n->valuedouble != n->valuedouble)
 		return false;
@@ -222,7 +236,7 @@ weld_status weld_manifest_read(const char *dir, weld_manifest **out, weld_error 
 	*out = NULL;
 	char *path = weld__path_join(dir, WELD_MANIFEST_NAME);
 	weld_manifest *m = calloc(1, sizeof(*m));
-	weld_status s = path && m ? weld__read_json_file(path, WELD_SIDE_FILE_MAX, &m->json, err) : weld__nomem(err);
+	weld_status s = path && m ? weld__read_json_file_exact(path, WELD_SIDE_FILE_MAX, &m->json, err) : weld__nomem(err);
 	if (!s)
 		s = read_file_entry(m, path, err);
 	if (!s)

@@ -97,6 +97,12 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(((const weld_plan_tensor *)a)->name, ((const weld_plan_tensor *)b)->name);
 }
 
+/* The file output tensor T's first fragment comes from; NULL when it has none. */
+static const char *tensor_file(const weld_plan *p, const weld_plan_tensor *t)
+{
+	return t->frag_count ? p->src[p->frags[t->frag_first].src].file->path : NULL;
+}
+
 /* Names must be unique: two shards may not both hold one tensor. */
 static weld_status check_unique(const weld_plan *p, weld_error *err)
 {
@@ -106,9 +112,19 @@ static weld_status check_unique(const weld_plan *p, weld_error *err)
 	memcpy(sorted, p->t, p->nt * sizeof(*sorted));
 	qsort(sorted, p->nt, sizeof(*sorted), cmp_name);
 	weld_status s = WELD_OK;
-	for (size_t i = 1; i < p->nt && !s; i++)
-		if (strcmp(sorted[i - 1].name, sorted[i].name) == 0)
+	for (size_t i = 1; i < p->nt && !s; i++) {
+		if (strcmp(sorted[i - 1].name, sorted[i].name) != 0)
+			continue;
+		const char *a = tensor_file(p, &sorted[i - 1]), *b = tensor_file(p, &sorted[i]);
+		if (a && b && strcmp(a, b) != 0)
+			s = weld__fail(err, WELD_ERR_MISMATCH, "tensor '%s' appears twice in the checkpoint (in %s and %s)",
+				       sorted[i].name, a, b);
+		else if (a)
+			s = weld__fail(err, WELD_ERR_MISMATCH, "tensor '%s' appears twice in the checkpoint (twice in %s)",
+				       sorted[i].name, a);
+		else
 			s = weld__fail(err, WELD_ERR_MISMATCH, "tensor '%s' appears twice in the checkpoint", sorted[i].name);
+	}
 	free(sorted);
 	return s;
 }

@@ -384,7 +384,70 @@ static size_t json_outside_value(const char *text, size_t len, size_t end)
 	return end;
 }
 
-weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld_error *err)
+/*
+ * The next number token in TEXT[*POS..N) (strings skipped), at *START; *POS
+ * moves past it. false when none.
+ */
+static bool next_number(const char *text, size_t n, size_t *pos, size_t *start)
+{
+	while (*pos < n) {
+		char c = text[*pos];
+		size_t at;
+		if (c == '"') {
+			if (weld__json_string(text, n, pos, false, NULL, NULL, &at))
+				return false;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			*start = *pos;
+			return weld__json_number(text, n, pos, false) == WELD_JSON_OK;
+		} else {
+			(*pos)++;
+		}
+	}
+	return false;
+}
+
+/*
+ * Number nodes under J, in document order, are the number tokens of TEXT in
+ * order: each whole number from 2^53 on (a double rounds past it) becomes a raw
+ * node holding its digits. false stops the walk (tokens and nodes disagree:
+ * nothing more is changed).
+ */
+static bool exact_integers(cJSON *j, const char *text, size_t n, size_t *pos)
+{
+	for (cJSON *c = j->child, *next; c; c = next) {
+		next = c->next;
+		if (cJSON_IsArray(c) || cJSON_IsObject(c)) {
+			if (!exact_integers(c, text, n, pos))
+				return false;
+			continue;
+		}
+		if (!cJSON_IsNumber(c))
+			continue;
+		size_t start, len;
+		if (!next_number(text, n, pos, &start))
+			return false;
+		len = *pos - start;
+		bool whole = len <= 20;
+		for (size_t i = 0; whole && i < len; i++)
+			whole = text[start + i] >= '0' && text[start + i] <= '9';
+		if (!(c->valuedouble >= 9007199254740992.0) || !whole)
+			continue;
+		char digits[21];
+		memcpy(digits, text + start, len);
+		digits[len] = '\0';
+		cJSON *raw = cJSON_CreateRaw(digits);
+		if (!raw)
+			return false;
+		if (c->string) { /* an object member keeps its key */
+			raw->string = c->string;
+			c->string = NULL;
+		}
+		cJSON_ReplaceItemViaPointer(j, c, raw);
+	}
+	return true;
+}
+
+static weld_status read_json(const char *path, size_t max, bool exact, cJSON **out, weld_error *err)
 {
 	char *text = NULL;
 	size_t len = 0;
@@ -394,7 +457,9 @@ weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld
 	if (s)
 		return s;
 	*out = cJSON_ParseWithLengthOpts(text, len, &end, false);
-	size_t bad = *out ? json_outside_value(text, len, (size_t)(end - text)) : len;
+	size_t bad = *out ? json_outside_value(text, len, (size_t)(end - text)) : len, pos = 0;
+	if (*out && exact)
+		(void)exact_integers(*out, text, len, &pos);
 	free(text);
 	/* cJSON cannot tell a parse error from running out of memory; both mean "unusable". */
 	if (!*out)
@@ -405,6 +470,16 @@ weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld
 	*out = NULL;
 	return weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON (%s at byte %zu)", path,
 			  bad ? "trailing data after the value" : "a UTF-8 byte order mark", bad);
+}
+
+weld_status weld__read_json_file(const char *path, size_t max, cJSON **out, weld_error *err)
+{
+	return read_json(path, max, false, out, err);
+}
+
+weld_status weld__read_json_file_exact(const char *path, size_t max, cJSON **out, weld_error *err)
+{
+	return read_json(path, max, true, out, err);
 }
 
 static int cmp_names(const void *a, const void *b)

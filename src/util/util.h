@@ -155,6 +155,11 @@ weld_status weld__read_small_file(const char *path, size_t max, char **out, size
  */
 struct cJSON;
 weld_status weld__read_json_file(const char *path, size_t max, struct cJSON **out, weld_error *err);
+/*
+ * weld__read_json_file, but a whole number past 2^53 (which a double would
+ * round) comes back exact, as a raw node (cJSON_IsRaw) holding its digits.
+ */
+weld_status weld__read_json_file_exact(const char *path, size_t max, struct cJSON **out, weld_error *err);
 
 /*
  * The names in DIR but "." and "..", sorted so that every result and message

@@ -89,6 +89,12 @@ struct weld_py {
 			int64_t stride[WELD_MAX_DIMS];
 			bool requires_grad;
 			bool parameter;           /* wrapped by _rebuild_parameter */
+			/*
+			 * torch's view bits, from _rebuild_tensor_v2/v3's metadata
+			 * ({'neg': True} / {'conj': True}): the values are the
+			 * storage's negated / conjugated. Readers refuse such views.
+			 */
+			bool neg, conj;
 		} tensor;
 	};
 };

@@ -136,6 +136,34 @@ static weld_status bad_requires_grad(weld_pickle *p, const weld_py *fn, const we
 			     fn->obj.module, fn->obj.name, p->off, weld__pk_kind_name(arg));
 }
 
+/*
+ * The view bits in tensor metadata MD ({'neg': True}, {'conj': True}), as
+ * torch._C._set_tensor_metadata reads them; other keys carry nothing weld
+ * keeps. A metadata that is not a dict is malformed.
+ */
+static weld_status view_bits(weld_pickle *p, const weld_py *fn, const weld_py *md, weld_py *t)
+{
+	if (md->kind == WELD_PY_NONE)
+		return WELD_OK;
+	if (md->kind != WELD_PY_DICT)
+		return weld__pk_fail(p, WELD_ERR_FORMAT, "%s.%s at offset %zu expects a metadata dict, got %s",
+				     fn->obj.module, fn->obj.name, p->off, weld__pk_kind_name(md));
+	for (size_t i = 0; i < md->dict.n; i++) {
+		bool on;
+		bool *bit = weld_py_is_str(md->dict.keys[i], "neg")    ? &t->tensor.neg
+			    : weld_py_is_str(md->dict.keys[i], "conj") ? &t->tensor.conj
+								       : NULL;
+		if (!bit)
+			continue;
+		if (!get_bool(md->dict.vals[i], &on))
+			return weld__pk_fail(p, WELD_ERR_FORMAT,
+					     "%s.%s at offset %zu has a tensor metadata flag that is %s, not a bool",
+					     fn->obj.module, fn->obj.name, p->off, weld__pk_kind_name(md->dict.vals[i]));
+		*bit = on;
+	}
+	return WELD_OK;
+}
+
 /* torch._utils._rebuild_tensor / _v2 / _v3. */
 static weld_status rebuild_tensor(weld_pickle *p, const weld_py *fn, enum gkind gk, const weld_py *args,
 				  weld_py **out)
@@ -171,6 +199,10 @@ static weld_status rebuild_tensor(weld_pickle *p, const weld_py *fn, enum gkind 
 	TRY_PTR(t);
 	TRY(set_view(p, t, st, dtype, a[1], a[2], a[3]));
 	t->tensor.requires_grad = rg;
+	/* _v2's 7th / _v3's 8th argument: torch._utils._set_tensor_metadata's dict. */
+	size_t mi = gk == G_REBUILD_V2 ? 6 : 7;
+	if (gk != G_REBUILD && n > mi)
+		TRY(view_bits(p, fn, a[mi], t));
 	*out = t;
 	return WELD_OK;
 }
