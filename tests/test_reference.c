@@ -38,10 +38,32 @@ static void check_ws_header(void)
 	converts_to("st_ref/ws_header.safetensors", WELD_OUT_KEEP, "st_ref/ws_header_expected.safetensors");
 }
 
+/* INPUT is refused with STATUS and "<input>: MSG". */
+static void refused(const char *input, weld_status status, const char *msg)
+{
+	weld_error err = {0};
+	weld_convert_result r;
+	char want[1024];
+	snprintf(want, sizeof(want), "%s: %s", fixture(input), msg);
+	CHECK_ERR(convert(fixture(input), scratch("out"), WELD_OUT_KEEP, &r, &err), status, &err, want);
+}
+
+/* torch.load reads file format versions 1..10 and needs a 'version' record. */
+static void check_zip_version(void)
+{
+	refused("st_ref/zip_version_99.pt", WELD_ERR_UNSUPPORTED,
+		"file format version 99 is outside the 1..10 torch.load reads");
+	refused("st_ref/zip_no_version.pt", WELD_ERR_FORMAT, "no 'version' record (torch.load refuses such a file)");
+	weld_error err = {0};
+	weld_convert_result r;
+	CHECK_OK(convert(fixture("st_ref/zip_version_ok.pt"), scratch("out"), WELD_OUT_KEEP, &r, &err), &err);
+}
+
 int main(void)
 {
 	CHECK(scratch_init("reference") == 0);
 	check_ws_header();
+	check_zip_version();
 	CHECK(scratch_remove() == 0);
 	TEST_DONE();
 }

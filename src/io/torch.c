@@ -67,6 +67,61 @@ void weld_torch_close(weld_torch *t)
 	free(t);
 }
 
+/* The file format versions torch's PyTorchStreamReader reads (inline_container.h). */
+#define TORCH_MIN_FILE_VERSION 1
+#define TORCH_MAX_FILE_VERSION 10
+
+/*
+ * The archive's format version, as torch.load reads it: ".data/version",
+ * else "version" (one of them must exist), parsed as strtoll does (leading
+ * space, a sign, digits, anything after ignored) and within the versions
+ * torch reads. torch refuses every other file, so weld does too.
+ */
+static weld_status check_version(weld_torch *t, weld_error *err)
+{
+	const weld_zip_entry *e;
+	const char *rec = ".data/version";
+	weld_status s;
+	if (weld_zip_find(t->zip, rec, &e, NULL) != WELD_OK) {
+		rec = "version";
+		if (weld_zip_find(t->zip, rec, &e, NULL) != WELD_OK) {
+			/* Say why when the record is there but unreadable. */
+			if ((s = weld_zip_find(t->zip, rec, &e, err)) == WELD_ERR_FORMAT &&
+			    strstr(err ? err->message : "", "missing record"))
+				return weld__fail(err, WELD_ERR_FORMAT,
+						  "%s: no 'version' record (torch.load refuses such a file)",
+						  t->file->path);
+			return s;
+		}
+	}
+	char v[32] = {0};
+	if (e->size >= sizeof(v))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s record is %llu bytes long", t->file->path, rec,
+				  (unsigned long long)e->size);
+	if ((s = weld_zip_read(t->zip, e, v, err)))
+		return s;
+	const char *p = v;
+	while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+		p++;
+	bool neg = *p == '-';
+	p += *p == '-' || *p == '+';
+	if (*p < '0' || *p > '9')
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s record is not a number", t->file->path, rec);
+	uint64_t n = 0;
+	bool big = false;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (!weld__mul_u64(&n, n, 10) || !weld__add_u64(&n, n, (uint64_t)(*p - '0')))
+			big = true;
+	if (neg || big || n < TORCH_MIN_FILE_VERSION || n > TORCH_MAX_FILE_VERSION) {
+		char shown[24];
+		snprintf(shown, sizeof(shown), "%s%llu", neg && n ? "-" : "", (unsigned long long)n);
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: file format version %s is outside the %d..%d torch.load reads", t->file->path,
+				  big ? "(too large)" : shown, TORCH_MIN_FILE_VERSION, TORCH_MAX_FILE_VERSION);
+	}
+	return WELD_OK;
+}
+
 static weld_status open_zip(weld_torch *t, weld_error *err)
 {
 	weld_status s = weld_zip_open(&t->zip, t->file, err);
@@ -92,7 +147,7 @@ static weld_status open_zip(weld_torch *t, weld_error *err)
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: byteorder record says '%s'",
 					  t->file->path, order);
 	}
-	if ((s = weld_zip_find(t->zip, "data.pkl", &e, err)))
+	if ((s = check_version(t, err)) || (s = weld_zip_find(t->zip, "data.pkl", &e, err)))
 		return s;
 	if (e->size > PICKLE_MAX_BYTES)
 		return weld__fail(err, WELD_ERR_LIMIT, "%s: data.pkl is %llu bytes, over the 1 GiB limit",
