@@ -59,11 +59,19 @@ static void check_zip_version(void)
 	CHECK_OK(convert(fixture("st_ref/zip_version_ok.pt"), scratch("out"), WELD_OUT_KEEP, &r, &err), &err);
 }
 
+/* A record torch reads and weld has no use for still needs a sound local header. */
+static void check_local_header(void)
+{
+	refused("st_ref/zip_bad_local_header.pt", WELD_ERR_FORMAT,
+		"record '.data/serialization_id' has no local header at offset 850");
+}
+
 int main(void)
 {
 	CHECK(scratch_init("reference") == 0);
 	check_ws_header();
 	check_zip_version();
+	check_local_header();
 	CHECK(scratch_remove() == 0);
 	TEST_DONE();
 }

@@ -122,6 +122,26 @@ static weld_status check_version(weld_torch *t, weld_error *err)
 	return WELD_OK;
 }
 
+/*
+ * Records torch.load reads though weld has no use for them: their local
+ * headers must be sound too (torch's miniz refuses "invalid header or
+ * archive is corrupted"), so a file torch refuses is not converted.
+ */
+static weld_status check_torch_reads(weld_torch *t, weld_error *err)
+{
+	static const char *const reads[] = {".format_version", ".storage_alignment", "byteorder",
+					       ".data/serialization_id"};
+	for (size_t i = 0; i < weld_zip_count(t->zip); i++) {
+		const weld_zip_entry *e = weld_zip_entry_at(t->zip, i), *found;
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			weld_status s;
+			if (strcmp(e->record, reads[k]) == 0 && (s = weld_zip_find(t->zip, reads[k], &found, err)))
+				return s;
+		}
+	}
+	return WELD_OK;
+}
+
 static weld_status open_zip(weld_torch *t, weld_error *err)
 {
 	weld_status s = weld_zip_open(&t->zip, t->file, err);
@@ -132,6 +152,8 @@ static weld_status open_zip(weld_torch *t, weld_error *err)
 	if (weld_zip_find(t->zip, "constants.pkl", &e, NULL) == WELD_OK)
 		return weld__fail(err, WELD_ERR_UNSUPPORTED,
 				  "%s: a TorchScript archive (torch.jit.save), not a checkpoint", t->file->path);
+	if ((s = check_version(t, err)) || (s = check_torch_reads(t, err)))
+		return s;
 	if (weld_zip_find(t->zip, "byteorder", &e, NULL) == WELD_OK) {
 		char order[16] = {0};
 		if (e->size >= sizeof(order))
@@ -147,7 +169,7 @@ static weld_status open_zip(weld_torch *t, weld_error *err)
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: byteorder record says '%s'",
 					  t->file->path, order);
 	}
-	if ((s = check_version(t, err)) || (s = weld_zip_find(t->zip, "data.pkl", &e, err)))
+	if ((s = weld_zip_find(t->zip, "data.pkl", &e, err)))
 		return s;
 	if (e->size > PICKLE_MAX_BYTES)
 		return weld__fail(err, WELD_ERR_LIMIT, "%s: data.pkl is %llu bytes, over the 1 GiB limit",
