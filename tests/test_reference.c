@@ -110,6 +110,14 @@ static void check_sub_byte(void)
 	CHECK(strstr(err.message, "which no torch dtype holds one element of") != NULL);
 }
 
+/* What the reference accepts and weld refuses on purpose (README: the deviations). */
+static void check_deviations(void)
+{
+	refused("st_ref/nul_name.safetensors", WELD_ERR_UNSUPPORTED, "tensor name at byte 1 contains a NUL character");
+	refused("st_ref/nul_meta.safetensors", WELD_ERR_UNSUPPORTED, "__metadata__ value for 'k' contains a NUL character");
+	refused("st_ref/dup_name.safetensors", WELD_ERR_FORMAT, "duplicate tensor name 'a'");
+}
+
 int main(void)
 {
 	CHECK(scratch_init("reference") == 0);
@@ -117,6 +125,7 @@ int main(void)
 	check_zip_version();
 	check_local_header();
 	check_sub_byte();
+	check_deviations();
 	CHECK(scratch_remove() == 0);
 	TEST_DONE();
 }
