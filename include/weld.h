@@ -84,12 +84,20 @@ void weld_cuda_probe(weld_cuda_info *out);
 
 /*
  * Element types, with their safetensors names (weld_dtype_name). The order is
- * the safetensors writer's sort order (ascending); the writer emits tensors
- * in descending dtype order, ties by name.
+ * the safetensors writer's sort order (ascending: the reference's Dtype enum,
+ * "in increasing alignment order"); the writer emits tensors in descending
+ * dtype order, ties by name.
+ *
+ * F4, F6_E2M3 and F6_E3M2 (the OCP microscaling formats) are narrower than a
+ * byte: weld reads them from safetensors files and copies them as bytes,
+ * never casting them (weld_dtype_bits).
  */
 typedef enum weld_dtype {
 	WELD_DTYPE_INVALID = 0,
 	WELD_DTYPE_BOOL,
+	WELD_DTYPE_F4,
+	WELD_DTYPE_F6_E2M3,
+	WELD_DTYPE_F6_E3M2,
 	WELD_DTYPE_U8,
 	WELD_DTYPE_I8,
 	WELD_DTYPE_F8_E5M2,
@@ -113,8 +121,15 @@ typedef enum weld_dtype {
 
 /* "F32", "BF16", ... ; NULL for WELD_DTYPE_INVALID or out of range. */
 const char *weld_dtype_name(weld_dtype dtype);
-/* Bytes per element; 0 for WELD_DTYPE_INVALID. */
+/*
+ * Bytes per element; 0 for WELD_DTYPE_INVALID. The sub-byte dtypes (F4,
+ * F6_*) give 1: weld moves them as bytes, so a tensor's bytes are
+ * numel x bits / 8 (a whole number, as the reference reader requires) and
+ * the unit weld copies is the byte.
+ */
 size_t weld_dtype_size(weld_dtype dtype);
+/* Bits per element: 4 for F4, 6 for F6_*, 8 x weld_dtype_size otherwise; 0 for invalid. */
+size_t weld_dtype_bits(weld_dtype dtype);
 /* Inverse of weld_dtype_name; WELD_DTYPE_INVALID when unknown. */
 weld_dtype weld_dtype_from_name(const char *name);
 

@@ -363,10 +363,11 @@ static void test_valid_edge_cases(void)
 	/* Every dtype name is known. */
 	for (int d = 1; d < WELD_DTYPE_COUNT; d++) {
 		char buf[200];
-		size_t sz = weld_dtype_size((weld_dtype)d);
-		snprintf(buf, sizeof(buf), "{\"t\":{\"dtype\":\"%s\",\"shape\":[2],\"data_offsets\":[0,%zu]}}",
-			 weld_dtype_name((weld_dtype)d), 2 * sz);
-		CHECK_OK(parse_mem(buf, 2 * sz, &h, &err), &err);
+		/* 8 elements are BITS bytes, sub-byte dtypes (F4, F6_*) included. */
+		size_t sz = weld_dtype_bits((weld_dtype)d);
+		snprintf(buf, sizeof(buf), "{\"t\":{\"dtype\":\"%s\",\"shape\":[8],\"data_offsets\":[0,%zu]}}",
+			 weld_dtype_name((weld_dtype)d), sz);
+		CHECK_OK(parse_mem(buf, sz, &h, &err), &err);
 		CHECK(h.ntensors == 1 && h.tensors[0].dtype == (weld_dtype)d);
 		weld_st_header_clear(&h);
 	}
@@ -449,8 +450,11 @@ static void test_malformed(void)
 	EXPECT_JSON("{\"__metadata__\":{},\"__metadata__\":{}}", 0, FMT, "duplicate key '__metadata__'");
 	EXPECT_JSON("{\"x\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, UNS,
 		    "tensor 'x': unknown dtype 'F7'");
-	EXPECT_JSON("{\"x\":{\"dtype\":\"F4\",\"shape\":[2],\"data_offsets\":[0,1]}}", 1, UNS,
-		    "tensor 'x': unknown dtype 'F4'");
+	/* Sub-byte dtypes: numel x bits must be whole bytes (the reference's MisalignedSlice). */
+	EXPECT_JSON("{\"x\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, FMT,
+		    "tensor 'x': F4 [3] is not a whole number of bytes");
+	EXPECT_JSON("{\"x\":{\"dtype\":\"F6_E3M2\",\"shape\":[2,4],\"data_offsets\":[0,5]}}", 5, FMT,
+		    "tensor 'x': data_offsets [0,5] hold 5 bytes but F6_E3M2 [2,4] needs 6");
 	EXPECT_JSON("{\"x\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, UNS,
 		    "tensor 'x': unknown dtype 'f32'");
 	EXPECT_JSON("{\"x\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, FMT,

@@ -97,6 +97,17 @@ weld_status weld__ckpt_set_sizes(ckpt_tensor *t, const char *path, weld_error *e
 		if (!weld__mul_u64(&n, n, t->shape[i]))
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensor '%s': size overflows", path, t->name);
 	t->numel = n;
+	if (weld__dtype_is_sub_byte(t->dtype)) {
+		/* Copied as bytes: numel counts the bytes (shape keeps the elements). */
+		uint64_t bits;
+		if (!weld__mul_u64(&bits, n, weld_dtype_bits(t->dtype)))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensor '%s': size overflows", path, t->name);
+		if (bits % 8)
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensor '%s': %s is not a whole number of bytes", path,
+					  t->name, weld_dtype_name(t->dtype));
+		t->numel = t->nbytes = bits / 8;
+		return WELD_OK;
+	}
 	if (!weld__mul_u64(&t->nbytes, n, weld_dtype_size(t->dtype)))
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: tensor '%s': size overflows", path, t->name);
 	return WELD_OK;
@@ -244,12 +255,16 @@ weld_status weld_ckpt_tensor(const weld_ckpt *c, size_t i, weld_tensor_info *out
 	if (i >= c->nt)
 		return WELD_ERR_INVALID_ARG;
 	const ckpt_tensor *t = &c->t[i];
+	uint64_t numel = t->numel;
+	if (weld__dtype_is_sub_byte(t->dtype)) /* t->numel counts bytes; the shape, elements (checked on open) */
+		for (size_t d = (numel = 1, 0); d < t->ndim; d++)
+			numel *= t->shape[d];
 	*out = (weld_tensor_info){
 		.name = t->name,
 		.dtype = t->dtype,
 		.ndim = t->ndim,
 		.shape = t->shape,
-		.numel = t->numel,
+		.numel = numel,
 		.nbytes = t->nbytes,
 		.file = c->src[t->src].file->path,
 		.contiguous = t->frag_count == 0 || (t->frag_count == 1 && c->frag[t->frag_first].pattern == WELD_NO_PATTERN),

@@ -56,7 +56,7 @@ typedef struct ckpt_tensor {
 	weld_dtype dtype;
 	size_t ndim;
 	uint64_t shape[WELD_MAX_DIMS];
-	uint64_t numel, nbytes;
+	uint64_t numel, nbytes; /* numel: elements, or bytes for a sub-byte dtype (the unit copied) */
 	uint32_t src;         /* the file listed for it (ZeRO: the model states) */
 	weld_dtype keep_as;   /* what --dtype keep writes when not dtype (ZeRO buffers: zero_to_fp32's .float()), else 0 */
 	const char *alias_of; /* the owner's name when this is the very same data, else NULL */

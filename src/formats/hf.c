@@ -56,9 +56,42 @@ static weld_status add_st_file(weld_ckpt *c, const char *path, weld_error *err)
 	return s;
 }
 
-static bool st_sniff(const uint8_t *head, size_t n)
+static bool json_ws(uint8_t c)
 {
-	return n == 9 && head[8] == '{';
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * A safetensors file: its header's first byte that is not JSON whitespace is
+ * '{'. The reference reader (serde_json) skips leading whitespace, so
+ * "   {...}" is a safetensors header too; only then is the length prefix
+ * trusted to bound the scan (HEAD holds the first 9 bytes of F).
+ */
+static bool st_sniff(weld_file *f, const uint8_t *head, size_t n)
+{
+	if (n < 9)
+		return false;
+	if (head[8] == '{')
+		return true;
+	if (!json_ws(head[8]))
+		return false;
+	uint64_t len = 0;
+	for (int i = 7; i >= 0; i--)
+		len = len << 8 | head[i];
+	if (len > WELD_ST_HEADER_MAX || len > f->size - 8)
+		return false;
+	uint8_t buf[4096];
+	for (uint64_t at = 0; at < len;) {
+		size_t k = len - at < sizeof(buf) ? (size_t)(len - at) : sizeof(buf);
+		weld_error e = {0};
+		if (weld_file_pread(f, buf, k, 8 + at, &e) != WELD_OK)
+			return false;
+		for (size_t i = 0; i < k; i++)
+			if (!json_ws(buf[i]))
+				return buf[i] == '{';
+		at += k;
+	}
+	return false;
 }
 
 weld_status weld__hf_open_file(weld_ckpt *c, const char *path, weld_error *err)
@@ -70,11 +103,12 @@ weld_status weld__hf_open_file(weld_ckpt *c, const char *path, weld_error *err)
 		return s;
 	size_t n = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
 	s = weld_file_pread(f, head, n, 0, err);
+	bool is_st = !s && st_sniff(f, head, n);
 	weld_file_close(f);
 	/* Formats weld does not read, by name or magic, before the bytes are guessed at (unsupported.c). */
 	if (s || (s = weld__unsupported_file(path, head, n, err)))
 		return s;
-	if (st_sniff(head, n)) {
+	if (is_st) {
 		c->format = WELD_FORMAT_SAFETENSORS;
 		return add_st_file(c, path, err);
 	}

@@ -80,6 +80,20 @@ bool weld__st_tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim,
 			*which = 0;
 			return false;
 		}
+	if (weld__dtype_is_sub_byte(dtype)) {
+		/* The reference's rule: numel x bits, which must be whole bytes. */
+		uint64_t bits;
+		if (!weld__mul_u64(&bits, numel, weld_dtype_bits(dtype))) {
+			*which = 1;
+			return false;
+		}
+		if (bits % 8) {
+			*which = 2;
+			return false;
+		}
+		*bytes = bits / 8;
+		return true;
+	}
 	if (!weld__mul_u64(bytes, numel, weld_dtype_size(dtype))) {
 		*which = 1;
 		return false;
@@ -370,6 +384,9 @@ static weld_status check_tensor_size(parser *p, const weld_st_tensor *t)
 		if (which == 0)
 			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': shape %s has more elements than fit in 64 bits",
 					  name, weld__st_show_shape(sb, t->shape, t->ndim));
+		if (which == 2)
+			return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': %s %s is not a whole number of bytes", name,
+					  weld_dtype_name(t->dtype), weld__st_show_shape(sb, t->shape, t->ndim));
 		return weld__fail(p->err, WELD_ERR_FORMAT, "tensor '%s': %s %s is more bytes than fit in 64 bits", name,
 				  weld_dtype_name(t->dtype), weld__st_show_shape(sb, t->shape, t->ndim));
 	}

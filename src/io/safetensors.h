@@ -55,7 +55,11 @@ void weld_st_header_clear(weld_st_header *h);
 const char *weld__st_show(char buf[WELD_ST_SHOW_BUF], const char *s);
 /* "[509,64]" for messages. */
 const char *weld__st_show_shape(char buf[400], const uint64_t *shape, size_t ndim);
-/* Byte size of a tensor; false on overflow, *WHICH then 0 (element count) or 1 (bytes). */
+/*
+ * Byte size of a tensor; false on overflow, *WHICH then 0 (element count) or
+ * 1 (bytes), or for a sub-byte dtype 2 when numel x bits is not a whole
+ * number of bytes (the reference's "does not end up at a byte boundary").
+ */
 bool weld__st_tensor_bytes(weld_dtype dtype, const uint64_t *shape, size_t ndim, uint64_t *bytes, int *which);
 
 #endif /* WELD_IO_SAFETENSORS_H */

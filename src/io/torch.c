@@ -80,6 +80,81 @@ void weld_torch_close(weld_torch *t)
 	free(t);
 }
 
+/* The file format versions torch's PyTorchStreamReader reads (inline_container.h). */
+#define TORCH_MIN_FILE_VERSION 1
+#define TORCH_MAX_FILE_VERSION 10
+
+/*
+ * The archive's format version, as torch.load reads it: ".data/version",
+ * else "version" (one of them must exist), parsed as strtoll does (leading
+ * space, a sign, digits, anything after ignored) and within the versions
+ * torch reads. torch refuses every other file, so weld does too.
+ */
+static weld_status check_version(weld_torch *t, weld_error *err)
+{
+	const weld_zip_entry *e;
+	const char *rec = ".data/version";
+	weld_status s;
+	if (weld_zip_find(t->zip, rec, &e, NULL) != WELD_OK) {
+		rec = "version";
+		if (weld_zip_find(t->zip, rec, &e, NULL) != WELD_OK) {
+			/* Say why when the record is there but unreadable. */
+			if ((s = weld_zip_find(t->zip, rec, &e, err)) == WELD_ERR_FORMAT &&
+			    strstr(err ? err->message : "", "missing record"))
+				return weld__fail(err, WELD_ERR_FORMAT,
+						  "%s: no 'version' record (torch.load refuses such a file)",
+						  t->file->path);
+			return s;
+		}
+	}
+	char v[32] = {0};
+	if (e->size >= sizeof(v))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s record is %llu bytes long", t->file->path, rec,
+				  (unsigned long long)e->size);
+	if ((s = weld_zip_read(t->zip, e, v, err)))
+		return s;
+	const char *p = v;
+	while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+		p++;
+	bool neg = *p == '-';
+	p += *p == '-' || *p == '+';
+	if (*p < '0' || *p > '9')
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: %s record is not a number", t->file->path, rec);
+	uint64_t n = 0;
+	bool big = false;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (!weld__mul_u64(&n, n, 10) || !weld__add_u64(&n, n, (uint64_t)(*p - '0')))
+			big = true;
+	if (neg || big || n < TORCH_MIN_FILE_VERSION || n > TORCH_MAX_FILE_VERSION) {
+		char shown[24];
+		snprintf(shown, sizeof(shown), "%s%llu", neg && n ? "-" : "", (unsigned long long)n);
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s: file format version %s is outside the %d..%d torch.load reads", t->file->path,
+				  big ? "(too large)" : shown, TORCH_MIN_FILE_VERSION, TORCH_MAX_FILE_VERSION);
+	}
+	return WELD_OK;
+}
+
+/*
+ * Records torch.load reads though weld has no use for them: their local
+ * headers must be sound too (torch's miniz refuses "invalid header or
+ * archive is corrupted"), so a file torch refuses is not converted.
+ */
+static weld_status check_torch_reads(weld_torch *t, weld_error *err)
+{
+	static const char *const reads[] = {".format_version", ".storage_alignment", "byteorder",
+					       ".data/serialization_id"};
+	for (size_t i = 0; i < weld_zip_count(t->zip); i++) {
+		const weld_zip_entry *e = weld_zip_entry_at(t->zip, i), *found;
+		for (size_t k = 0; k < sizeof(reads) / sizeof(reads[0]); k++) {
+			weld_status s;
+			if (strcmp(e->record, reads[k]) == 0 && (s = weld_zip_find(t->zip, reads[k], &found, err)))
+				return s;
+		}
+	}
+	return WELD_OK;
+}
+
 static weld_status open_zip(weld_torch *t, weld_error *err)
 {
 	weld_status s = weld_zip_open(&t->zip, t->file, err);
@@ -90,6 +165,8 @@ static weld_status open_zip(weld_torch *t, weld_error *err)
 	if (weld_zip_find(t->zip, "constants.pkl", &e, NULL) == WELD_OK)
 		return weld__fail(err, WELD_ERR_UNSUPPORTED,
 				  "%s: a TorchScript archive (torch.jit.save), not a checkpoint", t->file->path);
+	if ((s = check_version(t, err)) || (s = check_torch_reads(t, err)))
+		return s;
 	if (weld_zip_find(t->zip, "byteorder", &e, NULL) == WELD_OK) {
 		char order[16] = {0};
 		if (e->size >= sizeof(order))

@@ -75,9 +75,10 @@ static weld_status check_inputs(weld_st_out_tensor *tensors, size_t n, const cha
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor '%s': invalid shape (%zu dimensions)",
 					  weld__st_show(nb, t->name), t->ndim);
 		if (!weld__st_tensor_bytes(t->dtype, t->shape, t->ndim, &t->nbytes, &which))
-			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor '%s': %s %s is more bytes than fit in 64 bits",
+			return weld__fail(err, WELD_ERR_INVALID_ARG, "tensor '%s': %s %s is %s",
 					  weld__st_show(nb, t->name), weld_dtype_name(t->dtype),
-					  weld__st_show_shape(sb, t->shape, t->ndim));
+					  weld__st_show_shape(sb, t->shape, t->ndim),
+					  which == 2 ? "not a whole number of bytes" : "more bytes than fit in 64 bits");
 	}
 	for (size_t i = 0; i < nmeta; i++) {
 		if (!meta_keys[i] || !meta_vals[i])

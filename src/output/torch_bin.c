@@ -292,6 +292,10 @@ static weld_status check_tensors(const weld_tw_tensor *t, size_t n, weld_error *
 		if (esize == 0)
 			return weld__fail(err, WELD_ERR_INVALID_ARG, "torch writer: tensor '%s' has an invalid dtype",
 					  name);
+		if (weld__dtype_is_sub_byte(t[i].dtype))
+			return weld__fail(err, WELD_ERR_UNSUPPORTED,
+					  "torch writer: tensor '%s' is %s, which no torch dtype holds one element of", name,
+					  weld_dtype_name(t[i].dtype));
 		if (t[i].ndim > WELD_MAX_DIMS || (t[i].ndim > 0 && !t[i].shape))
 			return weld__fail(err, WELD_ERR_INVALID_ARG,
 					  "torch writer: tensor '%s' has a bad shape (%zu dims)", name, t[i].ndim);

@@ -10,6 +10,11 @@ static const struct {
 	const char *storage_class; /* legacy typed storage class, when one exists */
 } dtypes[WELD_DTYPE_COUNT] = {
 	[WELD_DTYPE_BOOL] = {"BOOL", 1, "bool", "BoolStorage"},
+	/* Sub-byte: SIZE is the unit weld copies (a byte). No torch dtype holds one
+	 * element of these (torch.float4_e2m1fn_x2 packs two), so no torch name. */
+	[WELD_DTYPE_F4] = {"F4", 1, NULL, NULL},
+	[WELD_DTYPE_F6_E2M3] = {"F6_E2M3", 1, NULL, NULL},
+	[WELD_DTYPE_F6_E3M2] = {"F6_E3M2", 1, NULL, NULL},
 	[WELD_DTYPE_U8] = {"U8", 1, "uint8", "ByteStorage"},
 	[WELD_DTYPE_I8] = {"I8", 1, "int8", "CharStorage"},
 	[WELD_DTYPE_F8_E5M2] = {"F8_E5M2", 1, "float8_e5m2", NULL},
@@ -55,6 +60,21 @@ size_t weld_dtype_size(weld_dtype dtype)
 	return valid(dtype) ? dtypes[dtype].size : 0;
 }
 
+size_t weld_dtype_bits(weld_dtype dtype)
+{
+	switch (dtype) {
+	case WELD_DTYPE_F4: return 4;
+	case WELD_DTYPE_F6_E2M3:
+	case WELD_DTYPE_F6_E3M2: return 6;
+	default: return 8 * weld_dtype_size(dtype);
+	}
+}
+
+bool weld__dtype_is_sub_byte(weld_dtype d)
+{
+	return d == WELD_DTYPE_F4 || d == WELD_DTYPE_F6_E2M3 || d == WELD_DTYPE_F6_E3M2;
+}
+
 weld_dtype weld_dtype_from_name(const char *name)
 {
 	for (int d = 1; d < WELD_DTYPE_COUNT; d++)
@@ -74,7 +94,7 @@ weld_dtype weld__dtype_from_storage_class(const char *name)
 weld_dtype weld__dtype_from_torch_name(const char *name)
 {
 	for (int d = 1; d < WELD_DTYPE_COUNT; d++)
-		if (strcmp(dtypes[d].torch_name, name) == 0)
+		if (dtypes[d].torch_name && strcmp(dtypes[d].torch_name, name) == 0)
 			return (weld_dtype)d;
 	for (size_t i = 0; i < sizeof(torch_aliases) / sizeof(torch_aliases[0]); i++)
 		if (strcmp(torch_aliases[i].alias, name) == 0)
@@ -84,7 +104,7 @@ weld_dtype weld__dtype_from_torch_name(const char *name)
 
 const char *weld__dtype_torch_name(weld_dtype dtype)
 {
-	return valid(dtype) ? dtypes[dtype].torch_name : "invalid";
+	return valid(dtype) && dtypes[dtype].torch_name ? dtypes[dtype].torch_name : "invalid";
 }
 
 bool weld__dtype_is_float(weld_dtype d)

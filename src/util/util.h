@@ -281,6 +281,8 @@ void weld_ptrset_clear(weld_ptrset *set);
 
 /* F16, BF16, F32 or F64: the dtypes weld casts. */
 bool weld__dtype_is_float(weld_dtype dtype);
+/* F4, F6_E2M3, F6_E3M2: fewer than 8 bits an element, copied as bytes. */
+bool weld__dtype_is_sub_byte(weld_dtype dtype);
 /* torch's legacy storage class name ("FloatStorage") -> dtype. */
 weld_dtype weld__dtype_from_storage_class(const char *name);
 /* torch dtype attribute name ("float32", "bfloat16") -> dtype. */

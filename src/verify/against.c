@@ -60,7 +60,7 @@ static double widen(const uint8_t *p, weld_dtype d)
 
 static bool has_value(weld_dtype d)
 {
-	return weld__dtype_is_float(d) || (d >= WELD_DTYPE_BOOL && d <= WELD_DTYPE_I8) || d == WELD_DTYPE_I16 ||
+	return weld__dtype_is_float(d) || d == WELD_DTYPE_BOOL || d == WELD_DTYPE_U8 || d == WELD_DTYPE_I8 || d == WELD_DTYPE_I16 ||
 	       d == WELD_DTYPE_U16 || d == WELD_DTYPE_I32 || d == WELD_DTYPE_U32 || d == WELD_DTYPE_I64 ||
 	       d == WELD_DTYPE_U64;
 }
