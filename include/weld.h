@@ -29,6 +29,7 @@
 #define WELD_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -491,6 +492,45 @@ weld_status weld_verify(const char *dir, const char *against, weld_device device
 void weld_verify_report_free(weld_verify_report *report);
 
 /* end of verify ----------------------------------------------------------- */
+
+/* ---- scan: the globals a pickle references, without loading it ---------- */
+
+typedef enum weld_scan_verdict {
+	WELD_SCAN_SAFE,      /* every global is on weld's allowlist (inert data) */
+	WELD_SCAN_UNSAFE,    /* some global is not, or getattr is used otherwise than on a class member */
+	WELD_SCAN_MALFORMED  /* not a pickle weld can walk: truncated, unknown opcode, bad zip... */
+} weld_scan_verdict;
+
+const char *weld_scan_verdict_name(weld_scan_verdict verdict);
+
+typedef struct weld_scan_global {
+	const char *pickle; /* which pickle: a zip member ("archive/data.pkl"), "pickle 3" (legacy), "" (bare) */
+	char *module, *name; /* as Python 3 spells them; NULL when an operand is not a known string */
+	uint64_t offset;     /* of the GLOBAL/STACK_GLOBAL/INST opcode in its pickle */
+	bool allowed;
+	char *why;           /* unsafe ones: why, in words */
+} weld_scan_global;
+
+typedef struct weld_scan_report {
+	char *path;
+	weld_scan_verdict verdict;
+	size_t npickles;
+	weld_scan_global *globals; /* every reference, in file order */
+	size_t nglobals;
+	char *problem;             /* MALFORMED: what and where (offset) */
+} weld_scan_report;
+
+/*
+ * Walks every pickle in the file PATH (a torch zip's *.pkl members, the
+ * pickles of a legacy torch file, or a bare pickle file) opcode by opcode,
+ * as pickletools.genops does, building no object and calling nothing, and
+ * lists each global referenced with the allowlist's verdict (the one the
+ * reader applies). Only an unreadable file or lack of memory is an error;
+ * a file that is not a pickle is a MALFORMED report. Free with
+ * weld_scan_report_free.
+ */
+weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error *err);
+void weld_scan_report_free(weld_scan_report *report);
 
 #ifdef __cplusplus
 }

@@ -186,6 +186,7 @@ void cli_free_checkpoints(ckpt_entry *list, size_t n);
 /* ---- one file per command ----------------------------------------------------- */
 
 int cmd_inspect(int argc, char **argv);
+int cmd_scan(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

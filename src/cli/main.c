@@ -22,6 +22,7 @@ static const char usage[] =
 	"  batch --input-dir RUN --output-dir OUT [options]\n"
 	"                          convert the checkpoints of a run (Slurm array jobs too)\n"
 	"  inspect PATH [--json]   show the format and tensors of a checkpoint file or folder\n"
+	"  scan PATH... [--json]   list the globals pickles reference; safe, unsafe or malformed\n"
 	"  verify DIR [--against SOURCE] [--json]\n"
 	"                          check an output folder is intact and servable\n"
 	"\n"
@@ -49,7 +50,7 @@ static int print_version(void)
 static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
-} commands[] = {{"convert", cmd_convert}, {"batch", cmd_batch}, {"inspect", cmd_inspect}, {"verify", cmd_verify}};
+} commands[] = {{"convert", cmd_convert}, {"batch", cmd_batch}, {"inspect", cmd_inspect}, {"verify", cmd_verify}, {"scan", cmd_scan}};
 
 static int (*find_command(const char *name))(int, char **)
 {

@@ -173,6 +173,12 @@ weld_status weld__pk_bad_args(weld_pickle *p, const weld_py *fn, const char *exp
 weld_status weld__pk_global(weld_pickle *p, const uint8_t *mod, size_t nmod, const uint8_t *name, size_t nname,
 			    weld_py **out);
 weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const char *name);
+/*
+ * Whether *MOD.*NAME is on the built-in allowlist, the one weld__pk_global
+ * applies (weld scan asks it, so the two never disagree). *MOD and *NAME are
+ * first mapped to their Python 3 spelling; *KIND gets the kind (may be NULL).
+ */
+bool weld__pk_global_allowed(const char **mod, const char **name, enum gkind *kind);
 /* How many names the built-in allowlist accepts (the _rebuild_* rule not counted). */
 size_t weld__pk_allowlist_size(void);
 

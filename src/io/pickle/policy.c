@@ -203,7 +203,7 @@ static bool in_names(const char *n, const char *const *names, size_t count)
 }
 #define IN_NAMES(n, arr) in_names(n, arr, sizeof(arr) / sizeof(arr[0]))
 
-/* The kind of allowlisted M.N; false when it is not allowed. */
+/* The kind of allowlisted M.N (P may be NULL: the built-in list only); false when it is not allowed. */
 static bool classify(const weld_pickle *p, const char *m, const char *n, enum gkind *kind)
 {
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
@@ -225,12 +225,22 @@ static bool classify(const weld_pickle *p, const char *m, const char *n, enum gk
 		*kind = G_REBUILD_UNSUPPORTED;
 		return true;
 	}
-	for (size_t i = 0; i < p->nallow; i++)
+	for (size_t i = 0; p && i < p->nallow; i++)
 		if (strcmp(m, p->allow[i].mod) == 0 && strcmp(n, p->allow[i].name) == 0) {
 			*kind = G_PLAIN;
 			return true;
 		}
 	return false;
+}
+
+bool weld__pk_global_allowed(const char **mod, const char **name, enum gkind *kind)
+{
+	enum gkind k;
+	map_py2_name(mod, name);
+	bool ok = classify(NULL, *mod, *name, &k);
+	if (ok && kind)
+		*kind = k;
+	return ok;
 }
 
 size_t weld__pk_allowlist_size(void)

@@ -1,0 +1,168 @@
+/*
+ * weld_scan_file: every pickle in one file, walked without loading it
+ * (src/io/pickle/scan.c), with the allowlist's verdict on each global.
+ * A torch zip: each *.pkl member. A legacy torch file: its five pickles.
+ * Anything else: pickles one after another to the end of the file.
+ */
+#include "io/pickle/scan.h"
+#include "io/zip.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Legacy torch files start with a pickled magic number: PROTO 2, LONG1 10 bytes. */
+static const uint8_t legacy_head[14] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+#define MAX_PICKLE ((uint64_t)1 << 30)
+
+const char *weld_scan_verdict_name(weld_scan_verdict v)
+{
+	return v == WELD_SCAN_SAFE ? "safe" : v == WELD_SCAN_UNSAFE ? "unsafe" : "malformed";
+}
+
+void weld_scan_report_free(weld_scan_report *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nglobals; i++) {
+		free(r->globals[i].module);
+		free(r->globals[i].name);
+		free(r->globals[i].why);
+		free((char *)r->globals[i].pickle);
+	}
+	free(r->globals);
+	free(r->problem);
+	free(r->path);
+	free(r);
+}
+
+/* Moves SC's globals (from pickle WHICH) into R. */
+static weld_status take(weld_scan_report *r, weld_pk_scan *sc, const char *which, weld_error *err)
+{
+	weld_scan_global *g = weld__reallocarray(r->globals, r->nglobals + sc->n + 1, sizeof(*g));
+	if (!g)
+		return weld__nomem(err);
+	r->globals = g;
+	for (size_t i = 0; i < sc->n; i++) {
+		weld_pk_scan_global *s = &sc->globals[i];
+		weld_scan_global *d = &r->globals[r->nglobals++];
+		*d = (weld_scan_global){.module = s->module, .name = s->name, .offset = s->offset, .allowed = s->allowed};
+		d->pickle = weld__strdup(which);
+		d->why = s->why ? weld__strdup(s->why) : NULL;
+		if (!d->pickle || (s->why && !d->why))
+			return weld__nomem(err);
+	}
+	sc->n = 0;
+	return WELD_OK;
+}
+
+/* Walks the pickles of DATA[0..LEN): MAX of them (0: to the end), named WHICH (or "pickle N"). */
+static weld_status scan_buf(weld_scan_report *r, const uint8_t *data, size_t len, size_t max, const char *which,
+			    weld_error *err)
+{
+	weld_pk_scan sc = {0};
+	weld_status s = WELD_OK;
+	size_t pos = 0;
+	for (size_t k = 1; (max == 0 || k <= max) && (pos < len || k == 1); k++) {
+		char name[32];
+		if (!which)
+			snprintf(name, sizeof(name), "pickle %zu", k);
+		size_t used = 0;
+		weld_error e = {0};
+		weld_status ws = weld__pk_scan(&sc, data + pos, len - pos, &used, &e);
+		if ((s = take(r, &sc, which ? which : name, err)))
+			break;
+		r->npickles++;
+		if (ws == WELD_ERR_NOMEM) {
+			s = weld__nomem(err);
+			break;
+		}
+		if (ws) {
+			r->problem = weld__format("%s%s%s (at byte %zu of the file or member)", which ? which : name,
+						  ": ", e.message, pos);
+			break;
+		}
+		pos += used;
+	}
+	free(sc.globals);
+	return s;
+}
+
+static weld_status scan_zip(weld_scan_report *r, weld_file *f, weld_error *err)
+{
+	weld_zip *z;
+	weld_error e = {0};
+	if (weld_zip_open(&z, f, &e)) {
+		r->problem = weld__format("%s", e.message);
+		return r->problem ? WELD_OK : weld__nomem(err);
+	}
+	weld_status s = WELD_OK;
+	for (size_t i = 0; i < weld_zip_count(z) && !s && !r->problem; i++) {
+		const weld_zip_entry *ent = weld_zip_entry_at(z, i);
+		if (!weld__has_suffix(ent->record, ".pkl"))
+			continue;
+		uint8_t *buf = NULL;
+		if (weld_zip_find(z, ent->record, &ent, &e) == WELD_OK && ent->size > MAX_PICKLE)
+			weld__fail(&e, WELD_ERR_LIMIT, "%s is larger than 1 GiB", ent->name);
+		else if (!e.message[0] && !(buf = malloc(ent->size ? ent->size : 1)))
+			s = weld__nomem(err);
+		else if (!e.message[0] && weld_zip_read(z, ent, buf, &e) == WELD_OK)
+			s = scan_buf(r, buf, ent->size, 1, ent->name, err);
+		if (e.message[0] && !r->problem && !(r->problem = weld__format("%s", e.message)))
+			s = weld__nomem(err);
+		free(buf);
+	}
+	weld_zip_close(z);
+	return s;
+}
+
+/* A legacy file or bare pickles: the file's start, up to 1 GiB. */
+static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *head, size_t nhead, weld_error *err)
+{
+	bool legacy = nhead >= sizeof(legacy_head) && memcmp(head, legacy_head, sizeof(legacy_head)) == 0;
+	size_t n = f->size > MAX_PICKLE ? (size_t)MAX_PICKLE : (size_t)f->size;
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return weld__nomem(err);
+	weld_status s = weld_file_pread(f, buf, n, 0, err);
+	if (!s)
+		s = scan_buf(r, buf, n, legacy ? 5 : 0, NULL, err);
+	free(buf);
+	return s;
+}
+
+weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error *err)
+{
+	if (!path || !out)
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_scan_file: NULL argument");
+	*out = NULL;
+	weld_scan_report *r = weld__calloc(1, sizeof(*r));
+	if (!r || !(r->path = weld__strdup(path))) {
+		free(r);
+		return weld__nomem(err);
+	}
+	weld_file *f;
+	weld_status s = weld_file_open(&f, path, err);
+	if (s) {
+		weld_scan_report_free(r);
+		return s;
+	}
+	uint8_t head[14] = {0};
+	size_t nhead = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
+	s = weld_file_pread(f, head, nhead, 0, err);
+	if (!s)
+		s = nhead >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 ? scan_zip(r, f, err) : scan_plain(r, f, head, nhead, err);
+	weld_file_close(f);
+	if (s) {
+		weld_scan_report_free(r);
+		return s;
+	}
+	r->verdict = WELD_SCAN_SAFE;
+	for (size_t i = 0; i < r->nglobals; i++)
+		if (!r->globals[i].allowed)
+			r->verdict = WELD_SCAN_UNSAFE;
+	if (r->problem)
+		r->verdict = WELD_SCAN_MALFORMED;
+	*out = r;
+	return WELD_OK;
+}

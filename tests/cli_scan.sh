@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# weld scan: every hostile file is unsafe naming the global the reader refuses
+# (tests/fixtures/hostile/EXPECTED), control_ok.pt and every real fixture is
+# safe, exit codes, --json. Usage: cli_scan.sh WELD SOURCE_DIR
+set -u
+weld=$1
+src=$2
+dir=$src/tests/fixtures/hostile
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+while IFS=$'\t' read -r file want; do
+	case $file in '#'* | '') continue ;; esac
+	out=$("$weld" scan "$dir/$file"); rc=$?
+	if [ "$want" = OK ]; then
+		[ $rc -eq 0 ] && [[ $out == safe* ]] || fail "scan $file: exit $rc, expected safe: $out"
+		continue
+	fi
+	[ $rc -eq 1 ] && [[ $out == unsafe* ]] || { fail "scan $file: exit $rc, expected unsafe: $out"; continue; }
+	g=$(sed -n "s/^global '\(.*\)' is not a data type.*/\1/p" <<<"$want")
+	[ -n "$g" ] || g=builtins.getattr # the getattr-misuse refusal
+	grep -qF "  $g at offset " <<<"$out" || fail "scan $file does not name $g: $out"
+done <"$dir/EXPECTED"
+# Real checkpoints: every file weld reads is safe (training_args.bin holds
+# transformers/accelerate classes weld never reads: unsafe, as for weights_only).
+real=$(find "$src/tests/fixtures/zero" "$src/tests/fixtures/zero_versions" "$src/tests/fixtures/trainer" \
+	"$src/tests/fixtures/qwen2_tied" "$src/tests/fixtures/torch_edge" "$src/tests/fixtures/megatron" -type f \
+	\( -name '*.pt' -o -name '*.bin' -o -name '*.pkl' -o -name '*.pth' \) ! -name training_args.bin | sort)
+[ -n "$real" ] || fail "no real fixtures found"
+while read -r f; do
+	out=$("$weld" scan "$f") || fail "real fixture not safe: $out"
+done <<<"$real"
+"$weld" scan "$src/tests/fixtures/zero" "$src/tests/fixtures/megatron" >/dev/null || fail "folders not safe"
+"$weld" scan "$src/tests/fixtures/trainer" >/dev/null; [ $? -eq 1 ] || fail "trainer folder (training_args.bin) should be unsafe"
+# Exit codes and --json.
+"$weld" scan >/dev/null 2>&1; [ $? -eq 2 ] || fail "no PATH: expected exit 2"
+"$weld" scan --bogus x >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option: expected exit 2"
+"$weld" scan --help | tail -4 | grep -q "exit codes" || fail "help lacks exit codes"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+printf '\x80\x02K' >"$tmp/trunc.pkl"
+out=$("$weld" scan "$tmp/trunc.pkl"); [ $? -eq 1 ] && [[ $out == malformed* ]] || fail "truncated pickle: $out"
+printf '\x80\x02\xff.' >"$tmp/badop.pkl"
+"$weld" scan "$tmp/badop.pkl" | grep -q "unknown pickle opcode 0xff at offset 2" || fail "unknown opcode offset"
+"$weld" scan --json "$dir/os_system.pt" "$dir/control_ok.pt" "$tmp/trunc.pkl" >"$tmp/j"; [ $? -eq 1 ] || fail "--json exit"
+python3 - "$tmp/j" <<'PY' || fails=$((fails + 1))
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["all_safe"] is False, o
+f = o["files"]
+assert [x["verdict"] for x in f] == ["unsafe", "safe", "malformed"], f
+bad = [g for g in f[0]["globals"] if not g["allowed"]]
+assert [g["global"] for g in bad] == ["posix.system"] and isinstance(bad[0]["offset"], int), bad
+assert bad[0]["pickle"].endswith("data.pkl"), bad
+assert all(g["allowed"] for g in f[1]["globals"]) and f[1]["pickles"] == 1, f[1]
+assert "truncated" in f[2]["problem"], f[2]
+PY
+echo "scan: $fails failures"
+[ $fails -eq 0 ]
