@@ -53,5 +53,26 @@ assert bad[0]["pickle"].endswith("data.pkl"), bad
 assert all(g["allowed"] for g in f[1]["globals"]) and f[1]["pickles"] == 1, f[1]
 assert "truncated" in f[2]["problem"], f[2]
 PY
+# A getattr member called by OBJ (pathlib's write_text: a file written when Python loads it), a class
+# called by INST, a class given attributes by BUILD: unsafe, and the reader refuses each.
+for kind in obj inst build; do
+	python3 - "$tmp/$kind.pkl" "$kind" <<'PY'
+import sys
+path, kind = sys.argv[1], sys.argv[2]
+canary = b"/tmp/weld-scan-canary"
+x = lambda b: b"X" + len(b).to_bytes(4, "little") + b
+body = {
+    "obj": b"cbuiltins\ngetattr\ncpathlib\nPosixPath\n" + x(b"write_text") + b"\x86Rq\x000(h\x00cpathlib\nPosixPath\n"
+           + x(canary) + b"\x85R" + x(b"pwned") + b"o",
+    "inst": b"(" + x(canary) + b"ipathlib\nPosixPath\n",
+    "build": b"cpathlib\nPosixPath\n}" + x(b"write_text") + b"N" + b"sb",
+}[kind]
+open(path, "wb").write(b"\x80\x02" + body + b".")
+PY
+	out=$("$weld" scan "$tmp/$kind.pkl")
+	[ $? -eq 1 ] && [[ $out == unsafe* ]] || fail "$kind: scan says: $out"
+done
+[ ! -e /tmp/weld-scan-canary ] || fail "a canary appeared"
+
 echo "scan: $fails failures"
 [ $fails -eq 0 ]

@@ -519,11 +519,17 @@ static void test_unsafe(void)
 		    "global 'numpy.linalg.__dict__' is not a data type weld knows; nothing was executed");
 	/* getattr: only getattr(Class, "member") is accepted, and never called or passed around */
 	EXPECT_FAIL("c__builtin__\ngetattr\n(cargparse\nNamespace\nX\x08\x00\x00\x00" "__init__tR.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.getattr at offset 56 on something other than (class, member name), which could run code; refusing to load");
+		    "pickle calls builtins.getattr at offset 56 on something other than (an enum weld knows, member name), which could run code; refusing to load");
 	EXPECT_FAIL("c__builtin__\ngetattr\n(X\x01\x00\x00\x00" "aX\x01\x00\x00\x00" "btR.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.getattr at offset 35 on something other than (class, member name), which could run code; refusing to load");
+		    "pickle calls builtins.getattr at offset 35 on something other than (an enum weld knows, member name), which could run code; refusing to load");
+	/* ... on an enum only: any other class, even one allowed as data, may hand out code (pathlib's write_text). */
 	EXPECT_FAIL("c__builtin__\ngetattr\n(cfoo\nBar\nX\x03\x00\x00\x00" "runtR)R.", WELD_ERR_UNSAFE,
-		    "pickle calls foo.Bar.run, fetched with builtins.getattr, at offset 42, which could run code; refusing to load");
+		    "pickle calls builtins.getattr at offset 40 on something other than (an enum weld knows, member name), which could run code; refusing to load");
+	EXPECT_FAIL("c__builtin__\ngetattr\n(cpathlib\nPosixPath\nX\x0a\x00\x00\x00" "write_texttR.", WELD_ERR_UNSAFE,
+		    "pickle calls builtins.getattr at offset 57 on something other than (an enum weld knows, member name), which could run code; refusing to load");
+	EXPECT_FAIL("c__builtin__\ngetattr\n(cdeepspeed.runtime.zero.config\nZeroStageEnum\nX\x09\x00\x00\x00" "gradientstR)R.",
+		    WELD_ERR_UNSAFE,
+		    "pickle calls deepspeed.runtime.zero.config.ZeroStageEnum.gradients, fetched with builtins.getattr, at offset 84, which could run code; refusing to load");
 	/* The allowlist: anything not on it is refused at GLOBAL, even harmless-looking names. */
 	EXPECT_FAIL("curllib.request\nurlopen\n.", WELD_ERR_UNSAFE,
 		    "global 'urllib.request.urlopen' is not a data type weld knows; nothing was executed");
@@ -550,7 +556,7 @@ static void test_unsafe(void)
 	EXPECT_FAIL("c__builtin__\ngetattr\n(cos\nsystem\nX\x01\x00\x00\x00" "atR.", WELD_ERR_UNSAFE,
 		    "global 'os.system' is not a data type weld knows; nothing was executed");
 	EXPECT_FAIL("c__builtin__\ngetattr\n(c_codecs\nencode\nX\x01\x00\x00\x00" "atR.", WELD_ERR_UNSAFE,
-		    "pickle calls builtins.getattr at offset 45 on something other than (class, member name), which could run code; refusing to load");
+		    "pickle calls builtins.getattr at offset 45 on something other than (an enum weld knows, member name), which could run code; refusing to load");
 	EXPECT_FAIL("]c__builtin__\ngetattr\na.", WELD_ERR_UNSAFE,
 		    "pickle passes builtins.getattr around as a value at offset 22, which could run code; refusing to load");
 	EXPECT_FAIL("c__builtin__\ngetattr\n.", WELD_ERR_UNSAFE,

@@ -34,10 +34,11 @@ static weld_status getattr_member(weld_pickle *p, const weld_py *args, weld_py *
 {
 	size_t n = args->seq.n;
 	weld_py **a = args->seq.items;
-	if (n != 2 || a[0]->kind != WELD_PY_GLOBAL || hdr(a[0])->gkind != G_PLAIN || a[1]->kind != WELD_PY_STR ||
+	if (n != 2 || a[0]->kind != WELD_PY_GLOBAL || hdr(a[0])->gkind != G_PLAIN ||
+	    !weld__pk_getattr_target(a[0]->obj.module, a[0]->obj.name) || a[1]->kind != WELD_PY_STR ||
 	    memchr(a[1]->str.s, 0, a[1]->str.len) || strncmp(a[1]->str.s, "__", 2) == 0)
 		return weld__pk_fail(p, WELD_ERR_UNSAFE,
-				     "pickle calls builtins.getattr at offset %zu on something other than (class, member name), which could run code; refusing to load",
+				     "pickle calls builtins.getattr at offset %zu on something other than (an enum weld knows, member name), which could run code; refusing to load",
 				     p->off);
 	TRY(opaque(p, a[0], NULL, out));
 	TRY(weld__pk_link_child(p, *out, a[1]));

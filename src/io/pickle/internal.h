@@ -179,6 +179,13 @@ weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const cha
  * first mapped to their Python 3 spelling; *KIND gets the kind (may be NULL).
  */
 bool weld__pk_global_allowed(const char **mod, const char **name, enum gkind *kind);
+/*
+ * Whether builtins.getattr may fetch a member of class MODULE.NAME: only the
+ * enums whose members real files pickle that way (DeepSpeed's ZeroStageEnum).
+ * getattr on any other class (a path class's write_text, a function's
+ * __globals__...) is how payloads reach code, so it is refused.
+ */
+bool weld__pk_getattr_target(const char *module, const char *name);
 /* How many names the built-in allowlist accepts (the _rebuild_* rule not counted). */
 size_t weld__pk_allowlist_size(void);
 

@@ -310,3 +310,16 @@ weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_er
 	p->nallow++;
 	return WELD_OK;
 }
+
+bool weld__pk_getattr_target(const char *module, const char *name)
+{
+	static const struct {
+		const char *module, *name;
+	} enums[] = {
+		{"deepspeed.runtime.zero.config", "ZeroStageEnum"}, /* optimizer states: getattr(ZeroStageEnum, 'gradients') */
+	};
+	for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++)
+		if (module && name && strcmp(enums[i].module, module) == 0 && strcmp(enums[i].name, name) == 0)
+			return true;
+	return false;
+}

@@ -105,6 +105,16 @@ static void consume(walker *w, size_t i)
 		w->sc->globals[v->g].getattr_misused = true;
 }
 
+/* Value I called by OBJ or INST, or given attributes by BUILD: its global (or getattr's) is unsafe. */
+static void mark_misused(walker *w, size_t i)
+{
+	const val *v = &w->vals[i];
+	if (v->kind == V_GLOBAL)
+		w->sc->globals[v->g].misused = true;
+	else if (v->kind == V_MEMBER)
+		w->sc->globals[v->g].getattr_misused = true;
+}
+
 static bool pop(walker *w, size_t *out, const char *op)
 {
 	if (w->nstack <= fence(w))
@@ -192,6 +202,7 @@ static bool record(walker *w, const uint8_t *m, size_t nm, const uint8_t *n, siz
 			return false;
 		}
 		x->plain_class = x->allowed && kind == G_PLAIN;
+		x->getattr_target = x->plain_class && weld__pk_getattr_target(x->module, x->name);
 		x->getattr = x->allowed && kind == G_GETATTR;
 	} else {
 		x->why = why;
@@ -221,7 +232,7 @@ static bool call(walker *w, size_t fn, size_t args)
 		return push(w, (val){.kind = V_OTHER});
 	}
 	const val *cls = a->kind == V_TUPLE2 ? &w->vals[a->a] : NULL, *mem = cls ? &w->vals[a->b] : NULL;
-	if (!cls || cls->kind != V_GLOBAL || !gs[cls->g].plain_class || mem->kind != V_STR || !mem->str_known ||
+	if (!cls || cls->kind != V_GLOBAL || !gs[cls->g].getattr_target || mem->kind != V_STR || !mem->str_known ||
 	    memchr(mem->s, 0, mem->n) || (mem->n >= 2 && mem->s[0] == '_' && mem->s[1] == '_')) {
 		gs[f->g].getattr_misused = true;
 		return push(w, (val){.kind = V_OTHER});
@@ -344,7 +355,11 @@ static bool op_apply(walker *w, uint8_t op, const char *name)
 	case 'b': case 'a':
 		if (!pop_consume(w, 1, name))
 			return false;
-		return w->nstack > fence(w) || bad(w, "pickle %s at offset %zu pops an empty stack", name);
+		if (w->nstack <= fence(w))
+			return bad(w, "pickle %s at offset %zu pops an empty stack", name);
+		if (op == 'b')
+			mark_misused(w, w->stack[w->nstack - 1]); /* BUILD on a class sets its attributes */
+		return true;
 	case 's':
 		if (!pop_consume(w, 2, name))
 			return false;
@@ -354,6 +369,8 @@ static bool op_apply(walker *w, uint8_t op, const char *name)
 	case 'e': case 'u': case 0x90: case 'o': case '1':
 		if (!pop_mark(w, &base, &n, name))
 			return false;
+		if (op == 'o' && n)
+			mark_misused(w, w->stack[base]); /* OBJ calls the first item: the reader refuses OBJ */
 		for (size_t i = 0; i < n; i++)
 			consume(w, w->stack[base + i]);
 		if (op == 'o')
@@ -420,6 +437,7 @@ static bool op_global(walker *w, uint8_t op, const char *name)
 		size_t g;
 		if (!record(w, m, nm, n, nn, NULL, &g) || !pop_mark(w, &base, &ni, name))
 			return false;
+		w->sc->globals[g].misused = true; /* INST calls it: the reader refuses INST */
 		for (size_t i = 0; i < ni; i++)
 			consume(w, w->stack[base + i]);
 		return push(w, (val){.kind = V_OTHER});
@@ -511,7 +529,10 @@ weld_status weld__pk_scan(weld_pk_scan *sc, const uint8_t *data, size_t len, siz
 		weld_pk_scan_global *g = &sc->globals[i];
 		if (g->getattr && (g->getattr_misused || !g->getattr_used)) {
 			g->allowed = false;
-			g->why = "builtins.getattr used on something other than (allowlisted class, member name), or its result called";
+			g->why = "builtins.getattr used on something other than (an enum weld knows, member name), or its result called";
+		} else if (g->misused && g->allowed) {
+			g->allowed = false;
+			g->why = "called by OBJ or INST, or given attributes by BUILD, which weld's reader refuses";
 		}
 	}
 	*consumed = w.pos;

@@ -10,6 +10,8 @@ typedef struct weld_pk_scan_global {
 	size_t offset;
 	bool allowed;
 	bool plain_class, getattr, getattr_used, getattr_misused;
+	bool getattr_target; /* an enum getattr may fetch members of (weld__pk_getattr_target) */
+	bool misused;        /* called by OBJ or INST, or its attributes set by BUILD: the reader refuses both */
 } weld_pk_scan_global;
 
 typedef struct weld_pk_scan {
