@@ -73,6 +73,11 @@ PY
 	[ $? -eq 1 ] && [[ $out == unsafe* ]] || fail "$kind: scan says: $out"
 done
 [ ! -e /tmp/weld-scan-canary ] || fail "a canary appeared"
+# A memo index far past the pickle's size (which made the scan allocate 128 MiB for 9 bytes): malformed.
+printf '\x80\x02Nr\xfe\xff\xff\x00.' >"$tmp/memo.pkl"
+out=$("$weld" scan "$tmp/memo.pkl")
+[ $? -eq 1 ] && [[ $out == malformed* ]] && [[ $out == *"LONG_BINPUT at offset 3 uses a memo index beyond weld's limit"* ]] ||
+	fail "memo index: $out"
 
 echo "scan: $fails failures"
 [ $fails -eq 0 ]

@@ -303,7 +303,9 @@ static bool op_memo(walker *w, uint8_t op, const char *name)
 		idx = le(w->d + w->pos, n);
 		w->pos += n;
 	}
-	if (idx >= MAX_MEMO)
+	/* Python numbers memo entries from 0 as it writes them, so an index past the pickle's size is no
+	 * real pickle's, and would only make the scan allocate for it. */
+	if (idx >= MAX_MEMO || idx > w->len)
 		return bad(w, "pickle %s at offset %zu uses a memo index beyond weld's limit", name);
 	if (op == 'h' || op == 'j' || op == 'g') {
 		if (idx >= w->capmemo || !w->memo[idx])
