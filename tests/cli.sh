@@ -134,6 +134,12 @@ expect 0 "$weld" inspect "$fx/refused/badcrc.pt"
 expect 1 "$weld" convert --input "$fx/refused/badcrc.pt" --output "$out/refused_badcrc" --quiet
 has stderr "$fx/refused/badcrc.pt: CRC-32 mismatch in record 'data/0'"
 
+# A link to nothing in the input's folder (a stale one in a shared folder) is not a side file: skipped.
+cp -r "$fx/qwen2_tied/st_sharded" "$out/dangling-in" && ln -s "$out/nowhere" "$out/dangling-in/stale-link"
+expect 0 "$weld" convert --input "$out/dangling-in" --output "$out/dangling-out" --device cpu --quiet
+[ -f "$out/dangling-out/config.json" ] && [ ! -e "$out/dangling-out/stale-link" ] && [ ! -L "$out/dangling-out/stale-link" ] ||
+	{ echo "FAIL: a dangling link in the input folder"; fails=$((fails + 1)); }
+
 # weld convert: the main job.
 expect 0 "$weld" convert --help
 has stdout "usage: weld convert --input PATH --output DIR"

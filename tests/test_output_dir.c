@@ -324,6 +324,18 @@ static void test_copy_side_files(const char *root)
 	CHECK(symlink("/nonexistent/weld/tokenizer.model", dangling) == 0);
 	snprintf(msg, sizeof(msg), "%s: cannot stat: No such file or directory", dangling);
 	CHECK_ERR(weld_copy_side_files(src, dst, NULL, &copied, &n, &err), WELD_ERR_IO, &err, msg);
+	/* ... but a stale link of any other name (a shared folder's) is no side file: skipped. */
+	CHECK(unlink(dangling) == 0);
+	char *stale = join(src, "notes-from-last-week");
+	CHECK(symlink("/nonexistent/weld/notes", stale) == 0);
+	CHECK_OK(weld_copy_side_files(src, dst, NULL, &copied, &n, &err), &err);
+	for (size_t i = 0; i < n; i++)
+		CHECK(strcmp(copied[i], "notes-from-last-week") != 0);
+	weld__free_strings(copied, n);
+	copied = NULL;
+	n = 0;
+	CHECK(unlink(stale) == 0);
+	free(stale);
 
 	char *missing = join(root, "missing");
 	snprintf(msg, sizeof(msg), "%s: cannot stat: No such file or directory", missing);

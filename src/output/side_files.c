@@ -3,6 +3,7 @@
  * temporary name, fsynced and renamed (output/atomic.c), so an interrupted
  * run never leaves a half-written tokenizer beside the weights.
  */
+#define _DEFAULT_SOURCE /* lstat, S_ISLNK */
 #include "output/side_files.h"
 
 #include "output/atomic.h"
@@ -79,6 +80,18 @@ static weld_status copy_one(const char *src_dir, const char *dst_dir, const char
 	return st;
 }
 
+/* Names of the files a served model needs beside its weights (config, tokenizer, templates). */
+static bool model_file_name(const char *name)
+{
+	static const char *const prefixes[] = {"config",		"generation_config", "tokenizer",
+					       "special_tokens_map",	"added_tokens",	     "vocab",
+					       "merges",		"chat_template",     "preprocessor_config"};
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
 /* Whether SRC_DIR/NAME is a side file to copy; symlinks are followed (HF cache snapshots). */
 static weld_status is_side_file(const char *src_dir, const char *name, bool *yes, weld_error *err)
 {
@@ -90,9 +103,16 @@ static weld_status is_side_file(const char *src_dir, const char *name, bool *yes
 		return weld__nomem(err);
 	struct stat st;
 	weld_status s = WELD_OK;
-	if (stat(path, &st) != 0)
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-	else
+	int e = stat(path, &st) != 0 ? errno : 0;
+	/*
+	 * A link to nothing is an error when its name is one a model needs (an HF
+	 * cache snapshot missing a blob: better no output than one without its
+	 * tokenizer); any other (a stale link in a shared folder) is skipped.
+	 */
+	bool stale = (e == ENOENT || e == ELOOP) && lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+	if (e && !(stale && !model_file_name(name)))
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+	else if (!e)
 		*yes = S_ISREG(st.st_mode) && (uint64_t)st.st_size <= WELD_SIDE_FILE_MAX;
 	free(path);
 	return s;
