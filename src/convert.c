@@ -393,8 +393,9 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		fill_planned(&cv);
 	if (!s && !weld__plan_read_groups(cv.p, cv.c, res->reads, &res->nreads))
 		s = weld__nomem(err);
-	/* The cross-check reads the Trainer's copy too: a dry run says so. */
-	if (!s && cv.c->hf_beside && cv.opts.cross_check != WELD_CROSS_CHECK_OFF && res->nreads < WELD_READ_GROUPS_MAX &&
+	/* The cross-check reads the Trainer's copy too: a dry run says so (a real run counts what it read). */
+	if (!s && cv.opts.dry_run && cv.c->hf_beside && cv.opts.cross_check != WELD_CROSS_CHECK_OFF &&
+	    res->nreads < WELD_READ_GROUPS_MAX &&
 	    weld__plan_copy_reads(cv.c->hf_beside, &res->reads[res->nreads]))
 		res->nreads++;
 	if (!s && cv.opts.dry_run) {
