@@ -23,8 +23,10 @@ done <"$dir/EXPECTED"
 # Real checkpoints: every file weld reads is safe (training_args.bin holds
 # transformers/accelerate classes weld never reads: unsafe, as for weights_only).
 real=$(find "$src/tests/fixtures/zero" "$src/tests/fixtures/zero_versions" "$src/tests/fixtures/trainer" \
-	"$src/tests/fixtures/qwen2_tied" "$src/tests/fixtures/torch_edge" "$src/tests/fixtures/megatron" -type f \
-	\( -name '*.pt' -o -name '*.bin' -o -name '*.pkl' -o -name '*.pth' \) ! -name training_args.bin | sort)
+	"$src/tests/fixtures/qwen2_tied" "$src/tests/fixtures/torch_edge" "$src/tests/fixtures/megatron" \
+	"$src/tests/fixtures/dcp" -type f \( -name '*.pt' -o -name '*.bin' -o -name '*.pkl' -o -name '*.pth' \
+	-o -name .metadata \) ! -name training_args.bin | sort)
+grep -q '/dcp/titan_2d/step-3/.metadata$' <<<"$real" || fail "no DCP .metadata among the real fixtures"
 [ -n "$real" ] || fail "no real fixtures found"
 while read -r f; do
 	out=$("$weld" scan "$f") || fail "real fixture not safe: $out"

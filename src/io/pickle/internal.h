@@ -186,8 +186,6 @@ bool weld__pk_global_allowed(const char **mod, const char **name, enum gkind *ki
  * __globals__...) is how payloads reach code, so it is refused.
  */
 bool weld__pk_getattr_target(const char *module, const char *name);
-/* How many names the built-in allowlist accepts (the _rebuild_* rule not counted). */
-size_t weld__pk_allowlist_size(void);
 
 /* call.c */
 /* REDUCE/NEWOBJ: FN applied to the tuple ARGS. */
