@@ -530,6 +530,14 @@ typedef struct weld_scan_report {
  * weld_scan_report_free.
  */
 weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error *err);
+/*
+ * weld_scan_file with the classes in OPTIONS->allow_globals counted as
+ * allowed, as weld_ckpt_open_with accepts them (NULL: none; the type is
+ * ignored). A name that is not MODULE.NAME, or has a dunder part, is
+ * WELD_ERR_INVALID_ARG.
+ */
+weld_status weld_scan_file_with(const char *path, const weld_open_options *options, weld_scan_report **out,
+				weld_error *err);
 void weld_scan_report_free(weld_scan_report *report);
 
 #ifdef __cplusplus

@@ -73,6 +73,14 @@ sweep "filtered count" b --dry-run --count --all-checkpoints --checkpoint-filter
 # One thread: the same N fails at the same place on every run.
 sweep "conversion" b --output-dir "$t/out" --all-checkpoints --array-index 1 --threads 1
 
+# weld.json read with exact integers: one past 2^53 takes an allocation of its own,
+# whose failure must be an error, never a silent fall back to a rounded double.
+"$weld" batch --input-dir "$run" --device cpu --quiet --output-dir "$t/v" --all-checkpoints --array-index 0 >/dev/null ||
+	fail "conversion for verify failed"
+m=$(ls "$t"/v/*/weld.json)
+sed -i '0,/{/s//{"note_big": 18446744073709551615,/' "$m"
+sweep "verify" "$weld" verify "$(dirname "$m")"
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails allocation-failure check(s) failed"
 	exit 1

@@ -38,6 +38,17 @@ done <<<"$real"
 "$weld" scan --bogus x >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option: expected exit 2"
 "$weld" scan --help | tail -4 | grep -q "exit codes" || fail "help lacks exit codes"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# --allow-global: the user's class counts as allowed, as convert accepts it; dunder names never.
+cc=$dir/allow/custom_class.pt
+out=$("$weld" scan "$cc"); [ $? -eq 1 ] && grep -q "  mylab.configs.RunConfig at offset" <<<"$out" || fail "custom class: $out"
+out=$("$weld" scan --allow-global mylab.configs.RunConfig "$cc"); [ $? -eq 0 ] && [[ $out == safe* ]] ||
+	fail "--allow-global: $out"
+out=$("$weld" scan --allow-global=mylab.configs.Other "$cc"); [ $? -eq 1 ] || fail "another class allowed: $out"
+"$weld" convert --input "$cc" --output "$tmp/allowed" --allow-global mylab.configs.RunConfig --quiet ||
+	fail "convert does not accept what scan --allow-global calls safe"
+out=$("$weld" scan --allow-global builtins.__import__ "$cc" 2>&1); [ $? -eq 1 ] &&
+	[ "$out" = "weld: error: allowed global 'builtins.__import__' names a dunder attribute, which is never data" ] ||
+	fail "dunder allow: $out"
 printf '\x80\x02K' >"$tmp/trunc.pkl"
 out=$("$weld" scan "$tmp/trunc.pkl"); [ $? -eq 1 ] && [[ $out == malformed* ]] || fail "truncated pickle: $out"
 printf '\x80\x02\xff.' >"$tmp/badop.pkl"

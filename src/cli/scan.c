@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 static const char scan_usage[] =
-	"usage: weld scan PATH... [--json]\n"
+	"usage: weld scan PATH... [--json] [--allow-global M.N]...\n"
 	"\n"
 	"List the globals every pickle in each file references, without loading\n"
 	"it (nothing is built or called), and a verdict per file: safe (only data\n"
@@ -19,12 +19,16 @@ static const char scan_usage[] =
 	"a torch.load(weights_only=False). Exit 0 only when every file is safe.\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of lines\n"
+	"  --allow-global M.N\n"
+	"            count the class M.N as allowed, as convert --allow-global\n"
+	"            accepts it (repeatable)\n"
 	"  --help    this help\n" CLI_EXIT_CODES_HELP;
 
 typedef struct scan_state {
 	bool json;
 	bool all_safe;
 	size_t files;
+	weld_open_options open;
 	cJSON *arr;
 } scan_state;
 
@@ -84,7 +88,7 @@ static void scan_one(scan_state *st, const char *path)
 	weld_error err = {0};
 	weld_scan_report *r;
 	st->files++;
-	if (weld_scan_file(path, &r, &err)) {
+	if (weld_scan_file_with(path, &st->open, &r, &err)) {
 		fprintf(stderr, "weld: error: %s\n", cli_error_text(&err));
 		st->all_safe = false;
 		return;
@@ -163,7 +167,13 @@ static void scan_path(scan_state *st, const char *path, bool top)
 
 int cmd_scan(int argc, char **argv)
 {
-	scan_state st = {.all_safe = true};
+	scan_state st = {.all_safe = true, .open = WELD_OPEN_OPTIONS_INIT};
+	cli_repeated allow = {.name = "allow-global"};
+	argc = cli_take_repeated("scan", argc, argv, &allow);
+	if (argc < 0)
+		return EXIT_USAGE;
+	st.open.allow_globals = allow.items;
+	st.open.nallow_globals = allow.n;
 	int npaths = 0;
 	bool only_paths = false;
 	for (int i = 1; i < argc; i++) {

@@ -4,6 +4,7 @@
  * A torch zip: each *.pkl member. A legacy torch file: its five pickles.
  * Anything else: pickles one after another to the end of the file.
  */
+#include "io/pickle/internal.h"
 #include "io/pickle/scan.h"
 #include "io/zip.h"
 
@@ -58,9 +59,9 @@ static weld_status take(weld_scan_report *r, weld_pk_scan *sc, const char *which
 
 /* Walks the pickles of DATA[0..LEN): MAX of them (0: to the end), named WHICH (or "pickle N"). */
 static weld_status scan_buf(weld_scan_report *r, const uint8_t *data, size_t len, size_t max, const char *which,
-			    weld_error *err)
+			    const weld_open_options *o, weld_error *err)
 {
-	weld_pk_scan sc = {0};
+	weld_pk_scan sc = {.allow = o->allow_globals, .nallow = o->nallow_globals};
 	weld_status s = WELD_OK;
 	size_t pos = 0;
 	for (size_t k = 1; (max == 0 || k <= max) && (pos < len || k == 1); k++) {
@@ -88,7 +89,7 @@ static weld_status scan_buf(weld_scan_report *r, const uint8_t *data, size_t len
 	return s;
 }
 
-static weld_status scan_zip(weld_scan_report *r, weld_file *f, weld_error *err)
+static weld_status scan_zip(weld_scan_report *r, weld_file *f, const weld_open_options *o, weld_error *err)
 {
 	weld_zip *z;
 	weld_error e = {0};
@@ -107,7 +108,7 @@ static weld_status scan_zip(weld_scan_report *r, weld_file *f, weld_error *err)
 		else if (!e.message[0] && !(buf = malloc(ent->size ? ent->size : 1)))
 			s = weld__nomem(err);
 		else if (!e.message[0] && weld_zip_read(z, ent, buf, &e) == WELD_OK)
-			s = scan_buf(r, buf, ent->size, 1, ent->name, err);
+			s = scan_buf(r, buf, ent->size, 1, ent->name, o, err);
 		if (e.message[0] && !r->problem && !(r->problem = weld__format("%s", e.message)))
 			s = weld__nomem(err);
 		free(buf);
@@ -117,7 +118,8 @@ static weld_status scan_zip(weld_scan_report *r, weld_file *f, weld_error *err)
 }
 
 /* A legacy file or bare pickles: the file's start, up to 1 GiB. */
-static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *head, size_t nhead, weld_error *err)
+static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *head, size_t nhead,
+			      const weld_open_options *o, weld_error *err)
 {
 	bool legacy = nhead >= sizeof(legacy_head) && memcmp(head, legacy_head, sizeof(legacy_head)) == 0;
 	size_t n = f->size > MAX_PICKLE ? (size_t)MAX_PICKLE : (size_t)f->size;
@@ -126,16 +128,29 @@ static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *
 		return weld__nomem(err);
 	weld_status s = weld_file_pread(f, buf, n, 0, err);
 	if (!s)
-		s = scan_buf(r, buf, n, legacy ? 5 : 0, NULL, err);
+		s = scan_buf(r, buf, n, legacy ? 5 : 0, NULL, o, err);
 	free(buf);
 	return s;
 }
 
 weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error *err)
 {
+	return weld_scan_file_with(path, NULL, out, err);
+}
+
+weld_status weld_scan_file_with(const char *path, const weld_open_options *options, weld_scan_report **out,
+				weld_error *err)
+{
+	static const weld_open_options defaults = WELD_OPEN_OPTIONS_INIT;
+	const weld_open_options *o = options ? options : &defaults;
 	if (!path || !out)
 		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_scan_file: NULL argument");
 	*out = NULL;
+	for (size_t i = 0; i < o->nallow_globals; i++) {
+		weld_status st = weld__pk_allow_name_check(o->allow_globals[i], err);
+		if (st)
+			return st;
+	}
 	weld_scan_report *r = weld__calloc(1, sizeof(*r));
 	if (!r || !(r->path = weld__strdup(path))) {
 		free(r);
@@ -151,7 +166,8 @@ weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error 
 	size_t nhead = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
 	s = weld_file_pread(f, head, nhead, 0, err);
 	if (!s)
-		s = nhead >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 ? scan_zip(r, f, err) : scan_plain(r, f, head, nhead, err);
+		s = nhead >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 ? scan_zip(r, f, o, err)
+									   : scan_plain(r, f, head, nhead, o, err);
 	weld_file_close(f);
 	if (s) {
 		weld_scan_report_free(r);

@@ -458,12 +458,17 @@ static weld_status read_json(const char *path, size_t max, bool exact, cJSON **o
 		return s;
 	*out = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	size_t bad = *out ? json_outside_value(text, len, (size_t)(end - text)) : len, pos = 0;
-	if (*out && exact)
-		(void)exact_integers(*out, text, len, &pos);
+	/* Falling back to doubles would silently round integers past 2^53: refuse instead. */
+	bool inexact = *out && exact && !exact_integers(*out, text, len, &pos);
 	free(text);
 	/* cJSON cannot tell a parse error from running out of memory; both mean "unusable". */
 	if (!*out)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: not valid JSON", path);
+	if (inexact) {
+		cJSON_Delete(*out);
+		*out = NULL;
+		return weld__fail(err, WELD_ERR_NOMEM, "%s: out of memory reading its integers exactly", path);
+	}
 	if (bad == len)
 		return WELD_OK;
 	cJSON_Delete(*out);

@@ -186,6 +186,8 @@ bool weld__pk_global_allowed(const char **mod, const char **name, enum gkind *ki
  * __globals__...) is how payloads reach code, so it is refused.
  */
 bool weld__pk_getattr_target(const char *module, const char *name);
+/* WELD_ERR_INVALID_ARG unless DOTTED is a MODULE.NAME a user may allow (no dunder part). */
+weld_status weld__pk_allow_name_check(const char *dotted, weld_error *err);
 
 /* call.c */
 /* REDUCE/NEWOBJ: FN applied to the tuple ARGS. */

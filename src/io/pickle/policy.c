@@ -268,10 +268,8 @@ weld_status weld__pk_unsafe_global(weld_pickle *p, const char *module, const cha
 			     module, name);
 }
 
-weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_error *err)
+weld_status weld__pk_allow_name_check(const char *dotted, weld_error *err)
 {
-	if (!p || !dotted)
-		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_pickle_allow_global: p or name is NULL");
 	const char *dot = strrchr(dotted, '.');
 	size_t len = strlen(dotted);
 	if (!dot || dot == dotted || !dot[1] || strstr(dotted, "..") || dotted[0] == '.' ||
@@ -282,6 +280,18 @@ weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_er
 		if (strncmp(q == dotted ? q : q + 1, "__", 2) == 0)
 			return weld__fail(err, WELD_ERR_INVALID_ARG,
 					  "allowed global '%s' names a dunder attribute, which is never data", dotted);
+	return WELD_OK;
+}
+
+weld_status weld_pickle_allow_global(weld_pickle *p, const char *dotted, weld_error *err)
+{
+	if (!p || !dotted)
+		return weld__fail(err, WELD_ERR_INVALID_ARG, "weld_pickle_allow_global: p or name is NULL");
+	weld_status st = weld__pk_allow_name_check(dotted, err);
+	if (st)
+		return st;
+	const char *dot = strrchr(dotted, '.');
+	size_t len = strlen(dotted);
 	if (p->nallow == p->cap_allow) {
 		size_t cap = p->cap_allow ? 2 * p->cap_allow : 4;
 		void *a = realloc(p->allow, cap * sizeof(*p->allow));

@@ -172,6 +172,19 @@ static bool line(walker *w, const uint8_t **s, size_t *n, const char *op)
 	return true;
 }
 
+/* true when the user allowed M.N (--allow-global): a plain class, as the reader treats it. */
+static bool user_allowed(const weld_pk_scan *sc, const char *m, const char *n)
+{
+	size_t nm = strlen(m);
+	for (size_t i = 0; i < sc->nallow; i++) {
+		const char *a = sc->allow[i];
+		/* Split at the last dot, as weld_pickle_allow_global splits it. */
+		if (strncmp(a, m, nm) == 0 && a[nm] == '.' && !strchr(n, '.') && strcmp(a + nm + 1, n) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Records a global M.N (M NULL: unknown) at the current opcode; *G its index. */
 static bool record(walker *w, const uint8_t *m, size_t nm, const uint8_t *n, size_t nn, const char *why, size_t *g)
 {
@@ -189,7 +202,7 @@ static bool record(walker *w, const uint8_t *m, size_t nm, const uint8_t *n, siz
 		const char *mm = ms, *mn = ns;
 		enum gkind kind = G_PLAIN;
 		if (ms && ns) {
-			x->allowed = weld__pk_global_allowed(&mm, &mn, &kind);
+			x->allowed = weld__pk_global_allowed(&mm, &mn, &kind) || user_allowed(sc, mm, mn);
 			x->module = weld__strdup(mm);
 			x->name = weld__strdup(mn);
 		}

@@ -17,6 +17,8 @@ typedef struct weld_pk_scan_global {
 typedef struct weld_pk_scan {
 	weld_pk_scan_global *globals;
 	size_t n, cap;
+	const char *const *allow; /* the user's extra classes ("module.Name"), as the reader takes them */
+	size_t nallow;
 } weld_pk_scan;
 
 /*
