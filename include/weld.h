@@ -146,7 +146,8 @@ typedef enum weld_format {
 	WELD_FORMAT_TORCH_ZIP,           /* one torch.save zip file */
 	WELD_FORMAT_TORCH_LEGACY,        /* one legacy (non-zip) torch.save file */
 	WELD_FORMAT_TORCH_SHARDED,       /* pytorch_model.bin.index.json + shards */
-	WELD_FORMAT_DEEPSPEED            /* a DeepSpeed checkpoint folder */
+	WELD_FORMAT_DEEPSPEED,           /* a DeepSpeed checkpoint folder */
+	WELD_FORMAT_DCP                  /* a PyTorch Distributed Checkpoint (FSDP, torchtitan) folder */
 } weld_format;
 
 /* Stable machine name: "safetensors", "torch-zip", "deepspeed", ... */
@@ -186,7 +187,8 @@ typedef struct weld_deepspeed_info {
 typedef enum weld_input_type {
 	WELD_INPUT_AUTO = 0,
 	WELD_INPUT_HF,  /* HF folder or single file; safetensors preferred over .bin */
-	WELD_INPUT_ZERO /* DeepSpeed checkpoint */
+	WELD_INPUT_ZERO, /* DeepSpeed checkpoint */
+	WELD_INPUT_DCP   /* PyTorch Distributed Checkpoint (FSDP, FSDP2, torchtitan) */
 } weld_input_type;
 
 /*
@@ -325,11 +327,17 @@ typedef struct weld_convert_options {
 	weld_cross_check_mode cross_check;
 	const char *const *allow_globals; /* as weld_open_options' (--allow-global); may be NULL */
 	size_t nallow_globals;
+	/*
+	 * The folder to copy config.json, tokenizer and other small files from,
+	 * and whose config decides tied embeddings; NULL: the input's folder.
+	 * An HF Trainer FSDP checkpoint holds none: the base model's folder has them.
+	 */
+	const char *side_files;
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
 	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0, \
-	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0}
+	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0, NULL}
 
 /* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
 void weld_convert_options_init(weld_convert_options *options);

@@ -217,7 +217,9 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	const char *weights = cv->w ? cv->w->iface->file_name : "";
 	if (!s && strlen(cv->output_dir) + strlen(weights) + 2 > sizeof(cv->res->output_file))
 		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", cv->output_dir);
-	if (!s && !(cv->side_dir = side_dir_of(cv->input)))
+	if (!s && cv->opts.side_files && !weld__is_dir(cv->opts.side_files))
+		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: --side-files is not a folder", cv->opts.side_files);
+	if (!s && !(cv->side_dir = cv->opts.side_files ? weld__strdup(cv->opts.side_files) : side_dir_of(cv->input)))
 		s = weld__nomem(err);
 	if (!s)
 		s = refuse_input_inside(cv->side_dir, cv->output_dir, err);

@@ -209,7 +209,8 @@ mkdir -p "$u/checkpoint-10/pytorch_model_fsdp_0" "$u/lora" "$u/uni/global_step1_
 touch "$u/checkpoint-10/pytorch_model_fsdp_0/.metadata" "$u/checkpoint-10/pytorch_model_fsdp_0/__0_0.distcp" \
 	"$u/checkpoint-10/trainer_state.json" "$u/lora/adapter_config.json" "$u/uni/latest_universal" \
 	"$u/uni/global_step1_universal/zero/fc.weight/fp32.pt"
-refused "$u/checkpoint-10" "a PyTorch Distributed Checkpoint (FSDP: pytorch_model_fsdp_0/ holds .metadata + __0_0.distcp); $not_yet"
+refused "$u/checkpoint-10/pytorch_model_fsdp_0/__0_0.distcp" \
+	"a PyTorch Distributed Checkpoint (a *.distcp shard of one); convert the folder that holds its .metadata (weld batch converts a run of them)"
 cp "$fx/megatron/model_optim_rng.pt" "$u/model.pt"
 refused "$u/model.pt" "a Megatron-LM checkpoint (its dict has 'checkpoint_version'); $not_yet"
 refused "$fx/megatron/model_optim_rng.pt" "a Megatron-LM checkpoint (named model_optim_rng.pt); $not_yet"

@@ -368,16 +368,13 @@ assert x2["summary"] == ("the HF safetensors weights beside the masters DIFFER f
                          "21 tensors (first: model.layers.1.mlp.down_proj.weight)"), x2
 PY
 
-# A run of a format weld recognises but does not read (Megatron-LM, a PyTorch
-# DCP) holds no folder batch takes for a checkpoint: it is refused naming the
-# format, not with "no checkpoints found". --count too: 0 would size an empty array.
-mkdir -p "$t/mega/iter_0000100/mp_rank_00" "$t/dcp"
+# A run of a format weld recognises but does not read (Megatron-LM) holds no
+# folder batch takes for a checkpoint: it is refused naming the format, not
+# with "no checkpoints found". --count too: 0 would size an empty array.
+mkdir -p "$t/mega/iter_0000100/mp_rank_00"
 echo 100 >"$t/mega/latest_checkpointed_iteration.txt"
 : >"$t/mega/iter_0000100/mp_rank_00/model_optim_rng.pt"
-: >"$t/dcp/.metadata"
-: >"$t/dcp/__0_0.distcp"
-for r in "mega:a Megatron-LM checkpoint (latest_checkpointed_iteration.txt)" \
-	"dcp:a PyTorch Distributed Checkpoint (.metadata + __0_0.distcp)"; do
+for r in "mega:a Megatron-LM checkpoint (latest_checkpointed_iteration.txt)"; do
 	for extra in "" "--dry-run --count" "--checkpoint-filter iter_*"; do
 		"$weld" batch --input-dir "$t/${r%%:*}" --output-dir "$t/uout" $extra >"$t/log" 2>"$t/err"
 		rc=$?

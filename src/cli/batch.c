@@ -49,7 +49,8 @@ static const char batch_usage[] =
 	"  --help                     this help\n"
 	"\n"
 	"convert's options (see weld convert --help): --pytorch-bin, --safetensors,\n"
-	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, --allow-global, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
+	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, --allow-global,\n"
+	"--side-files, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
 
 /* The command line of one batch run. */
 typedef struct batch_args {

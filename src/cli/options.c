@@ -126,8 +126,10 @@ static int parse_type(const char *cmd, const char *s, weld_input_type *out)
 		*out = WELD_INPUT_HF;
 	else if (strcmp(s, "zero") == 0 || strcmp(s, "deepspeed") == 0)
 		*out = WELD_INPUT_ZERO;
+	else if (strcmp(s, "dcp") == 0 || strcmp(s, "fsdp") == 0)
+		*out = WELD_INPUT_DCP;
 	else
-		return cli_usage_error(cmd, "--type must be auto, hf or zero, not '%s'", s);
+		return cli_usage_error(cmd, "--type must be auto, hf, zero or dcp, not '%s'", s);
 	return 0;
 }
 
@@ -177,6 +179,7 @@ int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert
 	}
 	o->pytorch_bin = a->pytorch_bin;
 	o->force = a->force;
+	o->side_files = a->side_files;
 	return 0;
 }
 

@@ -37,8 +37,9 @@ static long step_of(const char *name)
 
 static bool has_weights(const char *dir)
 {
+	/* .metadata: a DCP folder (torchtitan's step-N/); a Trainer's checkpoint-N is taken by name. */
 	static const char *const names[] = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-					    "pytorch_model.bin.index.json", "latest"};
+					    "pytorch_model.bin.index.json", "latest", ".metadata"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char p[4096];
 		struct stat st;

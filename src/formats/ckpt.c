@@ -16,6 +16,7 @@ const char *weld_format_name(weld_format format)
 	case WELD_FORMAT_TORCH_LEGACY: return "torch-legacy";
 	case WELD_FORMAT_TORCH_SHARDED: return "torch-sharded";
 	case WELD_FORMAT_DEEPSPEED: return "deepspeed";
+	case WELD_FORMAT_DCP: return "dcp";
 	case WELD_FORMAT_UNKNOWN: break;
 	}
 	return "unknown";
@@ -40,25 +41,43 @@ static const char *source_path(const void *ctx, size_t i)
 	return ((const weld_ckpt *)ctx)->src[i].file->path;
 }
 
-/* Sources are looked up by path: a ZeRO-3 checkpoint of 8192 ranks has 16,384 of them. */
-weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, uint32_t *index, weld_error *err)
+/* PATH's index among C's sources, or WELD_MAP_NONE. By path, hashed: a ZeRO-3 checkpoint of 8192 ranks has 16,384. */
+static size_t find_source(weld_ckpt *c, const char *path)
 {
 	if (!c->src_index.name_of)
 		weld_map_init_names(&c->src_index, source_path, c);
-	size_t at = weld_map_get(&c->src_index, path);
+	return weld_map_get(&c->src_index, path);
+}
+
+weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, uint32_t *index, weld_error *err)
+{
+	size_t at = find_source(c, path);
 	if (at != WELD_MAP_NONE) {
 		*index = (uint32_t)at;
 		return WELD_OK;
 	}
-	if (c->nsrc >= UINT32_MAX)
-		return weld__fail(err, WELD_ERR_LIMIT, "%s: too many input files", path);
-	if (!reserve((void **)&c->src, &c->scap, c->nsrc, sizeof(*c->src), 16))
-		return weld__nomem(err);
+	weld_file *f;
+	weld_status st = weld_file_open(&f, path, err);
+	return st ? st : weld__ckpt_add_file(c, f, index, err);
+}
+
+weld_status weld__ckpt_add_file(weld_ckpt *c, weld_file *f, uint32_t *index, weld_error *err)
+{
+	const char *path = f->path;
+	size_t at = find_source(c, path);
+	if (at != WELD_MAP_NONE) {
+		weld_file_close(f);
+		*index = (uint32_t)at;
+		return WELD_OK;
+	}
+	if (c->nsrc >= UINT32_MAX || !reserve((void **)&c->src, &c->scap, c->nsrc, sizeof(*c->src), 16)) {
+		weld_file_close(f);
+		return c->nsrc >= UINT32_MAX ? weld__fail(err, WELD_ERR_LIMIT, "%s: too many input files", path)
+					     : weld__nomem(err);
+	}
 	ckpt_source *s = &c->src[c->nsrc];
 	memset(s, 0, sizeof(*s));
-	weld_status st = weld_file_open(&s->file, path, err);
-	if (st)
-		return st;
+	s->file = f;
 	size_t had;
 	if (!weld_map_add(&c->src_index, path, c->nsrc, &had)) {
 		weld_file_close(s->file);

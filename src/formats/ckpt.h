@@ -92,6 +92,8 @@ struct weld_ckpt {
  * *INDEX is its position in c->src.
  */
 weld_status weld__ckpt_add_source(weld_ckpt *c, const char *path, uint32_t *index, weld_error *err);
+/* Like weld__ckpt_add_source for an open file F (a window), taken over: closed here if already a source. */
+weld_status weld__ckpt_add_file(weld_ckpt *c, weld_file *f, uint32_t *index, weld_error *err);
 /* Appends a tensor named NAME, zeroed otherwise, its fragments starting at the next one. */
 weld_status weld__ckpt_new_tensor(weld_ckpt *c, const char *name, ckpt_tensor **out, weld_error *err);
 /* numel and nbytes of T from its shape and dtype, overflow-checked (PATH names the file). */

@@ -9,6 +9,7 @@
  * conversion can say so and cross-check them.
  */
 #define _DEFAULT_SOURCE /* lstat, S_ISLNK */
+#include "formats/dcp.h"
 #include "formats/deepspeed.h"
 #include "formats/hf.h"
 #include "formats/unsupported.h"
@@ -29,6 +30,7 @@ typedef struct folder_format {
 
 static const folder_format formats[] = {
 	{"deepspeed", WELD_INPUT_ZERO, weld__deepspeed_present, weld__deepspeed_open},
+	{"dcp", WELD_INPUT_DCP, weld__dcp_present, weld__dcp_open},
 	{"safetensors", WELD_INPUT_HF, weld__hf_safetensors_present, weld__hf_open_safetensors},
 	{"pytorch-bin", WELD_INPUT_HF, weld__hf_bin_present, weld__hf_open_bin},
 };

@@ -36,13 +36,11 @@ static void torch_source_free(void *p)
 	free(ts);
 }
 
-weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root,
-			       weld_error *err)
+/* Source SRC of C parsed as a torch file (once); *ROOT its object tree. */
+static weld_status parse_source(weld_ckpt *c, uint32_t src, const weld_py **root, weld_error *err)
 {
-	weld_status s = weld__ckpt_add_source(c, path, src, err);
-	if (s)
-		return s;
-	ckpt_source *so = &c->src[*src];
+	weld_status s;
+	ckpt_source *so = &c->src[src];
 	if (!so->parsed) {
 		torch_source *ts = calloc(1, sizeof(*ts));
 		if (!ts)
@@ -52,8 +50,21 @@ weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, co
 		if ((s = weld_torch_open(&ts->torch, so->file, c->allow_globals, c->nallow_globals, err)))
 			return s;
 	}
-	*root = weld_torch_root(weld__torch_of(c, *src));
+	*root = weld_torch_root(weld__torch_of(c, src));
 	return WELD_OK;
+}
+
+weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root,
+			       weld_error *err)
+{
+	weld_status s = weld__ckpt_add_source(c, path, src, err);
+	return s ? s : parse_source(c, *src, root, err);
+}
+
+weld_status weld__torch_file_source(weld_ckpt *c, weld_file *f, uint32_t *src, const weld_py **root, weld_error *err)
+{
+	weld_status s = weld__ckpt_add_file(c, f, src, err);
+	return s ? s : parse_source(c, *src, root, err);
 }
 
 weld_status weld__torch_peek(const weld_ckpt *c, const char *path, weld_file **f, weld_torch **t, weld_error *err)

@@ -12,6 +12,8 @@
 /* PATH as a source of C, its torch object tree read once; *ROOT is that tree. */
 weld_status weld__torch_source(weld_ckpt *c, const char *path, uint32_t *src, const weld_py **root,
 			       weld_error *err);
+/* Like weld__torch_source for an open file F (a window of a bigger file), taken over as weld__ckpt_add_file does. */
+weld_status weld__torch_file_source(weld_ckpt *c, weld_file *f, uint32_t *src, const weld_py **root, weld_error *err);
 /*
  * The torch file PATH read on its own, not as a source (to look inside it
  * without listing it among the checkpoint's files). Close *T, then *F.

@@ -5,22 +5,19 @@
  * loader understands. Each is refused instead, naming the format and the
  * file or folder that gave it away, so the user can check:
  *
- *   DIR: a PyTorch Distributed Checkpoint (.metadata + __0_0.distcp); weld does not read this format yet
+ *   DIR: a Megatron-LM checkpoint (latest_checkpointed_iteration.txt); weld does not read this format yet
  *
  * Only where nothing weld reads is there: detect.c asks about a folder only
  * when no format of its table was found in it (and no --type named one), so
- * full weights beside an adapter, a .gguf or a DCP folder win. A DeepSpeed
+ * full weights beside an adapter or a .gguf win. A DeepSpeed
  * tag is asked about as deepspeed.c opens it. Files are asked about before
  * their first bytes are sniffed (hf.c); a torch file's contents are
  * torch_file.c's to judge (Megatron's dict), with the message made here.
  *
  * What each format's own tools write, and so what is looked for:
- *   PyTorch DCP   torch.distributed.checkpoint: .metadata + __R_I.distcp in
- *                 one folder. accelerate (HF Trainer) with FSDP's sharded
- *                 state dict puts the model's in pytorch_model_fsdp_N/ of a
- *                 checkpoint-N (and the optimizer's in optimizer_N/, which
- *                 is why the FSDP row comes before the any-subfolder one);
- *                 torchtitan in checkpoint/step-N/.
+ *   PyTorch DCP   read by dcp.c; named here only where weld needs its folder:
+ *                 a *.distcp file given alone, or torchtitan's checkpoint/
+ *                 holding step-N/ folders.
  *   Megatron-LM   latest_checkpointed_iteration.txt beside iter_NNNNNNN/
  *                 (or release/) folders holding mp_rank_TT[_PPP]/
  *                 model_optim_rng.pt (model_rng.pt without the optimizer);
@@ -47,7 +44,8 @@ static const char NOT_YET[] = "weld does not read this format yet";
 static const struct {
 	const char *name, *then;
 } foreign[] = {
-	[WELD_FOREIGN_DCP] = {"a PyTorch Distributed Checkpoint", NOT_YET},
+	[WELD_FOREIGN_DCP] = {"a PyTorch Distributed Checkpoint",
+			      "convert the folder that holds its .metadata (weld batch converts a run of them)"},
 	[WELD_FOREIGN_MEGATRON] = {"a Megatron-LM checkpoint", NOT_YET},
 	[WELD_FOREIGN_DS_UNIVERSAL] = {"a DeepSpeed universal checkpoint",
 				       "weld does not read this format yet; convert the ZeRO checkpoint it was made from"},
@@ -118,39 +116,19 @@ static const char *dcp_shard(char *const *names, size_t n)
 	return NULL;
 }
 
-/* A subfolder of L (named with PREFIX, when not NULL) that is a DCP: the evidence names both. */
-static bool dcp_in_sub(look *l, const char *prefix, const char *what)
+/* A subfolder of L that is a DCP (torchtitan's checkpoint/ of step-N/): the evidence names both. */
+static bool dcp_below(look *l)
 {
 	for (size_t i = 0; i < l->n && !l->ev[0] && !l->nomem; i++) {
-		if (prefix && strncmp(l->names[i], prefix, strlen(prefix)) != 0)
-			continue;
 		char **sub;
 		size_t nsub;
 		list_sub(l, l->names[i], &sub, &nsub);
 		const char *shard = dcp_shard(sub, nsub);
 		if (shard)
-			snprintf(l->ev, sizeof(l->ev), "%s%s/ holds .metadata + %s", what, l->names[i], shard);
+			snprintf(l->ev, sizeof(l->ev), "%s/ holds .metadata + %s", l->names[i], shard);
 		weld__free_strings(sub, nsub);
 	}
 	return l->ev[0];
-}
-
-static bool dcp_fsdp(look *l)
-{
-	return dcp_in_sub(l, "pytorch_model_fsdp_", "FSDP: ");
-}
-
-static bool dcp_here(look *l)
-{
-	const char *shard = dcp_shard(l->names, l->n);
-	if (shard)
-		snprintf(l->ev, sizeof(l->ev), ".metadata + %s", shard);
-	return shard;
-}
-
-static bool dcp_below(look *l)
-{
-	return dcp_in_sub(l, NULL, "");
 }
 
 /* An iteration folder: one mp_rank_TT[_PPP]/ per tensor (and pipeline) rank. */
@@ -268,8 +246,6 @@ static const recogniser folder_rows[] = {
 	{WELD_FOREIGN_MEGATRON, NULL, megatron_dist},
 	{WELD_FOREIGN_DS_UNIVERSAL, NULL, universal_pointer},
 	{WELD_FOREIGN_DS_UNIVERSAL, NULL, universal_tag},
-	{WELD_FOREIGN_DCP, NULL, dcp_fsdp},
-	{WELD_FOREIGN_DCP, NULL, dcp_here},
 	{WELD_FOREIGN_DCP, NULL, dcp_below},
 	{WELD_FOREIGN_GGUF, NULL, gguf_folder},
 };

@@ -238,6 +238,7 @@ weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
 	f->path = p;
 	atomic_init(&f->bytes_read, 0);
 	atomic_init(&f->pins, 0);
+	atomic_init(&f->refs, 1);
 	weld_status s = cache_open(f, false, false, NULL, err);
 	if (s) {
 		free(p);
@@ -248,10 +249,45 @@ weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
 	return WELD_OK;
 }
 
+weld_status weld_file_window(weld_file **out, weld_file *parent, uint64_t base, uint64_t len, const char *name,
+			     weld_error *err)
+{
+	*out = NULL;
+	uint64_t end;
+	if (!weld__add_u64(&end, base, len) || end > parent->size)
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: bytes %llu to %llu lie past its end (%llu bytes)", parent->path,
+				  (unsigned long long)base, (unsigned long long)(base + len < base ? UINT64_MAX : base + len),
+				  (unsigned long long)parent->size);
+	weld_file *f = calloc(1, sizeof(*f));
+	char *p = weld__strdup(name);
+	if (!f || !p) {
+		free(f);
+		free(p);
+		return weld__nomem(err);
+	}
+	f->fd = -1;
+	f->path = p;
+	f->size = len;
+	f->parent = parent;
+	f->base = base;
+	atomic_init(&f->bytes_read, 0);
+	atomic_init(&f->pins, 0);
+	atomic_init(&f->refs, 1);
+	atomic_fetch_add(&parent->refs, 1);
+	*out = f;
+	return WELD_OK;
+}
+
 void weld_file_close(weld_file *f)
 {
-	if (!f)
+	if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
 		return;
+	if (f->parent) {
+		weld_file_close(f->parent);
+		free(f->path);
+		free(f);
+		return;
+	}
 	pthread_mutex_lock(&cache.lock);
 	int fd = f->fd;
 	if (fd >= 0) {
@@ -273,6 +309,12 @@ weld_status weld_file_pread(weld_file *f, void *buf, size_t n, uint64_t offset, 
 				  "%s: truncated: needs bytes up to %llu but the file has %llu", f->path,
 				  (unsigned long long)(offset + (uint64_t)n < offset ? UINT64_MAX : offset + n),
 				  (unsigned long long)f->size);
+	if (f->parent) {
+		weld_status ws = weld_file_pread(f->parent, buf, n, f->base + offset, err);
+		if (!ws)
+			atomic_fetch_add_explicit(&f->bytes_read, n, memory_order_relaxed);
+		return ws;
+	}
 	int fd;
 	weld_status s = pin(f, &fd, err);
 	if (s)

@@ -92,9 +92,23 @@ typedef struct weld_file {
 	uint64_t dev, ino;           /* what the file was when first opened */
 	int64_t mtime_s, mtime_ns;
 	struct weld_file *newer, *older; /* the cache's list of open files, newest first */
+	/* A window (weld_file_window): bytes [base, base + size) of PARENT, read through it. */
+	struct weld_file *parent;
+	uint64_t base;
+	_Atomic unsigned refs; /* the opener's reference and one per window on it */
 } weld_file;
 
 weld_status weld_file_open(weld_file **out, const char *path, weld_error *err);
+/*
+ * Bytes [BASE, BASE + LEN) of PARENT as a file of its own (a zip archive
+ * stored inside a bigger file): offsets are relative to BASE, reads past LEN
+ * are "truncated", and NAME (copied) is its path in messages. PARENT stays
+ * open until it and every window on it are closed. Not thread-safe with
+ * closing PARENT; reads are, as for any file.
+ */
+weld_status weld_file_window(weld_file **out, weld_file *parent, uint64_t base, uint64_t len, const char *name,
+			     weld_error *err);
+/* Closes F; a file with windows on it closes once the last of them is closed too. */
 void weld_file_close(weld_file *f);
 /*
  * Read exactly N bytes at OFFSET. Reading past the end of the file is a
