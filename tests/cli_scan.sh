@@ -31,7 +31,8 @@ grep -q '/dcp/titan_2d/step-3/.metadata$' <<<"$real" || fail "no DCP .metadata a
 while read -r f; do
 	out=$("$weld" scan "$f") || fail "real fixture not safe: $out"
 done <<<"$real"
-"$weld" scan "$src/tests/fixtures/zero" "$src/tests/fixtures/megatron" >/dev/null || fail "folders not safe"
+"$weld" scan "$src/tests/fixtures/zero" "$src/tests/fixtures/megatron" "$src/tests/fixtures/dcp/titan_2d" \
+	"$src/tests/fixtures/dcp/fsdp2_empty" >/dev/null || fail "folders not safe"
 "$weld" scan "$src/tests/fixtures/trainer" >/dev/null; [ $? -eq 1 ] || fail "trainer folder (training_args.bin) should be unsafe"
 # Exit codes and --json.
 "$weld" scan >/dev/null 2>&1; [ $? -eq 2 ] || fail "no PATH: expected exit 2"

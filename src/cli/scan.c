@@ -15,7 +15,8 @@ static const char scan_usage[] =
 	"it (nothing is built or called), and a verdict per file: safe (only data\n"
 	"types on weld's allowlist), unsafe (names each other global and its opcode\n"
 	"offset) or malformed. A folder is scanned recursively: torch files (zip or\n"
-	"legacy), *.pkl and *.metadata (torch.distributed.checkpoint). Run it before\n"
+	"legacy), *.pkl, and DCP's .metadata and *.distcp (every chunk archive in\n"
+	"them, found through the .metadata). Run it before\n"
 	"a torch.load(weights_only=False). Exit 0 only when every file is safe.\n"
 	"\n"
 	"  --json    print one JSON object on stdout instead of lines\n"
@@ -102,11 +103,12 @@ static void scan_one(scan_state *st, const char *path)
 	weld_scan_report_free(r);
 }
 
-/* In a folder: torch files (zip or legacy magic), *.pkl, *.metadata. */
+/* In a folder: torch files (zip or legacy magic), *.pkl, DCP's .metadata and *.distcp. */
 static bool wanted(const char *path, const char *name)
 {
 	size_t n = strlen(name);
-	if ((n > 4 && strcmp(name + n - 4, ".pkl") == 0) || (n > 9 && strcmp(name + n - 9, ".metadata") == 0))
+	if ((n > 4 && strcmp(name + n - 4, ".pkl") == 0) || (n >= 9 && strcmp(name + n - 9, ".metadata") == 0) ||
+	    (n > 7 && strcmp(name + n - 7, ".distcp") == 0))
 		return true;
 	static const unsigned char legacy[4] = {0x80, 0x02, 0x8a, 0x0a};
 	unsigned char head[4] = {0};

@@ -4,6 +4,7 @@
  * A torch zip: each *.pkl member. A legacy torch file: its five pickles.
  * Anything else: pickles one after another to the end of the file.
  */
+#include "formats/dcp_meta.h"
 #include "io/pickle/internal.h"
 #include "io/pickle/scan.h"
 #include "io/zip.h"
@@ -133,6 +134,50 @@ static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *
 	return s;
 }
 
+/*
+ * A DCP .distcp: torch.save archives (tensor chunks) and raw byte items one
+ * after another, found only through the folder's .metadata. Each archive
+ * is scanned as a zip in its window of the file; a byte item too when it is
+ * a pickle (torchtitan's dataloader state is), else it holds no pickle.
+ */
+static weld_status scan_distcp(weld_scan_report *r, weld_file *f, const weld_open_options *o, weld_error *err)
+{
+	const char *slash = strrchr(f->path, '/'), *base = slash ? slash + 1 : f->path;
+	char *meta = weld__format("%.*s.metadata", (int)(base - f->path), f->path);
+	if (!meta)
+		return weld__nomem(err);
+	dcp_meta m;
+	weld_error e = {0};
+	weld_status s = WELD_OK;
+	if (weld__dcp_meta_read(&m, meta, o->allow_globals, o->nallow_globals, &e))
+		r->problem = weld__format("%s (the .metadata that says where its pickles are)", e.message);
+	for (size_t i = 0; !r->problem && !s && i < m.nstorage; i++) {
+		const dcp_storage *st = &m.storage[i];
+		weld_file *w = NULL;
+		uint8_t head[4] = {0};
+		char *name = strcmp(st->relative_path, base) ? NULL
+			     : weld__format("%s (bytes %llu-%llu)", f->path, (unsigned long long)st->offset,
+					    (unsigned long long)(st->offset + st->length));
+		if (name && st->transform) /* compressed, say: its pickles cannot be walked */
+			weld__fail(&e, WELD_ERR_UNSUPPORTED, "%s: stored through the extension '%s', which weld cannot look inside",
+				   name, st->transform);
+		else if (name && !weld_file_window(&w, f, st->offset, st->length, name, &e) &&
+		    !weld_file_pread(w, head, st->length < 4 ? (size_t)st->length : 4, 0, &e)) {
+			if (memcmp(head, "PK\x03\x04", 4) == 0)
+				s = scan_zip(r, w, o, err);
+			else if (head[0] == 0x80 && st->length <= MAX_PICKLE)
+				s = scan_plain(r, w, head, 0, o, err);
+		}
+		if (e.message[0] && !r->problem)
+			r->problem = weld__format("%s", e.message);
+		weld_file_close(w);
+		free(name);
+	}
+	weld__dcp_meta_free(&m);
+	free(meta);
+	return s;
+}
+
 weld_status weld_scan_file(const char *path, weld_scan_report **out, weld_error *err)
 {
 	return weld_scan_file_with(path, NULL, out, err);
@@ -166,8 +211,9 @@ weld_status weld_scan_file_with(const char *path, const weld_open_options *optio
 	size_t nhead = f->size < sizeof(head) ? (size_t)f->size : sizeof(head);
 	s = weld_file_pread(f, head, nhead, 0, err);
 	if (!s)
-		s = nhead >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 ? scan_zip(r, f, o, err)
-									   : scan_plain(r, f, head, nhead, o, err);
+		s = weld__has_suffix(path, ".distcp") ? scan_distcp(r, f, o, err)
+		    : nhead >= 4 && memcmp(head, "PK\x03\x04", 4) == 0 ? scan_zip(r, f, o, err)
+									 : scan_plain(r, f, head, nhead, o, err);
 	weld_file_close(f);
 	if (s) {
 		weld_scan_report_free(r);
