@@ -38,6 +38,17 @@ has stdout '"lm_head.weight"'
 expect 1 "$weld" convert --input "$fx/trainer_fsdp2/checkpoint-1" --side-files "$out/none" --output "$out/x" --quiet
 last stderr "weld: error: $out/none: --side-files is not a folder"
 
+# GPT2 under FSDP2 with a bf16 MixedPrecisionPolicy, saved as accelerate does: the tied head is two
+# entries (lm_head.weight, transformer.wte.weight), written once as transformers writes the tie.
+g=$fx/gpt2_mp/pytorch_model_fsdp_0
+expect 0 "$weld" convert --input "$g" --side-files "$fx/gpt2_mp/base" --output "$out/gpt2" --quiet
+same "$out/gpt2" "$fx/gpt2_mp/oracle/pytorch_model_fsdp_0.bf16.safetensors" "gpt2_mp"
+# --dtype keep: the stored dtype (fp32 masters, not the bf16 compute dtype), every element as stored.
+expect 0 "$weld" convert --input "$g" --side-files "$fx/gpt2_mp/base" --dtype keep --output "$out/keep" --quiet
+expect 0 "$weld" verify "$out/keep" --against "$g"
+like stdout "transformer\.wte\.weight +F32 +F32 +0 +0 +0 +0 +yes"
+last stdout "weld verify: 17 checks: 17 passed, 0 warnings, 0 failed"
+
 # torchtitan's layout: 2x2 (dp, tp) mesh, every 2-D weight cut on both dimensions (row fragments),
 # model keys beside optimizer, lr_scheduler, dataloader (bytes) and train_state entries.
 expect 0 "$weld" convert --input "$fx/titan_2d/step-3" --output "$out/titan" --quiet
@@ -86,7 +97,7 @@ expect 1 "$weld" convert --input "$fx/trainer_fsdp2/checkpoint-1/optimizer_0" --
 last stderr "weld: error: $fx/trainer_fsdp2/checkpoint-1/optimizer_0: the DCP holds no model tensors (78 other tensor entries: an optimizer state?)"
 [ ! -e "$out/r1" ] && [ ! -e "$out/r2" ] && [ ! -e "$out/r3" ] || fail "a refused conversion left an output"
 
-# Broken: a chunk's bytes changed (CRC), a .metadata chunk that overlaps another, a missing .distcp.
+# Broken: a chunk's bytes changed (CRC), a truncated .distcp, a missing one, chunks that do not tile.
 cp -r "$fx/fsdp2_empty/checkpoint" "$out/bad"
 python3 - "$out/bad/__1_0.distcp" <<'PY'
 import io, struct, sys, zipfile
@@ -106,7 +117,11 @@ like stderr "weld: error: $out/bad/__1_0\.distcp \(bytes 0-[0-9]+\): CRC-32 mism
 [ ! -e "$out/r4" ] || fail "a CRC mismatch left an output"
 rm -rf "$out/bad" && cp -r "$fx/fsdp2_empty/checkpoint" "$out/bad" && rm "$out/bad/__2_0.distcp"
 expect 1 "$weld" convert --input "$out/bad" --output "$out/r5" --quiet
-like stderr "weld: error: $out/bad/__2_0\.distcp: .*"
+last stderr "weld: error: $out/bad/__2_0.distcp: cannot open: No such file or directory"
+rm -rf "$out/bad" && cp -r "$fx/fsdp2_empty/checkpoint" "$out/bad" && truncate -s 5000 "$out/bad/__3_0.distcp"
+expect 1 "$weld" convert --input "$out/bad" --output "$out/r5" --quiet
+like stderr "weld: error: $out/bad/__3_0\.distcp: bytes [0-9]+ to [0-9]+ lie past its end \(5000 bytes\)"
+[ ! -e "$out/r5" ] || fail "a broken input left an output"
 # (these copies are made with torch's own classes: skipped without torch)
 if python3 -c "import torch" 2>/dev/null; then
 	python3 - "$fx/fsdp2_empty/checkpoint/.metadata" "$out" <<'PY'

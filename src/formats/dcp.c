@@ -151,22 +151,23 @@ static weld_status open_chunk(opener *o, const dcp_tensor *t, const dcp_chunk *k
 				  "which weld does not read",
 				  o->dir, st->relative_path, t->fqn, st->transform);
 	weld_file *parent = NULL, *win = NULL;
+	char *name = NULL;
 	weld_status s = parent_file(o, st->relative_path, &parent, err);
-	uint8_t magic[4] = {0};
-	if (!s && st->length >= 4)
-		s = weld_file_pread(parent, magic, 4, st->offset, err);
-	if (!s && (!parent || memcmp(magic, "PK\x03\x04", 4) != 0))
-		return not_torch_save(o, parent, t, st, err);
-	char *name = s ? NULL : weld__format("%s/%s (bytes %llu-%llu)", o->dir, st->relative_path,
-					     (unsigned long long)st->offset, (unsigned long long)(st->offset + st->length));
-	if (!s && !name)
+	if (!s && !(name = weld__format("%s/%s (bytes %llu-%llu)", o->dir, st->relative_path, (unsigned long long)st->offset,
+					 (unsigned long long)(st->offset + (st->length > UINT64_MAX - st->offset ? 0 : st->length)))))
 		s = weld__nomem(err);
 	if (!s)
 		s = weld_file_window(&win, parent, st->offset, st->length, name, err);
 	free(name);
+	uint8_t magic[4] = {0};
+	if (!s && st->length >= 4)
+		s = weld_file_pread(win, magic, 4, 0, err);
+	if (s || memcmp(magic, "PK\x03\x04", 4) != 0) {
+		weld_file_close(win);
+		return s ? s : not_torch_save(o, parent, t, st, err);
+	}
 	const weld_py *root = NULL;
-	if (!s)
-		s = weld__torch_file_source(o->c, win, src, &root, err);
+	s = weld__torch_file_source(o->c, win, src, &root, err);
 	if (!s)
 		s = check_chunk(o->c->src[*src].file->path, t, k, root, err);
 	weld_torch_storage r;
