@@ -79,6 +79,9 @@ weld_status weld_backend_open(weld_backend **out, weld_device device, char *why,
 	weld_status s = gpu_budget(&budget, err);
 	if (s)
 		return s;
+	/* Test hook: whole conversions through the CUDA pipeline's host emulation, on machines without a GPU. */
+	if (device == WELD_DEVICE_CUDA && getenv("WELD_CUDA_EMULATE"))
+		return weld__backend_cuda_open(out, true, budget, err);
 	char reason[WELD_ERROR_MESSAGE_MAX - 64];
 	s = open_cuda(out, budget, reason, sizeof(reason));
 	if (s == WELD_ERR_NOMEM)
