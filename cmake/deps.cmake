@@ -55,13 +55,15 @@ set(_z ${weld_zlib_SOURCE_DIR})
 add_library(weld_zlib STATIC ${_z}/adler32.c ${_z}/compress.c ${_z}/crc32.c ${_z}/deflate.c ${_z}/infback.c
             ${_z}/inffast.c ${_z}/inflate.c ${_z}/inftrees.c ${_z}/trees.c ${_z}/uncompr.c ${_z}/zutil.c)
 target_include_directories(weld_zlib PUBLIC ${_z})
-target_compile_definitions(weld_zlib PRIVATE Z_HAVE_UNISTD_H)
+# As the configured zconf.h of a packaged zlib says (declares the 64-bit crc32_combine64).
+target_compile_definitions(weld_zlib PUBLIC Z_HAVE_UNISTD_H)
 add_library(ZLIB::ZLIB ALIAS weld_zlib)
 
 # libdeflate builds from lib/*.c and lib/*/*.c alone, by its README; the
 # architecture files guard themselves.
 file(GLOB _deflate_sources ${weld_deflate_SOURCE_DIR}/lib/*.c ${weld_deflate_SOURCE_DIR}/lib/*/*.c)
 add_library(weld_deflate STATIC ${_deflate_sources})
+target_include_directories(weld_deflate PUBLIC ${weld_deflate_SOURCE_DIR})
 set(LIBDEFLATE_INCLUDE_DIR ${weld_deflate_SOURCE_DIR})
 set(LIBDEFLATE_LIBRARY weld_deflate)
 
@@ -71,6 +73,9 @@ add_library(weld_cjson STATIC ${weld_cjson_SOURCE_DIR}/cJSON.c)
 set(CJSON_INCLUDE_DIR ${CMAKE_BINARY_DIR}/deps/include)
 set(CJSON_LIBRARY weld_cjson)
 
-# Linked into libweld.so too, so position-independent; built with weld's
-# flags, not its warnings (they are not our code).
+# Linked into libweld.so too, so position-independent; built without
+# warnings (they are not our code: zlib's K&R definitions warn on clang).
 set_target_properties(weld_zlib weld_deflate weld_cjson PROPERTIES POSITION_INDEPENDENT_CODE ON C_STANDARD 99 C_EXTENSIONS ON)
+foreach(t weld_zlib weld_deflate weld_cjson)
+  target_compile_options(${t} PRIVATE -w)
+endforeach()
