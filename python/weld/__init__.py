@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -81,13 +82,21 @@ def _run(args: List[str], *, report_on_failure: bool = False) -> Dict[str, Any]:
     # stderr is read line by line as weld writes it, so progress shows live;
     # stdout is only the final JSON, small, read after (no pipe can fill up
     # while the other is waited on: stdout is written once, at the end).
-    for raw in proc.stderr:
-        line = raw.decode("utf-8", "replace")
-        err_lines.append(line)
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    out = proc.stdout.read().decode("utf-8", "replace")
-    rc = proc.wait()
+    try:
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            err_lines.append(line)
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        out = proc.stdout.read().decode("utf-8", "replace")
+        rc = proc.wait()
+    except BaseException:
+        # Ctrl-C (or any error here) stops weld the way SIGINT stops the
+        # command, which leaves the old output or none, never a half one;
+        # then the caller sees the interruption.
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+        raise
     stderr = "".join(err_lines)
     result: Optional[Dict[str, Any]] = None
     if out.strip():
