@@ -15,9 +15,10 @@
 
 option(WELD_BUNDLED_DEPS "Build zlib, libdeflate and cJSON from source and link them statically" OFF)
 # The Debian .orig tarballs are the exact upstream releases Debian 12 ships
-# (the versions weld is tested with). A folder of the same files works offline.
+# (the versions weld is tested with). Offline, a file:// URL of a folder laid
+# out like Debian's pool (c/cjson/, libd/libdeflate/, z/zlib/) works too.
 set(WELD_DEPS_URL "http://deb.debian.org/debian/pool/main" CACHE STRING
-    "Where WELD_BUNDLED_DEPS fetches the source tarballs (a URL, or file:// a folder holding them)")
+    "Where WELD_BUNDLED_DEPS fetches the source tarballs: Debian's pool, or a file:// copy of its layout")
 
 if(NOT WELD_BUNDLED_DEPS)
   find_package(ZLIB REQUIRED)
