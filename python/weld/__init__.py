@@ -140,15 +140,18 @@ def convert(
     cross_check: str = "warn",
     force: bool = False,
     allow_globals: Iterable[str] = (),
+    side_files: Optional[PathLike] = None,
     dry_run: bool = False,
     quiet: bool = False,
 ) -> Dict[str, Any]:
     """Weld the checkpoint INPUT into the folder OUTPUT (`weld convert`).
 
     dtype: "bfloat16", "float16", "float32" or "keep"; device: "auto", "cpu"
-    or "cuda"; type: "auto", "hf" or "zero"; pytorch_bin: write
+    or "cuda"; type: "auto", "hf", "zero" or "dcp"; pytorch_bin: write
     pytorch_model.bin instead of model.safetensors; cross_check: "warn",
-    "error" or "off"; force: replace an existing OUTPUT; dry_run: plan only;
+    "error" or "off"; force: replace an existing OUTPUT; side_files: the
+    folder to take config.json and tokenizer files from (an HF Trainer FSDP
+    checkpoint holds none); dry_run: plan only;
     quiet: no progress on stderr. Returns the summary (`weld convert --json`):
     tensors, bytes_read, bytes_written, crc32, backend, seconds, ...
     Raises WeldError."""
@@ -162,6 +165,8 @@ def convert(
         args += ["--chunk-bytes", str(int(chunk_bytes))]
     if force:
         args.append("--force")
+    if side_files is not None:
+        args += ["--side-files", os.fspath(side_files)]
     if dry_run:
         args.append("--dry-run")
     if quiet:

@@ -49,6 +49,13 @@ assert s["tensors"] == 21 and s["format"] == "deepspeed", s
 a = open(os.path.join(tmp, "out_py", "model.safetensors"), "rb").read()
 b = open(os.path.join(tmp, "out_cli", "model.safetensors"), "rb").read()
 assert a == b, "weights differ from the CLI's"
+# A PyTorch DCP (FSDP2, tied GPT2 head) with the base model's side files: torch's consolidation, byte for byte.
+dcp = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(inp))), "dcp", "gpt2_mp")
+sd = weld.convert(os.path.join(dcp, "pytorch_model_fsdp_0"), os.path.join(tmp, "out_dcp"), device="cpu", type="dcp",
+                  side_files=os.path.join(dcp, "base"), quiet=True)
+assert sd["format"] == "dcp", sd
+assert open(os.path.join(tmp, "out_dcp", "model.safetensors"), "rb").read() == \
+    open(os.path.join(dcp, "oracle", "pytorch_model_fsdp_0.bf16.safetensors"), "rb").read(), "DCP output differs"
 
 info = weld.inspect(os.path.join(tmp, "out_py"))
 assert len(info["tensors"]) == s["tensors"], info
