@@ -232,6 +232,12 @@ weld_format weld_ckpt_format(const weld_ckpt *ckpt);
 size_t weld_ckpt_tensor_count(const weld_ckpt *ckpt);
 /* Fills *out for tensor I (0-based, in the order the source lists them). */
 weld_status weld_ckpt_tensor(const weld_ckpt *ckpt, size_t i, weld_tensor_info *out);
+/*
+ * How many input files tensor I's data is gathered from: 1 for a tensor
+ * stored whole, the chunks of a DCP tensor, the ranks' files a ZeRO
+ * partition spans. 0 when I is out of range.
+ */
+size_t weld_ckpt_tensor_parts(const weld_ckpt *ckpt, size_t i);
 /* Number of input files the tensors come from, and each one's path. */
 size_t weld_ckpt_file_count(const weld_ckpt *ckpt);
 const char *weld_ckpt_file(const weld_ckpt *ckpt, size_t i);

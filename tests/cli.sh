@@ -37,7 +37,7 @@ has stdout "26 tensors, 125312 parameters, 501248 bytes"
 expect 0 "$weld" inspect --json "$fx/qwen2_tied/st_sharded"
 lines stdout 1
 has stdout '"format":"safetensors-sharded"'
-has stdout '{"name":"model.embed_tokens.weight","dtype":"F32","shape":[509,64],"file":"model-00001-of-00009.safetensors","bytes":130304}'
+has stdout '{"name":"model.embed_tokens.weight","dtype":"F32","shape":[509,64],"file":"model-00001-of-00009.safetensors","parts":1,"bytes":130304}'
 has stdout '"tensor_count":26'
 expect 0 "$weld" inspect --json "$fx/torch_edge/edge_zip.pt"
 has stdout '"format":"torch-zip"'

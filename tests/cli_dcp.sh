@@ -63,7 +63,7 @@ has stdout "PASS  against"
 
 # inspect: global shapes, the model's names only (never the optimizer's or train_state's).
 expect 0 "$weld" inspect "$fx/titan_2d/step-3"
-like stdout "model\.embed_tokens\.weight +F32 +\[61, 21\] +__0_0\.distcp \(bytes [0-9]+-[0-9]+\)"
+like stdout "model\.embed_tokens\.weight +F32 +\[61, 21\] +__0_0\.distcp \(bytes [0-9]+-[0-9]+\)  \(data in 4 files\)"
 grep -q "optimizer\|train_state\|dataloader" "$out/stdout" && fail "inspect lists training state"
 expect 0 "$weld" inspect --json "$fx/trainer_fsdp2/checkpoint-2"
 python3 - "$out/stdout" <<'PY' || fails=$((fails + 1))

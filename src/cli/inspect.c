@@ -66,7 +66,7 @@ static totals sum(const weld_ckpt *c)
 	return t;
 }
 
-static cJSON *tensor_json(const weld_tensor_info *ti, const char *path)
+static cJSON *tensor_json(const weld_tensor_info *ti, size_t parts, const char *path)
 {
 	cJSON *t = cJSON_CreateObject(), *shape = cJSON_CreateArray();
 	cJSON_AddStringToObject(t, "name", ti->name);
@@ -75,6 +75,7 @@ static cJSON *tensor_json(const weld_tensor_info *ti, const char *path)
 		cJSON_AddItemToArray(shape, cli_json_u64(ti->shape[d]));
 	cJSON_AddItemToObject(t, "shape", shape);
 	cJSON_AddStringToObject(t, "file", short_path(ti->file, path));
+	cli_add_u64(t, "parts", parts);
 	cli_add_u64(t, "bytes", ti->nbytes);
 	if (ti->alias_of)
 		cJSON_AddStringToObject(t, "tied_to", ti->alias_of);
@@ -109,7 +110,7 @@ static int print_json(const weld_ckpt *c, const char *path)
 	for (size_t i = 0; i < weld_ckpt_tensor_count(c); i++) {
 		weld_tensor_info ti;
 		weld_ckpt_tensor(c, i, &ti);
-		cJSON_AddItemToArray(tensors, tensor_json(&ti, path));
+		cJSON_AddItemToArray(tensors, tensor_json(&ti, weld_ckpt_tensor_parts(c, i), path));
 	}
 	cJSON_AddItemToObject(o, "tensors", tensors);
 	totals tot = sum(c);
@@ -155,8 +156,11 @@ static int print_table(const weld_ckpt *c, const char *path)
 		shape_str(shape, sizeof(shape), &ti);
 		printf("%-*s  %-7s %-18s %s", (int)wname, ti.name, weld_dtype_name(ti.dtype), shape,
 		       short_path(ti.file, path));
+		size_t parts = weld_ckpt_tensor_parts(c, i);
 		if (ti.alias_of)
 			printf("  (tied to %s)", ti.alias_of);
+		else if (parts > 1)
+			printf("  (data in %zu files)", parts);
 		putchar('\n');
 	}
 	totals tot = sum(c);

@@ -292,6 +292,31 @@ weld_status weld_ckpt_tensor(const weld_ckpt *c, size_t i, weld_tensor_info *out
 	return WELD_OK;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+size_t weld_ckpt_tensor_parts(const weld_ckpt *c, size_t i)
+{
+	if (i >= c->nt)
+		return 0;
+	const ckpt_tensor *t = &c->t[i];
+	uint32_t *srcs = malloc((t->frag_count ? t->frag_count : 1) * sizeof(*srcs));
+	size_t n = t->frag_count ? 0 : 1;
+	if (!srcs)
+		return 1; /* out of memory: at least one */
+	for (size_t k = 0; k < t->frag_count; k++)
+		srcs[k] = c->frag[t->frag_first + k].src;
+	if (t->frag_count)
+		qsort(srcs, t->frag_count, sizeof(*srcs), cmp_u32);
+	for (size_t k = 0; k < t->frag_count; k++)
+		n += k == 0 || srcs[k] != srcs[k - 1];
+	free(srcs);
+	return n;
+}
+
 size_t weld_ckpt_file_count(const weld_ckpt *c)
 {
 	return c->nsrc;
