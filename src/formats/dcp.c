@@ -37,6 +37,7 @@ typedef struct opener {
 	weld_file **parents; /* by storage relative path, opened once */
 	char **parent_names;
 	size_t nparents;
+	weld_map parent_index; /* parent_names -> position: every chunk looks its file up */
 	run *runs;
 	size_t nruns, cap;
 } opener;
@@ -69,14 +70,21 @@ bool weld__dcp_present(const char *dir)
 	return d != NULL;
 }
 
+static const char *parent_name(const void *ctx, size_t i)
+{
+	return ((const opener *)ctx)->parent_names[i];
+}
+
 /* The .distcp file a storage entry names, opened once. */
 static weld_status parent_file(opener *o, const char *rel, weld_file **out, weld_error *err)
 {
-	for (size_t i = 0; i < o->nparents; i++)
-		if (strcmp(o->parent_names[i], rel) == 0) {
-			*out = o->parents[i];
-			return WELD_OK;
-		}
+	if (!o->parent_index.name_of)
+		weld_map_init_names(&o->parent_index, parent_name, o);
+	size_t at = weld_map_get(&o->parent_index, rel), had;
+	if (at != WELD_MAP_NONE) {
+		*out = o->parents[at];
+		return WELD_OK;
+	}
 	if (!rel[0] || strchr(rel, '/') || strcmp(rel, ".") == 0 || strcmp(rel, "..") == 0)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s/.metadata: storage file '%s' is not a file name in the folder",
 				  o->dir, rel);
@@ -93,6 +101,10 @@ static weld_status parent_file(opener *o, const char *rel, weld_file **out, weld
 	}
 	weld_status s = weld_file_open(&p[o->nparents], path, err);
 	free(path);
+	if (!s && !weld_map_add(&o->parent_index, rel, o->nparents, &had)) {
+		weld_file_close(p[o->nparents]);
+		s = weld__nomem(err);
+	}
 	if (s) {
 		free(n[o->nparents]);
 		return s;
@@ -354,6 +366,7 @@ weld_status weld__dcp_open(weld_ckpt *c, const char *dir, weld_error *err)
 	}
 	free(o.parents);
 	free(o.parent_names);
+	weld_map_clear(&o.parent_index);
 	free(o.runs);
 	weld__dcp_meta_free(&m); /* names were copied; a failed read left it empty */
 	free(d);
