@@ -63,6 +63,7 @@ class Case:
         self.pad = b""         # after the '}' (safetensors pads with spaces)
         self.hlen_delta = 0    # added to the true header length
         self.cut = 0           # bytes cut off the end of the file
+        self.byte_edits = []   # (position, replacement bytes, length replaced) in the header text
         self.tags = set()      # what was done, for the deviation list
 
     def encode(self):
@@ -71,8 +72,11 @@ class Case:
             val = v.text if isinstance(v, RawJSON) else json.dumps(v)
             parts.append(json.dumps(k) + ":" + val)
         text = (self.lead_ws + "{" + ",".join(parts) + "}").encode("utf-8", "surrogatepass")
+        for at, rep, n in self.byte_edits:
+            at %= len(text) + 1
+            text = text[:at] + rep + text[at + n:]
         text += self.pad
-        n = max(0, len(text) + self.hlen_delta)
+        n = min(max(0, len(text) + self.hlen_delta), 2 ** 64 - 1)
         blob = struct.pack("<Q", n) + text + bytes((i * 7 + 1) & 0xFF for i in range(self.data_len))
         return blob[:len(blob) - self.cut] if self.cut else blob
 
@@ -132,7 +136,8 @@ def mutate(c, rng):
     """One mutation, named in c.tags."""
     ts = tensor_members(c)
     m = rng.choice(["gap", "overlap", "end", "data_len", "dtype", "huge", "zero", "neg", "dup",
-                    "meta", "ws", "name", "cut", "hlen", "extra", "missing", "offsets", "raw"])
+                    "meta", "ws", "name", "cut", "hlen", "extra", "missing", "offsets", "raw",
+                    "lex", "lex", "bytes", "bytes"])
     if m in ("gap", "overlap", "end", "dtype", "huge", "zero", "neg", "extra", "missing",
              "offsets", "dup") and not ts:
         m = "meta"
@@ -168,22 +173,42 @@ def mutate(c, rng):
         if rng.random() < 0.2:
             c.members.append(("__metadata__", {"x": "y"}))
     elif m == "ws":
-        c.lead_ws = rng.choice([" ", "\n", "\t", "\r\n "])
+        c.lead_ws = rng.choice([" ", "\n", "\t", "\r\n ", "\ufeff", "\x0c", "\x00"])
         c.pad = rng.choice([b" " * 7, b"\n", b"\x00", b"\t", b" \x00", b"x"])
     elif m == "name":
         c.members.append((rng.choice(NAMES), {"dtype": "U8", "shape": [1],
                                               "data_offsets": [c.data_len, c.data_len + 1]}))
         c.data_len += 1
     elif m == "cut":
-        c.cut = rng.randint(1, 16)
+        c.cut = rng.randint(1, 16) if rng.random() < 0.7 else len(c.encode()) - rng.randint(0, 9)
     elif m == "hlen":
-        c.hlen_delta = rng.choice([-1, 1, -7, 8, 2 ** 20, 2 ** 63, -(2 ** 10)])
+        n = len(c.encode()) - 8 - c.data_len
+        # Zero, one, just short, just past the header, past the file, past any limit.
+        c.hlen_delta = rng.choice([-n, 1 - n, -1, 1, -7, 8, c.data_len, c.data_len + 1, 2 ** 20,
+                                   100_000_000 - n, 2 ** 63, 2 ** 64 - 1 - n])
     elif m == "extra":
         t[rng.choice(["foo", "dtype ", "offsets"])] = 1
     elif m == "missing":
         del t[rng.choice(["dtype", "shape", "data_offsets"])]
     elif m == "offsets":
         t["data_offsets"] = rng.choice([[0], [0, 1, 2], [5, 1], [-1, 0], [0.0, 1.0], "0,1", [2 ** 64, 2 ** 64]])
+    elif m == "lex":
+        # One value or key in another spelling: JSON parsers differ most on these.
+        i = rng.choice(ts) if ts else None
+        if i is not None and isinstance(t.get("shape"), list) and isinstance(t.get("data_offsets"), list):
+            num = rng.choice(["1.0", "1e0", "01", "-0", "+1", "1E+0", "0x1", "1 ", "\u0031", "true"])
+            dt = json.dumps(t.get("dtype"))
+            if rng.random() < 0.3 and isinstance(t.get("dtype"), str) and t["dtype"]:
+                dt = '"\\u%04x%s"' % (ord(t["dtype"][0]), t["dtype"][1:])
+            key = rng.choice(['"shape"', '"\\u0073hape"', '"shape"'])
+            shape = t["shape"] + [1] if t["shape"] else [1]
+            body = '{"dtype":%s,%s:[%s],"data_offsets":%s}' % (
+                dt, key, ",".join([num] + [str(d) for d in shape[1:]]) if shape[0] == 1 else ",".join(map(str, shape)),
+                json.dumps(t["data_offsets"]))
+            c.members[i] = (k, RawJSON(body))
+    elif m == "bytes":
+        c.byte_edits.append((rng.randint(0, 4096), bytes([rng.choice(b'{}[]":, 0123456789-.eE\\u\x00\xff\x7f')])
+                             if rng.random() < 0.8 else b"", rng.choice([0, 1, 1, 2])))
     elif m == "raw":
         c.members.append(("r", RawJSON(rng.choice(["1", "[]", "{}", "null", "\"s\"", "1e400", "NaN"]))))
 
