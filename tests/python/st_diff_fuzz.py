@@ -7,10 +7,10 @@ reference reader (the `safetensors` package).
 Generates safetensors files from structured random headers (valid ones and
 mutations of them), reads each with both, and requires that they agree on
 accept/refuse and, when both accept, on every tensor's name, dtype, shape and
-byte size. `weld inspect --json` lists tensors in header order without their
-data offsets, so offsets are compared only through what they imply (each
-tensor's byte size, the refusal of gaps and overlaps); the libFuzzer target
-tests/fuzz/fuzz_safetensors.c checks the parsed offsets themselves.
+byte size. `weld inspect --json` shows no data offsets, so every Nth file
+both accept (--convert-every) is also converted with --dtype keep, and each
+output tensor's bytes must be the input's at the offsets the reference read:
+the data is random, so bytes taken from the wrong offsets differ.
 
 A disagreement is shrunk (header members dropped while it persists) and
 printed with the header's hex. Exits 77 (skipped) when safetensors is not
@@ -65,6 +65,7 @@ class Case:
         self.cut = 0           # bytes cut off the end of the file
         self.byte_edits = []   # (position, replacement bytes, length replaced) in the header text
         self.tags = set()      # what was done, for the deviation list
+        self.data_seed = 0     # the data bytes: random, so every tensor's bytes tell where they came from
 
     def encode(self):
         parts = []
@@ -77,7 +78,7 @@ class Case:
             text = text[:at] + rep + text[at + n:]
         text += self.pad
         n = min(max(0, len(text) + self.hlen_delta), 2 ** 64 - 1)
-        blob = struct.pack("<Q", n) + text + bytes((i * 7 + 1) & 0xFF for i in range(self.data_len))
+        blob = struct.pack("<Q", n) + text + random.Random(self.data_seed).randbytes(self.data_len)
         return blob[:len(blob) - self.cut] if self.cut else blob
 
     def header_hex(self):
@@ -101,6 +102,7 @@ def rand_shape(rng):
 
 def valid_case(rng):
     c = Case()
+    c.data_seed = rng.getrandbits(32)
     tensors = []
     for i in range(rng.randint(0, 5)):
         while True:
@@ -306,6 +308,7 @@ def compare(weld, path, c):
         f.write(c.encode())
     ref, ref_err = ref_read(path)
     wld, wld_err = weld_read(weld, path)
+    compare.last = (ref, wld)
     if (ref is None) == (wld is None) and ref == wld:
         return None
     for dev in EXPECTED_DEVIATIONS:
@@ -313,6 +316,34 @@ def compare(weld, path, c):
             return None
     return "reference: %s\nweld: %s" % (ref if ref is not None else "refused: " + ref_err,
                                         wld if wld is not None else "refused: " + " ".join(wld_err))
+
+
+compare.last = (None, None)  # both readers' tensor lists for the last file compared
+
+
+def tensor_bytes(path):
+    """{name: bytes} of a safetensors file the reference accepted (so its offsets are valid)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    start = 8 + n
+    return {k: blob[start + v["data_offsets"][0]:start + v["data_offsets"][1]]
+            for k, v in json.loads(blob[8:start]).items() if k != "__metadata__"}
+
+
+def compare_data(weld, path, out):
+    """weld inspect shows no offsets: convert with --dtype keep and compare every
+    tensor's bytes with the bytes the reference's offsets give. None when equal."""
+    r = subprocess.run([weld, "convert", "--input", path, "--output", out, "--dtype", "keep", "--force",
+                        "--quiet", "--device", "cpu", "--threads", "1"], capture_output=True, timeout=120)
+    if r.returncode != 0:
+        return "weld convert refused what inspect accepted: " + r.stderr.decode(errors="replace").strip()
+    want = tensor_bytes(path)
+    got = tensor_bytes(os.path.join(out, "model.safetensors"))
+    if set(want) != set(got):
+        return "weld convert wrote tensors %s, the input holds %s" % (sorted(got), sorted(want))
+    bad = [k for k in want if want[k] != got[k]]
+    return "bytes differ (data offsets read differently) for %s" % bad if bad else None
 
 
 def shrink(weld, path, c):
@@ -336,12 +367,14 @@ def main():
     ap.add_argument("--cases", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=0, help="run for this long instead of --cases")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--convert-every", type=int, default=10,
+                    help="also convert every Nth file both accept, to check data offsets (0: never)")
     a = ap.parse_args()
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "little")
     rng = random.Random(seed)
     failures = 0
     n = 0
-    refused = 0
+    refused = accepted = converted = 0
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "case.safetensors")
@@ -350,7 +383,15 @@ def main():
             n += 1
             why = compare(a.weld, path, c)
             if why is None:
-                refused += ref_read(path)[0] is None
+                ref, wld = compare.last
+                refused += ref is None
+                if ref and wld and a.convert_every and (accepted := accepted + 1) % a.convert_every == 0:
+                    converted += 1
+                    why = compare_data(a.weld, path, os.path.join(tmp, "out"))
+                    if why:
+                        failures += 1
+                        print("DATA DISAGREEMENT (seed %d, case %d)\n%s\nfile hex: %s\n"
+                              % (seed, n, why, c.encode().hex()))
                 continue
             failures += 1
             c = shrink(a.weld, path, c)
@@ -359,8 +400,8 @@ def main():
                   % (seed, n, sorted(c.tags), why, c.header_hex()))
             if failures >= 5:
                 break
-    print("st_diff_fuzz: seed %d: %d cases (%d refused by the reference) in %.1fs, %d disagreements"
-          % (seed, n, refused, time.time() - start, failures))
+    print("st_diff_fuzz: seed %d: %d cases (%d refused by the reference, %d converted) in %.1fs, "
+          "%d disagreements" % (seed, n, refused, converted, time.time() - start, failures))
     return 1 if failures else 0
 
 
