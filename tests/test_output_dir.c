@@ -136,6 +136,12 @@ static void test_edits(void)
 	     "bfloat16",
 	     "{\"name\": \"say \\\"dtype\\\": \\\"float32\\\", \\\\\", \"dtype\": \"bfloat16\", \"n\": \"torch_dtype\"}");
 	EDIT("{\"d\\u0074ype\": \"float32\"}", "bfloat16", "{\"d\\u0074ype\": \"bfloat16\"}");
+	/* Every character escaped: 68 bytes of key, still torch_dtype (also one level down). */
+	EDIT("{\"\\u0074\\u006f\\u0072\\u0063\\u0068\\u005f\\u0064\\u0074\\u0079\\u0070\\u0065\": \"float32\", "
+	     "\"t\": {\"\\u0074\\u006f\\u0072\\u0063\\u0068\\u005f\\u0064\\u0074\\u0079\\u0070\\u0065\": 1}}",
+	     "bfloat16",
+	     "{\"\\u0074\\u006f\\u0072\\u0063\\u0068\\u005f\\u0064\\u0074\\u0079\\u0070\\u0065\": \"bfloat16\", "
+	     "\"t\": {\"\\u0074\\u006f\\u0072\\u0063\\u0068\\u005f\\u0064\\u0074\\u0079\\u0070\\u0065\": \"bfloat16\"}}");
 	EDIT("{\"\\torch_dtype\": 1}", "bfloat16", "{\"\\torch_dtype\": 1, \"torch_dtype\": \"bfloat16\"}");
 	EDIT("{\"dtypes\": \"float32\", \"u\": \"\\u00e9\\/\\b\"}", "bfloat16",
 	     "{\"dtypes\": \"float32\", \"u\": \"\\u00e9\\/\\b\", \"torch_dtype\": \"bfloat16\"}");

@@ -164,6 +164,26 @@ static void check_aliases(const char *path)
 	weld_ckpt_free(c);
 }
 
+/*
+ * A legacy storage key holding a newline (found by fuzz_legacy): the
+ * message quoting it stays one line, the control character shown as '?'.
+ */
+static void check_message_one_line(void)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/legacy/regress_newline_in_storage_key", WELD_SOURCE_DIR);
+	weld_error err = {0};
+	weld_ckpt *c = NULL;
+	weld_status s = weld_ckpt_open(&c, path, &err);
+	CHECK(s == WELD_ERR_FORMAT && !strchr(err.message, '\n') && strstr(err.message, "'94ons?Order616'"));
+	if (s != WELD_ERR_FORMAT)
+		fprintf(stderr, "got %d %s\n", s, err.message);
+	weld_ckpt_free(c);
+	/* Every message, whatever it quotes. */
+	weld__fail(&err, WELD_ERR_FORMAT, "name '%s'", "a\nb\r\x1b[31mc\x7f");
+	CHECK(strcmp(err.message, "name 'a?b??[31mc?'") == 0);
+}
+
 int main(void)
 {
 	size_t n;
@@ -184,6 +204,7 @@ int main(void)
 	char dir[] = "/tmp/weld_test_torch_XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
 	check_truncated_legacy(dir);
+	check_message_one_line();
 	char cut[4096];
 	snprintf(cut, sizeof(cut), "%s/cut.pt", dir);
 	unlink(cut);

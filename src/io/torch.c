@@ -366,8 +366,12 @@ static weld_status open_legacy(weld_torch *t, weld_error *err)
 		free(found.items);
 		return s;
 	}
-	/* Sorted by key, so each listed key finds its dtype by bisection. */
-	qsort(found.items, found.n, sizeof(*found.items), cmp_storage_key);
+	/*
+	 * Sorted by key, so each listed key finds its dtype by bisection. With no
+	 * storage the list is NULL, which qsort and bsearch must not be given.
+	 */
+	if (found.n)
+		qsort(found.items, found.n, sizeof(*found.items), cmp_storage_key);
 	t->legacy = weld__calloc(keys->seq.n, sizeof(*t->legacy));
 	if (!t->legacy) {
 		free(found.items);
@@ -384,7 +388,8 @@ static weld_status open_legacy(weld_torch *t, weld_error *err)
 		weld_py probe = {.kind = WELD_PY_STORAGE};
 		probe.storage.key = k->str.s;
 		const weld_py *pp = &probe;
-		const weld_py **hit = bsearch(&pp, found.items, found.n, sizeof(*found.items), cmp_storage_key);
+		const weld_py **hit =
+			found.n ? bsearch(&pp, found.items, found.n, sizeof(*found.items), cmp_storage_key) : NULL;
 		const weld_py *st = hit ? *hit : NULL;
 		if (!st) {
 			s = weld__fail(err, WELD_ERR_FORMAT,

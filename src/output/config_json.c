@@ -88,9 +88,14 @@ static weld_status scan_string(json_scanner *sc)
  */
 static bool key_is(const char *s, size_t start, size_t end, const char *word)
 {
-	char decoded[64];
+	/*
+	 * The token may spell each character of WORD as a 6-byte \uXXXX escape:
+	 * "torch_dtype" fully escaped is 68 bytes. A token longer than that is
+	 * not WORD; one that fits decodes into no more bytes than it has.
+	 */
+	char decoded[2 + 6 * 16];
 	size_t len, at;
-	if (end - start > sizeof(decoded)) /* decoding never grows a string: too long to be WORD */
+	if (strlen(word) > 16 || end - start > 2 + 6 * strlen(word))
 		return false;
 	weld__json_string(s, end, &start, false, decoded, &len, &at);
 	return len == strlen(word) && memcmp(decoded, word, len) == 0;

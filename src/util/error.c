@@ -35,17 +35,30 @@ const char *weld_version(void)
  * TEXT (LEN bytes) into ERR's message. One too long keeps its head and its
  * tail around "...": the head names the file, the tail says what went wrong.
  */
+/*
+ * Messages quote names taken from the input (a legacy storage key, a tensor
+ * name), which may hold any byte: control characters become '?', so a
+ * message stays one line and cannot send escape sequences to a terminal.
+ */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 static void set_message(weld_error *err, const char *text, size_t len)
 {
 	size_t cap = sizeof(err->message);
 	if (len < cap) {
 		memcpy(err->message, text, len + 1);
-		return;
+	} else {
+		size_t head = cap / 3, tail = cap - 1 - head - 3;
+		memcpy(err->message, text, head);
+		memcpy(err->message + head, "...", 3);
+		memcpy(err->message + head + 3, text + len - tail, tail + 1);
 	}
-	size_t head = cap / 3, tail = cap - 1 - head - 3;
-	memcpy(err->message, text, head);
-	memcpy(err->message + head, "...", 3);
-	memcpy(err->message + head + 3, text + len - tail, tail + 1);
+	one_line(err->message);
 }
 
 /* FMT and AP formatted into a malloc'd string, or into FALLBACK (cut) when there is no memory. */
