@@ -153,9 +153,55 @@ PY
 		fail "no storage entry: $(out_err nostorage)"
 	[ "$(out_err overlap)" = "weld: error: $out/bad/.metadata: the chunks of 'model.norm.weight' overlap at element 6" ] ||
 		fail "overlap: $(out_err overlap)"
+	# Hostile .metadata (torchtitan fixture): a chunk reading another tensor's bytes, a NUL in a file
+	# name, an offset past 2^63, and a byte item that is a protocol-0 pickle calling print (torch's
+	# loader would run it: scan must call it unsafe).
+	python3 - "$fx/titan_2d/step-3" "$out/h" <<'PY'
+import os, pickle, shutil, sys
+from torch.distributed.checkpoint.filesystem import _StorageInfo
+src, out = sys.argv[1], sys.argv[2]
+def fresh(name):
+    d = os.path.join(out, name)
+    shutil.copytree(src, d)
+    return d, pickle.loads(open(os.path.join(d, ".metadata"), "rb").read())  # torch wrote it; our copy
+def save(d, m):
+    open(os.path.join(d, ".metadata"), "wb").write(pickle.dumps(m, protocol=2))
+def key(m, fqn):
+    return [k for k in m.storage_data if k.fqn == fqn][0]
+d, m = fresh("cross")  # norm's first chunk points at a layer norm's bytes in the same file
+a, b = key(m, "model.norm.weight"), key(m, "model.layers.0.input_layernorm.weight")
+va, vb = m.storage_data[a], m.storage_data[b]
+m.storage_data[a] = _StorageInfo(vb.relative_path, vb.offset, vb.length); save(d, m)
+d, m = fresh("nul")
+k = key(m, "model.norm.weight"); v = m.storage_data[k]
+m.storage_data[k] = _StorageInfo(v.relative_path + "\0/../../etc/passwd", v.offset, v.length); save(d, m)
+d, m = fresh("hugeoff")
+k = key(m, "model.norm.weight"); v = m.storage_data[k]
+m.storage_data[k] = _StorageInfo(v.relative_path, 2**64 - 10, 100); save(d, m)
+d, m = fresh("p0")
+payload = b"cbuiltins\nprint\n(S'PWNED'\ntR."
+f = os.path.join(d, "__0_0.distcp"); at = os.path.getsize(f)
+open(f, "ab").write(payload)
+k = key(m, "dataloader.dp_rank_0"); v = m.storage_data[k]
+m.storage_data[k] = _StorageInfo("__0_0.distcp", at, len(payload)); save(d, m)
+PY
+	expect 1 "$weld" convert --input "$out/h/cross" --output "$out/r7" --quiet
+	like stderr "weld: error: $out/h/cross/\.metadata: the stored chunks of '.*' and '.*' overlap in __[0-9]_0\.distcp at byte [0-9]+"
+	expect 1 "$weld" convert --input "$out/h/nul" --output "$out/r7" --quiet
+	last stderr "weld: error: $out/h/nul/.metadata: a storage_data entry is not a MetadataIndex and a _StorageInfo"
+	expect 1 "$weld" convert --input "$out/h/hugeoff" --output "$out/r7" --quiet
+	last stderr "weld: error: $out/h/hugeoff/.metadata: the storage of a chunk of 'model.norm.weight' has an offset or length out of range"
+	[ ! -e "$out/r7" ] || fail "a hostile .metadata left an output"
+	expect 1 "$weld" scan "$out/h/p0"
+	has stdout "  builtins.print at offset 0 of pickle 1"
+	like stdout "unsafe +$out/h/p0/__0_0\.distcp .*"
 else
 	echo "skipped: the broken-.metadata checks need python3 with torch"
 fi
+# A .distcp that no .metadata entry names is not scanned, and scan says so.
+cp -r "$fx/fsdp2_empty/checkpoint" "$out/unnamed" && cp "$out/unnamed/__0_0.distcp" "$out/unnamed/__9_0.distcp"
+expect 1 "$weld" scan "$out/unnamed"
+has stdout "$out/unnamed/__9_0.distcp: not named in $out/unnamed/.metadata, so not scanned"
 
 # scan: the .metadata and every chunk of every .distcp are safe.
 expect 0 "$weld" scan "$fx/trainer_fsdp2" "$fx/titan_2d" "$fx/fsdp2_empty"

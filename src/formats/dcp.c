@@ -18,12 +18,15 @@
  */
 #include "formats/dcp.h"
 
-#include "formats/dcp_meta.h"
+#include "io/dcp_meta.h"
 #include "formats/torch_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What the plan takes per tensor (pipeline/plan.c): the same bound, said in DCP's words and earlier. */
+#define DCP_MAX_RUNS (1u << 22)
 
 typedef struct run {
 	uint64_t dst, count, src_off; /* elements, elements, bytes */
@@ -114,18 +117,39 @@ static weld_status parent_file(opener *o, const char *rel, weld_file **out, weld
 }
 
 /* Why the bytes at the window's start are not a torch.save archive. */
-static weld_status not_torch_save(const opener *o, weld_file *parent, const dcp_tensor *t, const dcp_storage *st,
-				  weld_error *err)
+/* true when F starts as a safetensors file does: a little-endian header length, then '{'. */
+static bool safetensors_head(weld_file *f)
 {
 	uint8_t head[9] = {0};
 	weld_error e = {0};
-	bool st_file = parent->size >= 9 && weld_file_pread(parent, head, 9, 0, &e) == WELD_OK && head[8] == '{';
-	return weld__fail(err, WELD_ERR_UNSUPPORTED,
-			  "%s/%s: the chunk of '%s' at byte %llu is not a torch.save archive%s", o->dir, st->relative_path,
-			  t->fqn, (unsigned long long)st->offset,
-			  st_file ? " (the file is safetensors: a DCP saved with serialization_format SAFETENSORS, "
-				    "which weld does not read)"
-				  : "");
+	return f->size >= 9 && weld_file_pread(f, head, 9, 0, &e) == WELD_OK && head[8] == '{';
+}
+
+#define SAFETENSORS_FORMAT " (the file is safetensors: a DCP saved with serialization_format SAFETENSORS, which weld does not read)"
+
+static weld_status not_torch_save(const opener *o, weld_file *parent, const dcp_tensor *t, const dcp_storage *st,
+				  weld_error *err)
+{
+	return weld__fail(err, WELD_ERR_UNSUPPORTED, "%s/%s: the chunk of '%s' at byte %llu is not a torch.save archive%s",
+			  o->dir, st->relative_path, t->fqn, (unsigned long long)st->offset,
+			  safetensors_head(parent) ? SAFETENSORS_FORMAT : "");
+}
+
+/* Why two storage entries share bytes: a safetensors-format DCP lists them all at its data's start. */
+static weld_status overlap(const char *dir, const dcp_storage *a, const dcp_storage *b, weld_error *err)
+{
+	char *path = weld__path_join(dir, b->relative_path);
+	weld_file *f = NULL;
+	weld_error e = {0};
+	bool st = path && weld_file_open(&f, path, &e) == WELD_OK && safetensors_head(f);
+	weld_file_close(f);
+	free(path);
+	if (st)
+		return weld__fail(err, WELD_ERR_UNSUPPORTED,
+				  "%s/%s: the chunk of '%s' at byte %llu is not a torch.save archive" SAFETENSORS_FORMAT, dir,
+				  a->relative_path, a->fqn, (unsigned long long)a->offset);
+	return weld__fail(err, WELD_ERR_FORMAT, "%s/.metadata: the stored chunks of '%s' and '%s' overlap in %s at byte %llu",
+			  dir, a->fqn, b->fqn, b->relative_path, (unsigned long long)b->offset);
 }
 
 /* The chunk's tensor must be the chunk: its dtype and sizes, contiguous, no view bits. */
@@ -137,7 +161,10 @@ static weld_status check_chunk(const char *path, const dcp_tensor *t, const dcp_
 	weld_status s = weld__torch_plain_view(path, "the chunk of '", t->fqn, v, err);
 	if (s)
 		return s;
-	bool same = v->tensor.dtype == t->dtype && v->tensor.ndim == t->ndim;
+	if (v->tensor.dtype != t->dtype)
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: the chunk of '%s' holds %s, where .metadata says %s", path, t->fqn,
+				  weld_dtype_name(v->tensor.dtype), weld_dtype_name(t->dtype));
+	bool same = v->tensor.ndim == t->ndim;
 	int64_t want = 1;
 	for (size_t d = t->ndim; same && d-- > 0;) {
 		same = v->tensor.shape[d] == k->sizes[d];
@@ -147,8 +174,8 @@ static weld_status check_chunk(const char *path, const dcp_tensor *t, const dcp_
 		want *= (int64_t)k->sizes[d];
 	}
 	if (!same)
-		return weld__fail(err, WELD_ERR_MISMATCH, "%s: the chunk of '%s' holds a %s tensor of another shape than .metadata says",
-				  path, t->fqn, weld_dtype_name(v->tensor.dtype));
+		return weld__fail(err, WELD_ERR_MISMATCH, "%s: the chunk of '%s' holds a tensor of another shape than .metadata says",
+				  path, t->fqn);
 	return WELD_OK;
 }
 
@@ -215,33 +242,46 @@ static weld_status add_run(opener *o, run r, weld_error *err)
 	return WELD_OK;
 }
 
-/* The runs chunk K of T lands as (see the top of this file). */
-static weld_status chunk_runs(opener *o, const dcp_tensor *t, const dcp_chunk *k, weld_error *err)
+/*
+ * Chunk K of T inside T (checked: sizes and offsets come from the file):
+ * *NUMEL its elements, *J the last dimension it cuts (0 when none), *NRUNS
+ * the runs it lands as, each *LEN elements.
+ */
+static weld_status chunk_shape(const opener *o, const dcp_tensor *t, const dcp_chunk *k, uint64_t *numel, size_t *j,
+			       uint64_t *nruns, uint64_t *len, weld_error *err)
 {
-	uint64_t g[WELD_MAX_DIMS], end;
-	size_t n = t->ndim, j = 0;
-	for (size_t d = n; d-- > 0;) {
+	uint64_t end;
+	*numel = 1, *j = 0, *len = 1;
+	for (size_t d = t->ndim; d-- > 0;)
 		if (!weld__add_u64(&end, k->offsets[d], k->sizes[d]) || end > t->size[d])
 			return weld__fail(err, WELD_ERR_FORMAT, "%s/.metadata: a chunk of '%s' lies outside its size on dimension %zu",
 					  o->dir, t->fqn, d);
-		g[d] = d + 1 == n ? 1 : g[d + 1] * t->size[d + 1];
-	}
-	uint64_t numel = 1, len = 1, nruns = 1;
-	for (size_t d = 0; d < n; d++)
-		numel *= k->sizes[d];
-	if (numel == 0)
-		return WELD_OK;
-	for (size_t d = n; d-- > 0;)
+	for (size_t d = 0; d < t->ndim; d++)
+		*numel *= k->sizes[d]; /* at most the tensor's numel, which did not overflow */
+	for (size_t d = t->ndim; d-- > 0;)
 		if (k->sizes[d] != t->size[d]) {
-			j = d;
+			*j = d;
 			break;
 		}
-	for (size_t d = j; d < n; d++)
-		len *= k->sizes[d];
-	nruns = numel / len;
+	for (size_t d = *j; d < t->ndim; d++)
+		*len *= k->sizes[d];
+	*nruns = *numel ? *numel / *len : 0;
+	return WELD_OK;
+}
+
+/* The runs chunk K of T lands as (see the top of this file). */
+static weld_status chunk_runs(opener *o, const dcp_tensor *t, const dcp_chunk *k, weld_error *err)
+{
+	uint64_t g[WELD_MAX_DIMS], numel, len, nruns;
+	size_t n = t->ndim, j;
+	weld_status s = chunk_shape(o, t, k, &numel, &j, &nruns, &len, err);
+	if (s || numel == 0)
+		return s;
+	for (size_t d = n; d-- > 0;)
+		g[d] = d + 1 == n ? 1 : g[d + 1] * t->size[d + 1];
 	uint32_t src = 0, record = WELD_NO_RECORD;
 	uint64_t base = 0;
-	weld_status s = open_chunk(o, t, k, &src, &base, &record, err);
+	s = open_chunk(o, t, k, &src, &base, &record, err);
 	size_t esz = weld_dtype_size(t->dtype);
 	uint64_t idx[WELD_MAX_DIMS] = {0};
 	for (uint64_t r = 0; r < nruns && !s; r++) {
@@ -313,23 +353,59 @@ static weld_status add_tensor(opener *o, const dcp_tensor *t, weld_error *err)
 		return s;
 	size_t idx = o->c->nt - 1;
 	o->nruns = 0;
-	for (size_t i = 0; i < t->nchunks && !s; i++) {
+	uint64_t runs = 0;
+	for (size_t i = 0; i < t->nchunks && !s; i++) { /* every chunk checked before any is read */
 		const dcp_chunk *k = &t->chunks[i];
-		if (k->storage == DCP_NO_STORAGE) {
-			uint64_t numel = 1;
-			for (size_t d = 0; d < t->ndim; d++)
-				numel *= k->sizes[d];
-			if (numel)
-				s = weld__fail(err, WELD_ERR_FORMAT, "%s/.metadata: chunk %zu of '%s' has no storage_data entry",
-					       o->dir, i, t->fqn);
-			continue;
-		}
-		s = chunk_runs(o, t, k, err);
+		uint64_t numel, nruns, len;
+		size_t j;
+		if ((s = chunk_shape(o, t, k, &numel, &j, &nruns, &len, err)))
+			break;
+		if (numel && k->storage == DCP_NO_STORAGE)
+			s = weld__fail(err, WELD_ERR_FORMAT, "%s/.metadata: chunk %zu of '%s' has no storage_data entry", o->dir, i,
+				       t->fqn);
+		else if ((runs += nruns) > DCP_MAX_RUNS)
+			s = weld__fail(err, WELD_ERR_LIMIT, "%s/.metadata: the chunks of '%s' cut it into more than %u runs",
+				       o->dir, t->fqn, DCP_MAX_RUNS);
 	}
+	for (size_t i = 0; i < t->nchunks && !s; i++)
+		if (t->chunks[i].storage != DCP_NO_STORAGE)
+			s = chunk_runs(o, t, &t->chunks[i], err);
 	ct = &o->c->t[idx];
 	if (!s && o->nruns)
 		ct->src = o->runs[0].src;
 	return s ? s : emit(o, t, ct, err);
+}
+
+static int cmp_storage(const void *a, const void *b)
+{
+	const dcp_storage *x = *(const dcp_storage *const *)a, *y = *(const dcp_storage *const *)b;
+	int c = strcmp(x->relative_path, y->relative_path);
+	return c ? c : x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/*
+ * No two storage entries share bytes: torch writes each item once, one after
+ * another. Shared bytes would let one small archive stand for any number of
+ * chunks (memory grows with rows x chunks), or a chunk read another's data.
+ */
+static weld_status storage_disjoint(const dcp_meta *m, const char *dir, weld_error *err)
+{
+	const dcp_storage **v = weld__calloc(m->nstorage ? m->nstorage : 1, sizeof(*v));
+	size_t n = 0;
+	if (!v)
+		return weld__nomem(err);
+	for (size_t i = 0; i < m->nstorage; i++)
+		if (m->storage[i].length)
+			v[n++] = &m->storage[i];
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_storage);
+	weld_status s = WELD_OK;
+	for (size_t i = 1; i < n && !s; i++)
+		if (strcmp(v[i - 1]->relative_path, v[i]->relative_path) == 0 &&
+		    v[i - 1]->offset + v[i - 1]->length > v[i]->offset)
+			s = overlap(dir, v[i - 1], v[i], err);
+	free(v);
+	return s;
 }
 
 static weld_status describe(weld_ckpt *c, const opener *o, size_t ntensors, weld_error *err)
@@ -352,6 +428,8 @@ weld_status weld__dcp_open(weld_ckpt *c, const char *dir, weld_error *err)
 	opener o = {.c = c, .dir = d, .m = &m};
 	size_t n = 0;
 	c->format = WELD_FORMAT_DCP;
+	if (!s)
+		s = storage_disjoint(&m, d, err);
 	for (size_t i = 0; !s && i < m.nt; i++)
 		if (m.t[i].name && !(s = add_tensor(&o, &m.t[i], err)))
 			n++;

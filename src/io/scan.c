@@ -4,7 +4,7 @@
  * A torch zip: each *.pkl member. A legacy torch file: its five pickles.
  * Anything else: pickles one after another to the end of the file.
  */
-#include "formats/dcp_meta.h"
+#include "io/dcp_meta.h"
 #include "io/pickle/internal.h"
 #include "io/pickle/scan.h"
 #include "io/zip.h"
@@ -135,10 +135,32 @@ static weld_status scan_plain(weld_scan_report *r, weld_file *f, const uint8_t *
 }
 
 /*
- * A DCP .distcp: torch.save archives (tensor chunks) and raw byte items one
- * after another, found only through the folder's .metadata. Each archive
- * is scanned as a zip in its window of the file; a byte item too when it is
- * a pickle (torchtitan's dataloader state is), else it holds no pickle.
+ * One storage window W of a .distcp (entry ST): a torch.save archive is
+ * scanned as a zip; a byte item otherwise as pickles, whatever their
+ * protocol (torch loads byte items with torch.load(weights_only=False));
+ * a tensor's raw bytes in a safetensors-format file (SAFETENSORS) hold none.
+ */
+static weld_status scan_item(weld_scan_report *r, weld_file *w, const dcp_storage *st, bool st_file,
+			     const weld_open_options *o, weld_error *err)
+{
+	uint8_t head[4] = {0};
+	weld_error e = {0};
+	if (weld_file_pread(w, head, st->length < 4 ? (size_t)st->length : 4, 0, &e))
+		return (r->problem = weld__format("%s", e.message)) ? WELD_OK : weld__nomem(err);
+	if (memcmp(head, "PK\x03\x04", 4) == 0)
+		return scan_zip(r, w, o, err);
+	if (!st->bytes_item && st_file)
+		return WELD_OK;
+	if (st->length > MAX_PICKLE)
+		return (r->problem = weld__format("%s: larger than 1 GiB", w->path)) ? WELD_OK : weld__nomem(err);
+	return scan_plain(r, w, head, 0, o, err);
+}
+
+/*
+ * A DCP .distcp: torch.save archives (tensor chunks) and byte items one
+ * after another, found only through the folder's .metadata, each scanned in
+ * its window of the file (scan_item). A .distcp no entry names is not
+ * scanned, and says so.
  */
 static weld_status scan_distcp(weld_scan_report *r, weld_file *f, const weld_open_options *o, weld_error *err)
 {
@@ -149,30 +171,32 @@ static weld_status scan_distcp(weld_scan_report *r, weld_file *f, const weld_ope
 	dcp_meta m;
 	weld_error e = {0};
 	weld_status s = WELD_OK;
+	uint8_t head[9] = {0};
+	bool st_file = f->size >= 9 && !weld_file_pread(f, head, 9, 0, &e) && head[8] == '{', named = false;
 	if (weld__dcp_meta_read(&m, meta, o->allow_globals, o->nallow_globals, &e))
 		r->problem = weld__format("%s (the .metadata that says where its pickles are)", e.message);
 	for (size_t i = 0; !r->problem && !s && i < m.nstorage; i++) {
 		const dcp_storage *st = &m.storage[i];
 		weld_file *w = NULL;
-		uint8_t head[4] = {0};
-		char *name = strcmp(st->relative_path, base) ? NULL
-			     : weld__format("%s (bytes %llu-%llu)", f->path, (unsigned long long)st->offset,
-					    (unsigned long long)(st->offset + st->length));
-		if (name && st->transform) /* compressed, say: its pickles cannot be walked */
+		if (strcmp(st->relative_path, base) != 0)
+			continue;
+		named = true;
+		char *name = weld__format("%s (bytes %llu-%llu)", f->path, (unsigned long long)st->offset,
+					  (unsigned long long)(st->offset + st->length));
+		if (!name)
+			s = weld__nomem(err);
+		else if (st->transform) /* compressed, say: its pickles cannot be walked */
 			weld__fail(&e, WELD_ERR_UNSUPPORTED, "%s: stored through the extension '%s', which weld cannot look inside",
 				   name, st->transform);
-		else if (name && !weld_file_window(&w, f, st->offset, st->length, name, &e) &&
-		    !weld_file_pread(w, head, st->length < 4 ? (size_t)st->length : 4, 0, &e)) {
-			if (memcmp(head, "PK\x03\x04", 4) == 0)
-				s = scan_zip(r, w, o, err);
-			else if (head[0] == 0x80 && st->length <= MAX_PICKLE)
-				s = scan_plain(r, w, head, 0, o, err);
-		}
-		if (e.message[0] && !r->problem)
-			r->problem = weld__format("%s", e.message);
+		else if (!weld_file_window(&w, f, st->offset, st->length, name, &e))
+			s = scan_item(r, w, st, st_file, o, err);
+		if (e.message[0] && !r->problem && !(r->problem = weld__format("%s", e.message)))
+			s = weld__nomem(err);
 		weld_file_close(w);
 		free(name);
 	}
+	if (!s && !r->problem && !named && !(r->problem = weld__format("%s: not named in %s, so not scanned", f->path, meta)))
+		s = weld__nomem(err);
 	weld__dcp_meta_free(&m);
 	free(meta);
 	return s;

@@ -1,5 +1,5 @@
 /* A DCP .metadata pickle read as inert objects into plain structs (dcp_meta.h). */
-#include "formats/dcp_meta.h"
+#include "io/dcp_meta.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,20 +78,30 @@ static const char *key_of(const void *ctx, size_t i)
 	return ((const reader *)ctx)->keys[i];
 }
 
+/* A str without NUL (a NUL would cut the C string short: torch would not read that name). */
+static bool plain_str(const weld_py *o)
+{
+	return o && o->kind == WELD_PY_STR && strlen(o->str.s) == o->str.len;
+}
+
 /* One storage_data entry: MetadataIndex -> _StorageInfo. */
 static weld_status read_storage(reader *r, const weld_py *idx, const weld_py *info)
 {
 	const weld_py *fqn = field(idx, "fqn"), *rel = field(info, "relative_path"), *tr = field(info, "transform_descriptors");
-	uint64_t off[WELD_MAX_DIMS];
-	size_t n;
+	uint64_t off[WELD_MAX_DIMS], end;
+	size_t n = 0;
 	dcp_storage *s = &r->m->storage[r->m->nstorage];
 	const weld_py *offset = field(idx, "offset");
-	n = 0; /* bytes entries have no offset */
-	if (!is_obj(idx, DCP_MOD, "MetadataIndex") || !fqn || fqn->kind != WELD_PY_STR ||
-	    (offset && offset->kind != WELD_PY_NONE && !as_dims(offset, off, &n)) || !rel || rel->kind != WELD_PY_STR ||
-	    !as_u64(field(info, "offset"), &s->offset) || !as_u64(field(info, "length"), &s->length))
+	s->bytes_item = !offset || offset->kind == WELD_PY_NONE; /* byte items have no offset in a tensor */
+	if (!is_obj(idx, DCP_MOD, "MetadataIndex") || !plain_str(fqn) || (!s->bytes_item && !as_dims(offset, off, &n)) ||
+	    !is_obj(info, "torch.distributed.checkpoint.filesystem", "_StorageInfo") || !plain_str(rel))
 		return bad(r, "a storage_data entry is not a MetadataIndex and a _StorageInfo");
+	if (!as_u64(field(info, "offset"), &s->offset) || !as_u64(field(info, "length"), &s->length) ||
+	    !weld__add_u64(&end, s->offset, s->length) || end > (uint64_t)INT64_MAX)
+		return weld__fail(r->err, WELD_ERR_FORMAT, "%s: the storage of a chunk of '%s' has an offset or length out of range",
+				  r->path, fqn->str.s);
 	s->relative_path = rel->str.s;
+	s->fqn = fqn->str.s;
 	s->transform = NULL;
 	if (tr && tr->kind == WELD_PY_LIST && tr->seq.n > 0)
 		s->transform = tr->seq.items[0]->kind == WELD_PY_STR ? tr->seq.items[0]->str.s : "(not a string)";
@@ -101,10 +111,9 @@ static weld_status read_storage(reader *r, const weld_py *idx, const weld_py *in
 	size_t had;
 	if (!k)
 		return weld__nomem(r->err);
-	r->keys[r->nkeys] = k;
-	if (!weld_map_add(&r->storage_keys, k, r->nkeys, &had))
+	r->keys[r->nkeys++] = k; /* freed with the others whatever happens next */
+	if (!weld_map_add(&r->storage_keys, k, r->nkeys - 1, &had))
 		return weld__nomem(r->err);
-	r->nkeys++;
 	if (had != WELD_MAP_NONE)
 		return weld__fail(r->err, WELD_ERR_FORMAT, "%s: two storage_data entries for one chunk of '%s'", r->path,
 				  fqn->str.s);
@@ -157,8 +166,8 @@ static weld_status read_chunks(reader *r, dcp_tensor *t, const weld_py *ch)
 /* Entry FQN -> V of state_dict_metadata: a tensor (kept) or bytes (counted). */
 static weld_status read_entry(reader *r, const weld_py *fqn, const weld_py *v)
 {
-	if (!fqn || fqn->kind != WELD_PY_STR)
-		return bad(r, "a state_dict_metadata key is not a string");
+	if (!plain_str(fqn))
+		return bad(r, "a state_dict_metadata key is not a string without NUL");
 	if (is_obj(v, DCP_MOD, "BytesStorageMetadata")) {
 		r->m->nbytes_entries++;
 		return WELD_OK;

@@ -6,8 +6,8 @@
  * _StorageInfo are dataclasses (their fields in BUILD's state dict),
  * TensorProperties a tuple (its __getstate__).
  */
-#ifndef WELD_FORMATS_DCP_META_H
-#define WELD_FORMATS_DCP_META_H
+#ifndef WELD_IO_DCP_META_H
+#define WELD_IO_DCP_META_H
 
 #include "io/pickle/pickle.h"
 #include "util/util.h"
@@ -30,9 +30,11 @@ typedef struct dcp_tensor {
 } dcp_tensor;
 
 typedef struct dcp_storage {
+	const char *fqn;           /* the entry it holds (a chunk of it), for messages */
 	const char *relative_path; /* file in the DCP folder */
 	uint64_t offset, length;
 	const char *transform; /* the first transform descriptor ("stream.zstd/1"), or NULL */
+	bool bytes_item;       /* a non-tensor value (torch.save'd, loaded with weights_only=False) */
 } dcp_storage;
 
 typedef struct dcp_meta {
@@ -56,4 +58,4 @@ weld_status weld__dcp_meta_read(dcp_meta *m, const char *path, const char *const
 				weld_error *err);
 void weld__dcp_meta_free(dcp_meta *m);
 
-#endif /* WELD_FORMATS_DCP_META_H */
+#endif /* WELD_IO_DCP_META_H */
