@@ -339,11 +339,31 @@ typedef struct weld_convert_options {
 	 * An HF Trainer FSDP checkpoint holds none: the base model's folder has them.
 	 */
 	const char *side_files;
+	/*
+	 * Shard the safetensors output as transformers' save_pretrained(
+	 * max_shard_size=...) does: "5GB", "500MB", "0.5KB" (TB/GB/MB/KB,
+	 * powers of 1000, case-insensitive) or a plain number of bytes (its
+	 * int form); weld_shard_size_parse says what is accepted. NULL: one
+	 * file. A model that fits one shard is one model.safetensors, as there.
+	 * Not with pytorch_bin (transformers 5 writes no .bin).
+	 */
+	const char *max_shard_size;
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
 	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0, \
-	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0, NULL}
+	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0, NULL, NULL}
+
+/*
+ * TEXT as transformers 5.24 (huggingface_hub's parse_size_to_int) reads a
+ * max_shard_size string, into *BYTES: the last two characters, upper-cased,
+ * are the unit TB, GB, MB or KB (10^12 ... 10^3), what is before them a
+ * number as Python's float() reads it, and the product truncated toward
+ * zero, clamped to int64. A string of digits alone is a number of bytes
+ * (save_pretrained's int form). Anything it refuses ("5GiB", "5", "xGB",
+ * "infGB") is WELD_ERR_INVALID_ARG with one line saying why.
+ */
+weld_status weld_shard_size_parse(const char *text, int64_t *bytes, weld_error *err);
 
 /* The defaults: bf16, model.safetensors, device auto, all cores, 8 MiB chunks. */
 void weld_convert_options_init(weld_convert_options *options);
@@ -394,15 +414,15 @@ typedef struct weld_convert_result {
 	size_t tensors;           /* written */
 	size_t tied;              /* aliases written once, under their owner's name */
 	uint64_t bytes_read;      /* from the source files, pickles and headers included */
-	uint64_t bytes_written;   /* size of the weights file */
+	uint64_t bytes_written;   /* size of the weights file (sharded: of every shard) */
 	uint64_t fp16_overflows;  /* finite values that became inf in a float16 cast */
-	uint32_t file_crc32;      /* zlib CRC-32 of the weights file */
+	uint32_t file_crc32;      /* zlib CRC-32 of the weights file (sharded: of the index) */
 	double seconds;
 	int threads;
 	char backend[16];         /* "cpu" or "cuda" */
 	char stripped_prefix[32]; /* "module." etc., empty when none */
 	char notice[2048];        /* one line for the user (e.g. why not CUDA, how it was published), or empty */
-	char output_file[4096];   /* path of the weights file */
+	char output_file[4096];   /* path of the weights file (sharded: of the index) */
 	char format[32];          /* the input's format name, e.g. "deepspeed" */
 	char format_detail[96];   /* e.g. "ZeRO-3, 16 ranks, tag global_step300"; may be empty */
 	char source_choice[4608]; /* weld_ckpt_choice_note: which weights of the folder were read; may be empty */
@@ -411,6 +431,7 @@ typedef struct weld_convert_result {
 	weld_read_group reads[WELD_READ_GROUPS_MAX]; /* the plan's reads by kind of file, largest first */
 	size_t nreads;
 	uint64_t plan_bytes;      /* memory of the plan's tables: tensors, fragments, records, names */
+	size_t files;             /* weight files written: 1, or the shards (output_file is then their index) */
 } weld_convert_result;
 
 /*

@@ -12,6 +12,7 @@
 #include "output/lock.h"
 #include "output/manifest.h"
 #include "output/publish.h"
+#include "output/shards.h"
 #include "output/side_files.h"
 #include "output/writer.h"
 #include "pipeline/crosscheck.h"
@@ -47,10 +48,11 @@ typedef struct conversion {
 	weld_plan *p;
 	weld_backend *b;
 	weld_writer *w;
-	uint64_t file_size;
-	weld_atomic weights;
+	uint64_t file_size; /* of every weights file */
+	weld_atomic *weights; /* one per weights file (w->nfiles) */
 	weld_exec_result ex;
-	uint32_t file_crc;
+	uint32_t *file_crcs;
+	uint32_t file_crc; /* the one file's, or the index's */
 	char **side;
 	size_t nside;
 } conversion;
@@ -202,9 +204,27 @@ weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err)
 	if (!s)
 		s = weld_plan_build(&p, ckpt, &po, err);
 	if (!s)
-		s = w->iface->layout(w, p, &size, err);
+		s = weld_writer_layout(w, p, &size, err);
 	weld_plan_free(p);
 	weld_writer_free(w);
+	return s;
+}
+
+/* The writer the options ask for: its kind, and the shard limit parsed before anything is opened. */
+static weld_status new_writer(conversion *cv, weld_error *err)
+{
+	const char *limit = cv->opts.max_shard_size;
+	/* transformers 5 has no .bin writer (save_pretrained lost safe_serialization): no shards to match. */
+	if (limit && cv->opts.pytorch_bin)
+		return weld__fail(err, WELD_ERR_INVALID_ARG,
+				  "--max-shard-size shards safetensors only: transformers 5.24 writes no sharded "
+				  "pytorch_model.bin to match (save_pretrained has no safe_serialization=False)");
+	weld_status s = weld_writer_new(&cv->w, cv->opts.pytorch_bin ? &weld_writer_torch_bin : &weld_writer_safetensors,
+					err);
+	if (!s && limit) {
+		cv->w->sharded = true;
+		s = weld_shard_size_parse(limit, &cv->w->shard_limit, err);
+	}
 	return s;
 }
 
@@ -212,9 +232,9 @@ weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err)
 static weld_status prepare(conversion *cv, weld_error *err)
 {
 	cv->w = NULL;
-	weld_status s = weld_writer_new(&cv->w, cv->opts.pytorch_bin ? &weld_writer_torch_bin : &weld_writer_safetensors,
-					err);
-	const char *weights = cv->w ? cv->w->iface->file_name : "";
+	weld_status s = new_writer(cv, err);
+	/* The longest name the result may give: the weights file, or the index of shards. */
+	const char *weights = !cv->w ? "" : cv->opts.max_shard_size ? WELD_ST_INDEX_NAME : cv->w->iface->file_name;
 	if (!s && strlen(cv->output_dir) + strlen(weights) + 2 > sizeof(cv->res->output_file))
 		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", cv->output_dir);
 	if (!s && cv->opts.side_files && !weld__is_dir(cv->opts.side_files))
@@ -238,7 +258,7 @@ static weld_status prepare(conversion *cv, weld_error *err)
 	if (!s)
 		s = open_backend(cv, err);
 	if (!s)
-		s = cv->w->iface->layout(cv->w, cv->p, &cv->file_size, err);
+		s = weld_writer_layout(cv->w, cv->p, &cv->file_size, err);
 	return s;
 }
 
@@ -256,37 +276,66 @@ static void fill_planned(conversion *cv)
 	snprintf(r->source_choice, sizeof(r->source_choice), "%s", cv->c->choice_note ? cv->c->choice_note : "");
 	snprintf(r->backend, sizeof(r->backend), "%s", weld_backend_name(cv->b));
 	snprintf(r->stripped_prefix, sizeof(r->stripped_prefix), "%s", cv->p->stripped_prefix);
-	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir, cv->w->iface->file_name);
+	snprintf(r->output_file, sizeof(r->output_file), "%s/%s", cv->output_dir,
+		 cv->w->index ? WELD_ST_INDEX_NAME : cv->w->files[0].name);
+	r->files = cv->w->nfiles;
 	r->plan_bytes = weld__plan_memory(cv->p, cv->c);
 }
 
-/* The weights file in the staging folder: laid out, filled by the executor, finished and flushed. */
+/* Weights file K in the staging folder, created at its full size with its head written. */
+static weld_status open_weights(conversion *cv, size_t k, weld_error *err)
+{
+	weld_writer *w = cv->w;
+	weld_atomic *a = &cv->weights[k];
+	weld_status s = weld__atomic_create(a, cv->stage, w->files[k].name, err);
+	if (!s && ftruncate(a->fd, (off_t)w->files[k].size) != 0)
+		s = weld__fail(err, WELD_ERR_IO, "%s: cannot size to %llu bytes: %s", a->tmp,
+			       (unsigned long long)w->files[k].size, strerror(errno));
+	if (!s)
+		s = w->iface->write_head(w, k, a->fd, a->tmp, err);
+	return s;
+}
+
+/*
+ * The weights files (one, or the shards) in the staging folder: laid out,
+ * filled by one run of the executor across them all, finished and flushed;
+ * then the shards' index.
+ */
 static weld_status write_weights(conversion *cv, weld_error *err)
 {
 	weld_writer *w = cv->w;
-	weld_status s = weld__atomic_create(&cv->weights, cv->stage, w->iface->file_name, err);
-	if (s)
-		return s;
-	const char *tmp = cv->weights.tmp;
-	if (ftruncate(cv->weights.fd, (off_t)cv->file_size) != 0)
-		s = weld__fail(err, WELD_ERR_IO, "%s: cannot size to %llu bytes: %s", tmp,
-			       (unsigned long long)cv->file_size, strerror(errno));
-	if (!s)
-		s = w->iface->write_head(w, cv->weights.fd, tmp, err);
+	size_t n = w->nfiles;
+	int *fds = weld__calloc(n, sizeof(*fds));
+	const char **paths = weld__calloc(n, sizeof(*paths));
+	cv->weights = weld__calloc(n, sizeof(*cv->weights));
+	cv->file_crcs = weld__calloc(n, sizeof(*cv->file_crcs));
+	weld_status s = fds && paths && cv->weights && cv->file_crcs ? WELD_OK : weld__nomem(err);
+	for (size_t k = 0; cv->weights && k < n; k++)
+		cv->weights[k] = (weld_atomic)WELD_ATOMIC_INIT;
+	for (size_t k = 0; !s && k < n; k++) {
+		s = open_weights(cv, k, err);
+		fds[k] = cv->weights[k].fd;
+		paths[k] = cv->weights[k].tmp;
+	}
 	if (!s) {
 		weld_exec_options eo = {.threads = cv->res->threads,
 					.chunk_bytes = cv->opts.chunk_bytes ? cv->opts.chunk_bytes : DEFAULT_CHUNK_BYTES,
 					.progress = cv->opts.progress,
 					.payload = cv->opts.payload};
-		s = weld_execute(cv->p, cv->b, cv->weights.fd, tmp, &eo, &cv->ex, err);
+		s = weld_execute(cv->p, cv->b, fds, paths, &eo, &cv->ex, err);
 	}
-	if (!s)
-		s = w->iface->finish(w, cv->p, cv->weights.fd, tmp, cv->ex.tensor_crcs, &cv->file_crc, err);
-	if (s) {
-		weld__atomic_abort(&cv->weights);
-		return s;
+	for (size_t k = 0; !s && k < n; k++)
+		s = w->iface->finish(w, k, cv->p, fds[k], paths[k], cv->ex.tensor_crcs, &cv->file_crcs[k], err);
+	for (size_t k = 0; !s && k < n; k++)
+		s = weld__atomic_commit(&cv->weights[k], err);
+	cv->file_crc = cv->file_crcs ? cv->file_crcs[0] : 0;
+	if (!s && w->index) {
+		s = weld__write_file_atomic(cv->stage, WELD_ST_INDEX_NAME, w->index, w->index_len, err);
+		cv->file_crc = weld__crc32(0, w->index, w->index_len);
 	}
-	return weld__atomic_commit(&cv->weights, err);
+	free(fds);
+	free(paths);
+	return s;
 }
 
 /*
@@ -318,9 +367,10 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 	weld_manifest_info mi = {.source = cv->input,
 				 .source_format = weld_format_name(weld_ckpt_format(cv->c)),
 				 .dtype = dtype_label(cv->opts.dtype),
-				 .weights_file = cv->w->iface->file_name,
-				 .file_size = cv->file_size,
-				 .file_crc32 = cv->file_crc,
+				 .files = cv->w->files,
+				 .file_crcs = cv->file_crcs,
+				 .nfiles = cv->w->nfiles,
+				 .index_file = cv->w->index ? WELD_ST_INDEX_NAME : NULL,
 				 .tensor_crcs = cv->ex.tensor_crcs,
 				 .fp16_overflows = cv->ex.fp16_overflows,
 				 .side_files = cv->side,
@@ -362,7 +412,10 @@ static uint64_t total_bytes_read(const weld_ckpt *c)
 
 static void release(conversion *cv)
 {
-	weld__atomic_abort(&cv->weights);
+	for (size_t k = 0; cv->weights && k < cv->w->nfiles; k++)
+		weld__atomic_abort(&cv->weights[k]);
+	free(cv->weights);
+	free(cv->file_crcs);
 	weld__stage_discard(cv->stage);
 	free(cv->stage);
 	weld__lock_release(&cv->lock); /* after the staging folder is gone: the next holder finds none */
@@ -387,7 +440,7 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		res = &local;
 	memset(res, 0, sizeof(*res));
 	conversion cv = {
-		.input = input, .output_dir = output_dir, .res = res, .weights = WELD_ATOMIC_INIT, .lock = WELD_LOCK_INIT};
+		.input = input, .output_dir = output_dir, .res = res, .lock = WELD_LOCK_INIT};
 	weld_status s = take_options(&cv.opts, options, err);
 	if (!s)
 		s = prepare(&cv, err);

@@ -151,7 +151,10 @@ static void check_manifest_allocations(void)
 	}
 	uint32_t crcs[64] = {0};
 	static char *const side[] = {"config.json"};
-	weld_manifest_info mi = {"in", "torch-zip", "bfloat16", "model.safetensors", 1234, 0xabcdef, crcs, 0, side, 1};
+	static const weld_out_file file = {"model.safetensors", 1234};
+	static const uint32_t file_crc = 0xabcdef;
+	weld_manifest_info mi = {.source = "in", .source_format = "torch-zip", .dtype = "bfloat16", .files = &file,
+				 .file_crcs = &file_crc, .nfiles = 1, .tensor_crcs = crcs, .side_files = side, .nside = 1};
 	CHECK(p->nt <= 64);
 	CHECK_OK(weld_manifest_write(scratch(""), p, &mi, &err), &err);
 	size_t want_len = 0, got_len = 0;

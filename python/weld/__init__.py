@@ -141,6 +141,7 @@ def convert(
     force: bool = False,
     allow_globals: Iterable[str] = (),
     side_files: Optional[PathLike] = None,
+    max_shard_size: Optional[Union[int, str]] = None,
     dry_run: bool = False,
     quiet: bool = False,
 ) -> Dict[str, Any]:
@@ -151,7 +152,9 @@ def convert(
     pytorch_model.bin instead of model.safetensors; cross_check: "warn",
     "error" or "off"; force: replace an existing OUTPUT; side_files: the
     folder to take config.json and tokenizer files from (an HF Trainer FSDP
-    checkpoint holds none); dry_run: plan only;
+    checkpoint holds none); max_shard_size: shard as transformers'
+    save_pretrained(max_shard_size=...) does ("5GB", or an int of bytes);
+    dry_run: plan only;
     quiet: no progress on stderr. Returns the summary (`weld convert --json`):
     tensors, bytes_read, bytes_written, crc32, backend, seconds, ...
     Raises WeldError."""
@@ -167,6 +170,8 @@ def convert(
         args.append("--force")
     if side_files is not None:
         args += ["--side-files", os.fspath(side_files)]
+    if max_shard_size is not None:
+        args += ["--max-shard-size", str(max_shard_size)]
     if dry_run:
         args.append("--dry-run")
     if quiet:

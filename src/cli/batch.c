@@ -48,7 +48,7 @@ static const char batch_usage[] =
 	"  --json                     the plan or the results as one JSON object on stdout\n"
 	"  --help                     this help\n"
 	"\n"
-	"convert's options (see weld convert --help): --pytorch-bin, --safetensors,\n"
+	"convert's options (see weld convert --help): --pytorch-bin, --safetensors, --max-shard-size,\n"
 	"--device, --type, --cross-check, --threads, --chunk-bytes, --force, --allow-global,\n"
 	"--side-files, and\n" CLI_DTYPE_HELP CLI_EXIT_CODES_HELP;
 

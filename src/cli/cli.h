@@ -110,16 +110,17 @@ int cli_parse_device(const char *cmd, const char *s, weld_device *out);
 
 /* The conversion flags convert and batch share, as given on the command line. */
 typedef struct cli_convert_args {
-	const char *dtype, *device, *type, *threads, *chunk, *cross_check, *side_files;
+	const char *dtype, *device, *type, *threads, *chunk, *cross_check, *side_files, *max_shard_size;
 	bool pytorch_bin, safetensors, force;
 } cli_convert_args;
 
-#define CLI_CONVERT_ARGS_INIT {"bfloat16", "auto", "auto", NULL, NULL, "warn", NULL, false, false, false}
+#define CLI_CONVERT_ARGS_INIT {"bfloat16", "auto", "auto", NULL, NULL, "warn", NULL, NULL, false, false, false}
 /* cli_opt entries for every field of A, to splice into a command's table. */
 #define CLI_CONVERT_OPTS(a)                                                                       \
 	{"dtype", NULL, &(a).dtype}, {"device", NULL, &(a).device}, {"type", NULL, &(a).type},        \
 	{"threads", NULL, &(a).threads}, {"chunk-bytes", NULL, &(a).chunk},                           \
 	{"cross-check", NULL, &(a).cross_check}, {"side-files", NULL, &(a).side_files},               \
+	{"max-shard-size", NULL, &(a).max_shard_size},                                                \
 	{"pytorch-bin", &(a).pytorch_bin, NULL}, {"safetensors", &(a).safetensors, NULL},             \
 	{"force", &(a).force, NULL}
 

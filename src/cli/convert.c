@@ -20,6 +20,10 @@ static const char convert_usage[] =
 	CLI_DTYPE_HELP
 	"  --pytorch-bin       write pytorch_model.bin instead of model.safetensors\n"
 	"  --safetensors       write model.safetensors (the default)\n"
+	"  --max-shard-size S  shards and index exactly as transformers' save_pretrained(\n"
+	"                      max_shard_size=S) writes them: S is 5GB, 500MB, 0.5KB (TB,\n"
+	"                      GB, MB, KB: powers of 1000; KiB, GiB are refused) or a\n"
+	"                      number of bytes; a model that fits is one model.safetensors\n"
 	"  --device D          auto (default), cpu, or cuda\n"
 	"  --type T            auto (default), hf, zero or dcp (aliases: hf_sharded,\n"
 	"                      deepspeed, fsdp); auto reads a DeepSpeed tag's fp32 masters,\n"

@@ -180,6 +180,17 @@ int cli_convert_options(const char *cmd, const cli_convert_args *a, weld_convert
 	o->pytorch_bin = a->pytorch_bin;
 	o->force = a->force;
 	o->side_files = a->side_files;
+	if (a->max_shard_size) {
+		/* The library's own parse, so that a bad SIZE is a usage error before anything is opened. */
+		int64_t bytes;
+		weld_error e;
+		if (weld_shard_size_parse(a->max_shard_size, &bytes, &e))
+			return cli_usage_error(cmd, "--max-shard-size: %s", e.message);
+		if (a->pytorch_bin)
+			return cli_usage_error(cmd, "--max-shard-size shards safetensors only: transformers 5.24 writes no "
+						    "sharded pytorch_model.bin to match");
+		o->max_shard_size = a->max_shard_size;
+	}
 	return 0;
 }
 

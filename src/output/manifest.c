@@ -33,7 +33,7 @@ static void put_u64(cJSON *to, const char *key, uint64_t v, bool *ok)
 	put(to, key, cJSON_CreateRaw(text), ok);
 }
 
-static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
+static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, const char *file, bool *ok)
 {
 	cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray();
 	put_str(e, "name", t->name, ok);
@@ -44,6 +44,8 @@ static cJSON *tensor_entry(const weld_plan_tensor *t, uint32_t crc, bool *ok)
 	put_u64(e, "offset", t->offset, ok);
 	put_u64(e, "bytes", t->nbytes, ok);
 	put_u64(e, "crc32", crc, ok);
+	if (file)
+		put_str(e, "file", file, ok);
 	return e;
 }
 
@@ -66,7 +68,7 @@ static cJSON *cross_check_entry(const weld_cross_check *x, bool *ok)
 
 static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok)
 {
-	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray(), *f = cJSON_CreateObject();
+	cJSON *o = cJSON_CreateObject(), *files = cJSON_CreateArray();
 	cJSON *tensors = cJSON_CreateArray(), *tied = cJSON_CreateObject(), *side = cJSON_CreateArray();
 	put_str(o, "tool", "weld", ok);
 	put_str(o, "version", weld_version(), ok);
@@ -82,14 +84,25 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	put(o, "source_path", realpath(info->source, real) ? cJSON_CreateString(real) : cJSON_CreateNull(), ok);
 	put_str(o, "source_format", info->source_format, ok);
 	put_str(o, "dtype", info->dtype, ok);
-	put_str(f, "name", info->weights_file, ok);
-	put_u64(f, "size", info->file_size, ok);
-	put_u64(f, "crc32", info->file_crc32, ok);
-	put_u64(f, "tensor_count", p->nt, ok);
-	put(files, NULL, f, ok);
+	if (info->index_file)
+		put_str(o, "index", info->index_file, ok);
+	for (size_t k = 0; k < info->nfiles; k++) {
+		cJSON *f = cJSON_CreateObject();
+		size_t count = 0;
+		for (size_t i = 0; i < p->nt; i++)
+			count += p->t[i].file == k;
+		put_str(f, "name", info->files[k].name, ok);
+		put_u64(f, "size", info->files[k].size, ok);
+		put_u64(f, "crc32", info->file_crcs[k], ok);
+		put_u64(f, "tensor_count", count, ok);
+		put(files, NULL, f, ok);
+	}
 	put(o, "files", files, ok);
+	/* One file: no "file" per tensor, so that an unsharded weld.json reads as it always has. */
 	for (size_t i = 0; i < p->nt; i++)
-		put(tensors, NULL, tensor_entry(&p->t[i], info->tensor_crcs[i], ok), ok);
+		put(tensors, NULL,
+		    tensor_entry(&p->t[i], info->tensor_crcs[i], info->nfiles > 1 ? info->files[p->t[i].file].name : NULL, ok),
+		    ok);
 	put(o, "tensors", tensors, ok);
 	for (size_t i = 0; i < p->nalias; i++)
 		put_str(tied, p->alias[i].name, p->alias[i].owner, ok);
@@ -186,19 +199,61 @@ static bool read_tensor(const cJSON *t, weld_manifest_tensor *out)
 	return true;
 }
 
-/* The weights file entry, files[0]. */
-static weld_status read_file_entry(weld_manifest *m, const char *path, weld_error *err)
+/* A plain file name in DIR: no folder part, nothing that leaves it. */
+static bool plain_name(const char *name)
 {
-	const cJSON *file = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m->json, "files"), 0);
-	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file, "name"));
-	if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0)
+	return name && *name && !strchr(name, '/') && strcmp(name, "..") != 0 && strcmp(name, ".") != 0;
+}
+
+/* The weights files, each with a name, size and CRC-32; the index when sharded. */
+static weld_status read_file_entries(weld_manifest *m, const char *path, weld_error *err)
+{
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m->json, "files"), *file;
+	size_t n = cJSON_IsArray(files) ? (size_t)cJSON_GetArraySize(files) : 0;
+	if (n == 0)
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no file name", path);
-	if (!json_u64(file, "size", &m->size) || !json_crc(file, "crc32", &m->crc32))
-		return weld__fail(err, WELD_ERR_FORMAT, "%s: files[0] has no size or crc32", path);
-	m->weights = name;
+	if (!(m->files = weld__calloc(n, sizeof(*m->files))))
+		return weld__nomem(err);
+	cJSON_ArrayForEach(file, files)
+	{
+		weld_manifest_file *f = &m->files[m->nfiles];
+		f->name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(file, "name"));
+		if (!plain_name(f->name))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: files[%zu] has no file name", path, m->nfiles);
+		if (!json_u64(file, "size", &f->size) || !json_crc(file, "crc32", &f->crc32))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: files[%zu] has no size or crc32", path, m->nfiles);
+		m->nfiles++;
+	}
+	const cJSON *index = cJSON_GetObjectItemCaseSensitive(m->json, "index");
+	m->weights = m->files[0].name;
+	if (index && !plain_name(m->weights = cJSON_GetStringValue(index)))
+		return weld__fail(err, WELD_ERR_FORMAT, "%s: \"index\" is not a file name", path);
 	m->source_path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m->json, "source_path"));
-	m->has_tensor_count = json_u64(file, "tensor_count", &m->tensor_count);
+	/* The tensor count is the sum over the files (one file: its own). */
+	uint64_t count;
+	m->has_tensor_count = true;
+	m->tensor_count = 0;
+	cJSON_ArrayForEach(file, files)
+	{
+		m->has_tensor_count &= json_u64(file, "tensor_count", &count);
+		m->tensor_count += m->has_tensor_count ? count : 0;
+	}
 	return WELD_OK;
+}
+
+/* Which of the files tensor entry T names: the only one, or its "file". */
+static bool tensor_file(const weld_manifest *m, const cJSON *t, size_t *out)
+{
+	const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "file"));
+	*out = 0;
+	if (!name)
+		return m->nfiles == 1;
+	for (size_t k = 0; k < m->nfiles; k++)
+		if (strcmp(m->files[k].name, name) == 0) {
+			*out = k;
+			return true;
+		}
+	return false;
 }
 
 static weld_status read_tensors(weld_manifest *m, const char *path, weld_error *err)
@@ -214,6 +269,9 @@ static weld_status read_tensors(weld_manifest *m, const char *path, weld_error *
 		if (!read_tensor(t, &m->tensors[m->ntensors]))
 			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensors[%zu] lacks a name, dtype, shape, offset, bytes or crc32",
 					  path, m->ntensors);
+		if (!tensor_file(m, t, &m->tensors[m->ntensors].file))
+			return weld__fail(err, WELD_ERR_FORMAT, "%s: tensors[%zu] names no file that files lists", path,
+					  m->ntensors);
 		m->ntensors++;
 	}
 	return WELD_OK;
@@ -238,7 +296,7 @@ weld_status weld_manifest_read(const char *dir, weld_manifest **out, weld_error 
 	weld_manifest *m = calloc(1, sizeof(*m));
 	weld_status s = path && m ? weld__read_json_file_exact(path, WELD_SIDE_FILE_MAX, &m->json, err) : weld__nomem(err);
 	if (!s)
-		s = read_file_entry(m, path, err);
+		s = read_file_entries(m, path, err);
 	if (!s)
 		s = read_tensors(m, path, err);
 	if (!s)
@@ -257,6 +315,7 @@ void weld_manifest_free(weld_manifest *m)
 	if (!m)
 		return;
 	cJSON_Delete(m->json);
+	free(m->files);
 	free(m->tensors);
 	free(m->ties);
 	free(m);

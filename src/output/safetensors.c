@@ -5,6 +5,7 @@
 #include "output/safetensors.h"
 
 #include "io/safetensors.h"
+#include "output/shards.h"
 #include "output/writer.h"
 
 #include <stdio.h>
@@ -200,69 +201,171 @@ weld_status weld_st_build_header(weld_st_out_tensor *tensors, size_t n, const ch
 	return WELD_OK;
 }
 
+/*
+ * The tensors MEMBERS[0..M) of P laid out as one safetensors file FILE with
+ * __metadata__ {"format": "pt"} (what save_pretrained writes in every file):
+ * ORDER[0..M) gets them in the file's order, offsets and file set.
+ */
+static weld_status layout_file(const weld_plan *p, const size_t *members, size_t m, uint32_t file,
+			       weld_plan_tensor *order, uint8_t **header, size_t *header_len, uint64_t *file_size,
+			       weld_error *err)
+{
+	static const char *const key[] = {"format"}, *const val[] = {"pt"};
+	weld_st_out_tensor *st = weld__calloc(m ? m : 1, sizeof(*st));
+	uint64_t data_len;
+	if (!st)
+		return weld__nomem(err);
+	for (size_t j = 0; j < m; j++) {
+		const weld_plan_tensor *t = &p->t[members[j]];
+		st[j] = (weld_st_out_tensor){t->name, t->dtype, t->ndim, t->shape, 0, 0, members[j]};
+	}
+	weld_status s = weld_st_build_header(st, m, key, val, 1, header, header_len, &data_len, err);
+	for (size_t j = 0; !s && j < m; j++) {
+		order[j] = p->t[st[j].index];
+		order[j].offset = *header_len + st[j].offset;
+		order[j].file = file;
+	}
+	if (!s)
+		*file_size = *header_len + data_len;
+	free(st);
+	return s;
+}
+
 weld_status weld_st_layout(weld_plan *p, uint8_t **header, size_t *header_len, uint64_t *file_size,
 			   weld_error *err)
 {
-	static const char *const key[] = {"format"}, *const val[] = {"pt"};
-	weld_st_out_tensor *st = weld__calloc(p->nt ? p->nt : 1, sizeof(*st));
+	size_t *all = weld__calloc(p->nt ? p->nt : 1, sizeof(*all));
 	weld_plan_tensor *order = weld__calloc(p->nt ? p->nt : 1, sizeof(*order));
-	uint64_t data_len;
-	weld_status s = st && order ? WELD_OK : weld__nomem(err);
+	weld_status s = all && order ? WELD_OK : weld__nomem(err);
 	for (size_t i = 0; !s && i < p->nt; i++)
-		st[i] = (weld_st_out_tensor){p->t[i].name, p->t[i].dtype, p->t[i].ndim, p->t[i].shape, 0, 0, i};
+		all[i] = i;
 	if (!s)
-		s = weld_st_build_header(st, p->nt, key, val, 1, header, header_len, &data_len, err);
+		s = layout_file(p, all, p->nt, 0, order, header, header_len, file_size, err);
 	/* The plan takes the file's order, so that tensor i is the i-th in the file. */
-	for (size_t i = 0; !s && i < p->nt; i++) {
-		order[i] = p->t[st[i].index];
-		order[i].offset = *header_len + st[i].offset;
-	}
-	if (!s) {
+	if (!s)
 		memcpy(p->t, order, p->nt * sizeof(*order));
-		*file_size = *header_len + data_len;
-	}
-	free(st);
+	free(all);
 	free(order);
 	return s;
 }
 
-/* What a safetensors writer keeps between its steps: the file's header. */
+/* What a safetensors writer keeps between its steps: each file's header. */
 typedef struct st_state {
-	uint8_t *header;
-	size_t len;
+	uint8_t **header;
+	size_t *len;
+	size_t n;
 } st_state;
 
 static void st_free(void *p)
 {
 	st_state *s = p;
+	for (size_t i = 0; i < s->n; i++)
+		free(s->header[i]);
 	free(s->header);
+	free(s->len);
 	free(s);
 }
 
-static weld_status st_layout(weld_writer *w, weld_plan *p, uint64_t *file_size, weld_error *err)
+static weld_status st_state_new(weld_writer *w, size_t n, weld_error *err)
 {
 	st_state *s = calloc(1, sizeof(*s));
 	if (!s)
 		return weld__nomem(err);
 	w->state = s;
-	return weld_st_layout(p, &s->header, &s->len, file_size, err);
+	s->header = weld__calloc(n, sizeof(*s->header));
+	s->len = weld__calloc(n, sizeof(*s->len));
+	if (!s->header || !s->len)
+		return weld__nomem(err);
+	s->n = n;
+	return WELD_OK;
 }
 
-static weld_status st_write_head(weld_writer *w, int fd, const char *path, weld_error *err)
+/*
+ * P over the NFILES shards FILE_OF gives: the plan in shard order, each
+ * shard laid out as its own file, W's files named as transformers names them.
+ */
+static weld_status layout_shards(weld_writer *w, weld_plan *p, const uint32_t *file_of, size_t nfiles,
+				 uint64_t *total, weld_error *err)
+{
+	st_state *st = w->state;
+	size_t *members = weld__calloc(p->nt, sizeof(*members)), *first = weld__calloc(nfiles + 1, sizeof(*first));
+	weld_plan_tensor *order = weld__calloc(p->nt, sizeof(*order));
+	w->files = weld__calloc(nfiles, sizeof(*w->files));
+	weld_status s = members && first && order && w->files ? WELD_OK : weld__nomem(err);
+	/* Each shard's tensors, in plan order: a counting sort by shard. */
+	for (size_t i = 0; !s && i < p->nt; i++)
+		first[file_of[i] + 1]++;
+	for (size_t k = 0; !s && k < nfiles; k++)
+		first[k + 1] += first[k];
+	for (size_t i = 0; !s && i < p->nt; i++)
+		members[first[file_of[i]]++] = i;
+	for (size_t k = nfiles; !s && k > 0; k--)
+		first[k] = first[k - 1]; /* filling moved each start to the next shard's; put them back */
+	if (!s)
+		first[0] = 0;
+	*total = 0;
+	for (size_t k = 0; !s && k < nfiles; k++) {
+		size_t m = first[k + 1] - first[k];
+		s = layout_file(p, members + first[k], m, (uint32_t)k, order + first[k], &st->header[k], &st->len[k],
+				&w->files[k].size, err);
+		weld__shard_name(w->files[k].name, sizeof(w->files[k].name), k, nfiles);
+		if (!s && !weld__add_u64(total, *total, w->files[k].size))
+			s = weld__fail(err, WELD_ERR_INVALID_ARG, "shards total more bytes than fit in 64 bits");
+	}
+	if (!s) {
+		memcpy(p->t, order, p->nt * sizeof(*order));
+		w->nfiles = nfiles;
+	}
+	free(members);
+	free(first);
+	free(order);
+	return s;
+}
+
+/*
+ * One model.safetensors, or with a shard limit the shards and index
+ * transformers writes (one file still when everything fits one shard, as
+ * there: no index then).
+ */
+static weld_status st_layout(weld_writer *w, weld_plan *p, uint64_t *file_size, weld_error *err)
+{
+	uint32_t *file_of = NULL;
+	size_t nfiles = 1;
+	weld_status s = WELD_OK;
+	if (w->sharded && p->nt) {
+		file_of = weld__calloc(p->nt, sizeof(*file_of));
+		s = file_of ? weld__shard_split(p, w->shard_limit, file_of, &nfiles, err) : weld__nomem(err);
+	}
+	if (!s)
+		s = st_state_new(w, nfiles, err);
+	if (!s && nfiles > 1)
+		s = weld__shard_index(p, file_of, nfiles, &w->index, &w->index_len, err);
+	if (!s && nfiles > 1)
+		s = layout_shards(w, p, file_of, nfiles, file_size, err);
+	else if (!s) {
+		st_state *st = w->state;
+		s = weld_st_layout(p, &st->header[0], &st->len[0], file_size, err);
+	}
+	free(file_of);
+	return s;
+}
+
+static weld_status st_write_head(weld_writer *w, size_t file, int fd, const char *path, weld_error *err)
 {
 	const st_state *s = w->state;
-	return weld_pwrite_all(fd, path, s->header, s->len, 0, err);
+	return weld_pwrite_all(fd, path, s->header[file], s->len[file], 0, err);
 }
 
-/* Nothing follows the tensors: the file's CRC is the header's and the tensors', in order. */
-static weld_status st_finish(weld_writer *w, const weld_plan *p, int fd, const char *path, const uint32_t *tensor_crcs,
-			     uint32_t *file_crc, weld_error *err)
+/* Nothing follows the tensors: the file's CRC is the header's and its tensors', in order. */
+static weld_status st_finish(weld_writer *w, size_t file, const weld_plan *p, int fd, const char *path,
+			     const uint32_t *tensor_crcs, uint32_t *file_crc, weld_error *err)
 {
 	const st_state *s = w->state;
 	(void)fd, (void)path, (void)err;
-	*file_crc = weld__crc32(0, s->header, s->len);
+	*file_crc = weld__crc32(0, s->header[file], s->len[file]);
 	for (size_t i = 0; i < p->nt; i++)
-		*file_crc = weld__crc32_combine(*file_crc, tensor_crcs[i], p->t[i].nbytes);
+		if (p->t[i].file == file)
+			*file_crc = weld__crc32_combine(*file_crc, tensor_crcs[i], p->t[i].nbytes);
 	return WELD_OK;
 }
 

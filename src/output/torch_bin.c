@@ -694,15 +694,16 @@ static weld_status tw_layout(weld_writer *w, weld_plan *p, uint64_t *file_size, 
 	return s;
 }
 
-static weld_status tw_write_head(weld_writer *w, int fd, const char *path, weld_error *err)
+static weld_status tw_write_head(weld_writer *w, size_t file, int fd, const char *path, weld_error *err)
 {
+	(void)file; /* one file: the layout never shards */
 	return weld_tw_write_head(w->state, fd, path, err);
 }
 
-static weld_status tw_finish(weld_writer *w, const weld_plan *p, int fd, const char *path, const uint32_t *tensor_crcs,
-			     uint32_t *file_crc, weld_error *err)
+static weld_status tw_finish(weld_writer *w, size_t file, const weld_plan *p, int fd, const char *path,
+			     const uint32_t *tensor_crcs, uint32_t *file_crc, weld_error *err)
 {
-	(void)p;
+	(void)p, (void)file;
 	return weld_tw_finish(w->state, fd, path, tensor_crcs, file_crc, err);
 }
 

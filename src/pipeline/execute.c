@@ -46,8 +46,8 @@ typedef struct chunk {
 typedef struct exec_state {
 	const weld_plan *p;
 	weld_backend *b;
-	int fd;
-	const char *path;
+	const int *fds;           /* by p->t[i].file */
+	const char *const *paths;
 	piece *pieces;
 	size_t npieces, piece_cap;
 	weld_seg *segs;
@@ -268,7 +268,7 @@ static weld_status run_chunk(exec_state *st, const chunk *c, uint8_t *staging, u
 		const piece *pc = &pieces[i];
 		const weld_plan_tensor *t = &p->t[pc->tensor];
 		uint64_t off = t->offset + pc->elem_begin * weld_dtype_size(t->dtype);
-		if ((r = weld_pwrite_all(st->fd, st->path, out + pc->out_off, spans[i].len, off, err)))
+		if ((r = weld_pwrite_all(st->fds[t->file], st->paths[t->file], out + pc->out_off, spans[i].len, off, err)))
 			return r;
 		st->piece_crcs[c->piece_first + i] = spans[i].crc;
 	}
@@ -430,7 +430,7 @@ static uint64_t bytes_read(const weld_plan *p)
 	return n;
 }
 
-weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char *path,
+weld_status weld_execute(const weld_plan *p, weld_backend *b, const int *fds, const char *const *paths,
 			 const weld_exec_options *opts, weld_exec_result *res, weld_error *err)
 {
 	memset(res, 0, sizeof(*res));
@@ -439,8 +439,8 @@ weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char
 		return weld__nomem(err);
 	st->p = p;
 	st->b = b;
-	st->fd = fd;
-	st->path = path;
+	st->fds = fds;
+	st->paths = paths;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	/* Progress (and so a cancel) keeps its pace even when the wall clock jumps. */

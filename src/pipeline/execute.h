@@ -24,12 +24,12 @@ typedef struct weld_exec_result {
 } weld_exec_result;
 
 /*
- * Fill every tensor of P into FD (PATH for messages) at p->t[i].offset,
- * which the writer's layout has set. Verifies the CRC of every source record
+ * Fill every tensor of P into FDS[t.file] (PATHS[t.file] for messages) at
+ * its offset, both of which the writer's layout has set. Verifies the CRC of every source record
  * the plan marked. A progress callback returning nonzero stops the run
  * between chunks with WELD_ERR_CANCELLED.
  */
-weld_status weld_execute(const weld_plan *p, weld_backend *b, int fd, const char *path,
+weld_status weld_execute(const weld_plan *p, weld_backend *b, const int *fds, const char *const *paths,
 			 const weld_exec_options *opts, weld_exec_result *res, weld_error *err);
 
 #endif /* WELD_EXECUTE_H */

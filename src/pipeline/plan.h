@@ -17,6 +17,7 @@ typedef struct weld_plan_tensor {
 	uint64_t shape[WELD_MAX_DIMS];
 	uint64_t numel, nbytes;
 	uint64_t offset; /* file offset of the data, set by the writer's layout */
+	uint32_t file;   /* which of the writer's files (shards) holds it, set by the layout */
 	size_t frag_first, frag_count; /* into plan->frags */
 } weld_plan_tensor;
 

@@ -82,12 +82,14 @@ static weld_status count_tensors(weld_verifier *v, bool *overflow, weld_error *e
 	return WELD_OK;
 }
 
-/* Open the weights: the file weld.json names, else whatever weld_ckpt_open finds in DIR. */
+/* Open the weights: the one file weld.json names, else whatever weld_ckpt_open finds in DIR. */
 weld_status weld__vf_open_output(weld_verifier *v, weld_error *err)
 {
 	weld_verify_report *r = v->r;
 	weld_error e = {0};
-	char *path = v->manifest ? weld__path_join(v->dir, v->manifest->weights) : weld__strdup(v->dir);
+	/* Shards are read through their index, as loaders read them: the folder is opened. */
+	bool one_file = v->manifest && v->manifest->nfiles == 1;
+	char *path = one_file ? weld__path_join(v->dir, v->manifest->weights) : weld__strdup(v->dir);
 	weld_status s = path ? weld_ckpt_open(&v->out, path, &e) : WELD_ERR_NOMEM;
 	free(path);
 	if (s == WELD_ERR_NOMEM)
@@ -214,10 +216,15 @@ static bool entry_agrees(const weld_verifier *v, const weld_manifest_tensor *m, 
 		return false;
 	}
 	const ckpt_tensor *o = &v->out->t[i];
-	weld_file *f;
+	weld_file *f = NULL;
 	uint64_t where = UINT64_MAX;
 	/* Only a tensor stored as one run has an offset to compare; that is every one weld writes. */
 	weld__ckpt_one_run(v->out, i, &f, &where);
+	const char *file = v->manifest->files[m->file].name, *in = f ? weld__vf_base_name(f->path) : "?";
+	if (strcmp(in, file) != 0) {
+		snprintf(first, cap, "weld.json puts '%s' in %s, the index in %s", m->name, file, in);
+		return false;
+	}
 	if (strcmp(m->dtype, weld_dtype_name(o->dtype)) == 0 && m->ndim == o->ndim &&
 	    memcmp(m->shape, o->shape, m->ndim * sizeof(uint64_t)) == 0 && m->bytes == o->nbytes && m->offset == where)
 		return true;
@@ -293,86 +300,119 @@ void weld__vf_check_manifest_tensors(weld_verifier *v)
 			       m->weights);
 }
 
-/* The recomputed CRC-32s against weld.json's, as one check line. */
-static void report_crcs(weld_verifier *v, const weld_vf_span *spans, uint32_t got_file)
+/* The recomputed CRC-32s of file K and its tensors against weld.json's, into DETAIL; *BAD counts the tensors. */
+static void compare_crcs(const weld_verifier *v, size_t k, const weld_vf_span *spans, uint32_t got_file, char *detail,
+			 size_t cap, size_t *bad)
 {
 	const weld_manifest *m = v->manifest;
-	char detail[WELD_CHECK_DETAIL_MAX] = "";
-	size_t bad = 0;
 	for (size_t i = 0; i < m->ntensors; i++) {
-		if (spans[i].crc == m->tensors[i].crc32)
+		if (m->tensors[i].file != k || spans[i].crc == m->tensors[i].crc32)
 			continue;
-		if (bad++ < WELD_VERIFY_LIST_MAX)
-			weld__vf_appendf(detail, sizeof(detail), "%stensor '%s': CRC-32 0x%08x, weld.json says 0x%08x",
-					 bad > 1 ? "; " : "", m->tensors[i].name, spans[i].crc, m->tensors[i].crc32);
+		if ((*bad)++ < WELD_VERIFY_LIST_MAX)
+			weld__vf_appendf(detail, cap, "%stensor '%s': CRC-32 0x%08x, weld.json says 0x%08x",
+					 detail[0] ? "; " : "", m->tensors[i].name, spans[i].crc, m->tensors[i].crc32);
 	}
-	if (bad > WELD_VERIFY_LIST_MAX)
-		weld__vf_appendf(detail, sizeof(detail), "; and %zu more tensors", bad - WELD_VERIFY_LIST_MAX);
-	if (got_file != m->crc32)
-		weld__vf_appendf(detail, sizeof(detail), "%s%s: CRC-32 0x%08x, weld.json says 0x%08x", detail[0] ? "; " : "",
-				 m->weights, got_file, m->crc32);
-	if (detail[0])
-		weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "%s (computed on %s)", detail, weld_backend_name(v->b));
-	else
-		weld__vf_check(v->r, "crc32", WELD_CHECK_PASS, "%s and its %zu tensors match weld.json (computed on %s)",
-			       m->weights, m->ntensors, weld_backend_name(v->b));
+	if (got_file != m->files[k].crc32)
+		weld__vf_appendf(detail, cap, "%s%s: CRC-32 0x%08x, weld.json says 0x%08x", detail[0] ? "; " : "",
+				 m->files[k].name, got_file, m->files[k].crc32);
 }
 
-/* The CRC-32s of F and of each tensor weld.json lists, as the crc32 check. */
-static weld_status check_crcs(weld_verifier *v, weld_file *f, weld_error *err)
+/*
+ * The CRC-32s of weights file K (open as F) and of each tensor weld.json
+ * puts in it, compared into DETAIL; a tensor past the file's end or a read
+ * error is a finding there too.
+ */
+static weld_status check_file_crcs(weld_verifier *v, size_t k, weld_file *f, weld_vf_span *spans, char *detail,
+				   size_t cap, size_t *bad, weld_error *err)
 {
 	const weld_manifest *m = v->manifest;
-	weld_vf_span *spans = weld__calloc(m->ntensors ? m->ntensors : 1, sizeof(*spans));
-	if (!spans)
-		return weld__nomem(err);
+	size_t n = 0;
+	/* Spans of this file's tensors go first; the rest are left with length 0 and skipped. */
+	weld_vf_span *mine = spans + m->ntensors;
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const weld_manifest_tensor *t = &m->tensors[i];
 		uint64_t end;
+		if (t->file != k)
+			continue;
 		if (!weld__add_u64(&end, t->offset, t->bytes) || end > f->size) {
-			weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "tensor '%s' (%llu bytes at offset %llu) lies past the end of %s",
-				       t->name, (unsigned long long)t->bytes, (unsigned long long)t->offset, m->weights);
-			free(spans);
+			weld__vf_appendf(detail, cap, "%stensor '%s' (%llu bytes at offset %llu) lies past the end of %s",
+					 detail[0] ? "; " : "", t->name, (unsigned long long)t->bytes,
+					 (unsigned long long)t->offset, m->files[k].name);
+			(*bad)++;
 			return WELD_OK;
 		}
-		spans[i] = (weld_vf_span){t->offset, t->bytes, 0};
+		mine[n++] = (weld_vf_span){t->offset, t->bytes, 0};
 	}
 	uint32_t got_file;
 	weld_error e = {0};
-	weld_status s = weld__vf_crc_file(v->b, f, spans, m->ntensors, &got_file, &e);
+	weld_status s = weld__vf_crc_file(v->b, f, mine, n, &got_file, &e);
 	if (s == WELD_ERR_NOMEM)
-		s = weld__nomem(err);
-	else if (s) /* a read error part way is a finding about this folder, not a failure to verify */
-		weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "%s", e.message);
-	else
-		report_crcs(v, spans, got_file);
-	free(spans);
-	return s == WELD_ERR_NOMEM ? s : WELD_OK;
+		return weld__nomem(err);
+	if (s) { /* a read error part way is a finding about this folder, not a failure to verify */
+		weld__vf_appendf(detail, cap, "%s%s", detail[0] ? "; " : "", e.message);
+		(*bad)++;
+		return WELD_OK;
+	}
+	for (size_t i = 0, j = 0; i < m->ntensors; i++)
+		if (m->tensors[i].file == k)
+			spans[i].crc = mine[j++].crc;
+	compare_crcs(v, k, spans, got_file, detail, cap, bad);
+	return WELD_OK;
 }
 
-/* The weights file has weld.json's size and CRC-32s, recomputed. */
+/* Each weights file has weld.json's size and CRC-32s, recomputed: one size line and one crc32 line. */
 weld_status weld__vf_check_size_and_crcs(weld_verifier *v, weld_error *err)
 {
 	const weld_manifest *m = v->manifest;
-	char *path = weld__path_join(v->dir, m->weights);
-	weld_file *f = NULL;
-	weld_error e = {0};
-	weld_status s = path ? weld_file_open(&f, path, &e) : WELD_ERR_NOMEM;
-	free(path);
-	if (s == WELD_ERR_NOMEM)
+	char sizes[WELD_CHECK_DETAIL_MAX] = "", crcs[WELD_CHECK_DETAIL_MAX] = "";
+	size_t bad_size = 0, bad = 0;
+	uint64_t total = 0;
+	weld_vf_span *spans = weld__calloc(2 * m->ntensors + 1, sizeof(*spans));
+	if (!spans)
 		return weld__nomem(err);
-	if (s) {
-		weld__vf_check(v->r, "size", WELD_CHECK_FAIL, "%s", e.message);
-		return WELD_OK;
+	weld_status s = WELD_OK;
+	for (size_t k = 0; !s && k < m->nfiles; k++) {
+		char *path = weld__path_join(v->dir, m->files[k].name);
+		weld_file *f = NULL;
+		weld_error e = {0};
+		s = path ? weld_file_open(&f, path, &e) : WELD_ERR_NOMEM;
+		free(path);
+		if (s == WELD_ERR_NOMEM)
+			break;
+		if (s) {
+			s = WELD_OK;
+			if (!bad_size++)
+				weld__vf_appendf(sizes, sizeof(sizes), "%s", e.message);
+			continue;
+		}
+		total += f->size;
+		if (f->size != m->files[k].size && !bad_size++)
+			weld__vf_appendf(sizes, sizeof(sizes), "%s: %llu bytes, weld.json says %llu", m->files[k].name,
+					 (unsigned long long)f->size, (unsigned long long)m->files[k].size);
+		s = check_file_crcs(v, k, f, spans, crcs, sizeof(crcs), &bad, err);
+		weld_file_close(f);
 	}
-	if (f->size != m->size)
-		weld__vf_check(v->r, "size", WELD_CHECK_FAIL, "%s: %llu bytes, weld.json says %llu", m->weights,
-			       (unsigned long long)f->size, (unsigned long long)m->size);
+	free(spans);
+	if (s)
+		return s == WELD_ERR_NOMEM ? weld__nomem(err) : s;
+	const char *what = m->nfiles > 1 ? "the shards" : m->weights;
+	if (bad_size)
+		weld__vf_check(v->r, "size", WELD_CHECK_FAIL, "%s%s", sizes,
+			       bad_size > 1 ? " (and more files)" : "");
+	else if (m->nfiles > 1)
+		weld__vf_check(v->r, "size", WELD_CHECK_PASS, "%zu shards: %llu bytes, as weld.json says", m->nfiles,
+			       (unsigned long long)total);
 	else
 		weld__vf_check(v->r, "size", WELD_CHECK_PASS, "%s: %llu bytes, as weld.json says", m->weights,
-			       (unsigned long long)f->size);
-	s = check_crcs(v, f, err);
-	weld_file_close(f);
-	return s;
+			       (unsigned long long)total);
+	if (bad > WELD_VERIFY_LIST_MAX)
+		weld__vf_appendf(crcs, sizeof(crcs), "; and %zu more tensors", bad - WELD_VERIFY_LIST_MAX);
+	if (crcs[0])
+		weld__vf_check(v->r, "crc32", WELD_CHECK_FAIL, "%s (computed on %s)", crcs, weld_backend_name(v->b));
+	else
+		weld__vf_check(v->r, "crc32", WELD_CHECK_PASS, "%s and %s%zu tensors match weld.json (computed on %s)", what,
+			       m->nfiles > 1 ? "their " : "its ", m->ntensors, weld_backend_name(v->b));
+	return WELD_OK;
 }
 
 /* Nothing of an interrupted conversion in the folder or beside it; one that still runs is only a warning. */
@@ -416,11 +456,31 @@ static weld_status made_from(const char *dir, const weld_manifest *m, const char
  * is compared before the weights are read: another run's output is redone
  * anyway, and reading it whole first would cost as long as converting it.
  */
+/* DIR's weights file K has the size and CRC-32 its manifest M records. */
+static weld_status file_intact(const char *dir, const weld_manifest *m, size_t k, weld_error *err)
+{
+	weld_file *f = NULL;
+	char *path = weld__path_join(dir, m->files[k].name);
+	weld_status s = path ? weld_file_open(&f, path, err) : weld__nomem(err);
+	if (!s && f->size != m->files[k].size)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %llu bytes, the manifest says %llu", path,
+			       (unsigned long long)f->size, (unsigned long long)m->files[k].size);
+	weld_backend cpu = {&weld_backend_cpu_iface, NULL};
+	uint32_t got;
+	if (!s)
+		s = weld__vf_crc_file(&cpu, f, NULL, 0, &got, err);
+	if (!s && got != m->files[k].crc32)
+		s = weld__fail(err, WELD_ERR_CHECKSUM, "%s: CRC-32 0x%08x, the manifest says 0x%08x", path, got,
+			       m->files[k].crc32);
+	weld_file_close(f);
+	free(path);
+	return s;
+}
+
 static weld_status intact(const char *dir, const char *source, weld_error *err)
 {
 	weld_error scratch;
 	weld_manifest *m = NULL;
-	weld_file *f = NULL;
 	if (!err)
 		err = &scratch;
 	bool running;
@@ -429,22 +489,8 @@ static weld_status intact(const char *dir, const char *source, weld_error *err)
 		s = weld_manifest_read(dir, &m, err);
 	if (!s && source)
 		s = made_from(dir, m, source, err);
-	char *path = s ? NULL : weld__path_join(dir, m->weights);
-	if (!s && !path)
-		s = weld__nomem(err);
-	if (!s)
-		s = weld_file_open(&f, path, err);
-	if (!s && f->size != m->size)
-		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %llu bytes, the manifest says %llu", path,
-			       (unsigned long long)f->size, (unsigned long long)m->size);
-	weld_backend cpu = {&weld_backend_cpu_iface, NULL};
-	uint32_t got;
-	if (!s)
-		s = weld__vf_crc_file(&cpu, f, NULL, 0, &got, err);
-	if (!s && got != m->crc32)
-		s = weld__fail(err, WELD_ERR_CHECKSUM, "%s: CRC-32 0x%08x, the manifest says 0x%08x", path, got, m->crc32);
-	weld_file_close(f);
-	free(path);
+	for (size_t k = 0; !s && k < m->nfiles; k++)
+		s = file_intact(dir, m, k, err);
 	weld_manifest_free(m);
 	return s;
 }
