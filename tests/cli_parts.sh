@@ -34,8 +34,11 @@ parts() {
 
 # Byte identity with the single-process run, for every input kind, one file and shards.
 n=0
-for spec in qwen2_tied/st_sharded zero/s3_w2_bf16 dcp/titan_2d/step-3; do
-	for shard in "" 100KB; do
+# Each fixture with a shard limit that cuts it into several shards (checked below).
+for spec in qwen2_tied/st_sharded:100KB zero/s3_w2_bf16:2KB dcp/titan_2d/step-3:5KB; do
+	limit=${spec##*:}
+	spec=${spec%%:*}
+	for shard in "" "$limit"; do
 		opts=()
 		[ -n "$shard" ] && opts=(--max-shard-size "$shard")
 		ref=$t/ref-$n
@@ -48,7 +51,9 @@ for spec in qwen2_tied/st_sharded zero/s3_w2_bf16 dcp/titan_2d/step-3; do
 		n=$((n + 1))
 	done
 done
-[ "$(ls "$t"/ref-1 | grep -c '^model-0000.-of-0000.\.safetensors$')" -gt 1 ] || fail "100KB did not shard the HF fixture"
+for n in 1 3 5; do
+	[ "$(ls "$t"/ref-$n | grep -c '^model-0000.-of-0000.\.safetensors$')" -gt 1 ] || fail "ref-$n is not sharded"
+done
 # --pytorch-bin: its zip directory follows the tensors, written by the publisher from every part's CRCs.
 conv --input "$fx/qwen2_tied/st_sharded" --output "$t/ref-bin" --pytorch-bin || fail "bin reference failed"
 parts "$fx/qwen2_tied/st_sharded" "$t/out-bin" 3 --pytorch-bin
