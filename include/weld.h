@@ -348,11 +348,28 @@ typedef struct weld_convert_options {
 	 * Not with pytorch_bin (transformers 5 writes no .bin).
 	 */
 	const char *max_shard_size;
+	/*
+	 * One conversion run as PARTS processes at once (Slurm tasks, on as many
+	 * nodes): this one is part PART (0 ... PARTS-1). The plan is cut into
+	 * PARTS runs of about equal bytes to read; each part reads only its
+	 * sources and pwrites its byte ranges into one staging folder beside the
+	 * output, ".NAME.weld-parts", which every part finds from the output's
+	 * name, and records its CRC-32s there. The part that records last
+	 * publishes the output whole (exactly one: it wins an O_EXCL claim);
+	 * until then the others return WELD_OK with a notice saying which parts
+	 * are still to come. A failed or killed part leaves the others' work:
+	 * rerunning that part alone completes the job, and
+	 * weld_convert_finish publishes one whose last part could not. PARTS 0
+	 * or 1: one process does everything, as ever. The library reads no
+	 * environment: weld convert takes these from SLURM_NTASKS/SLURM_PROCID.
+	 */
+	unsigned parts;
+	unsigned part;
 } weld_convert_options;
 
 #define WELD_CONVERT_OPTIONS_INIT                                                                              \
 	{sizeof(weld_convert_options), WELD_OUT_BF16, 0, WELD_DEVICE_AUTO, WELD_INPUT_AUTO, 0, 0, 0, NULL, NULL, 0, 0, \
-	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0, NULL, NULL}
+	 NULL, WELD_CROSS_CHECK_WARN, NULL, 0, NULL, NULL, 0, 0}
 
 /*
  * TEXT as transformers 5.24 (huggingface_hub's parse_size_to_int) reads a
@@ -445,6 +462,17 @@ typedef struct weld_convert_result {
  */
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *result, weld_error *err);
+
+/*
+ * Publish the multi-part conversion into OUTPUT_DIR (options.parts) whose
+ * parts are all recorded but whose last part could not publish it (it was
+ * killed, or failed there). The input and options are the job's own, as
+ * its folder records them; of OPTIONS only threads, device, progress,
+ * payload and start are used. A part not recorded: WELD_ERR_INVALID_ARG
+ * naming every missing one; no unfinished job there: WELD_ERR_INVALID_ARG.
+ */
+weld_status weld_convert_finish(const char *output_dir, const weld_convert_options *options,
+				weld_convert_result *result, weld_error *err);
 
 /*
  * WELD_OK when DIR holds a weld.json whose weights file exists with the

@@ -1,5 +1,5 @@
 /*
- * weld_convert: the one function that strings the layers together.
+ * The steps of weld_convert (convert_run.c), strung together there:
  * checkpoint (formats) -> plan -> writer layout -> executor through a
  * backend -> weights, side files and manifest in a staging folder -> the
  * folder published whole. The output folder's lock is held from before the
@@ -7,16 +7,15 @@
  * staging folder, leaving the target exactly as it was (output/publish.h).
  */
 #define _DEFAULT_SOURCE /* realpath */
-#include "backend/backend.h"
+#include "convert_steps.h"
 #include "output/atomic.h"
-#include "output/lock.h"
+#include "output/job.h"
 #include "output/manifest.h"
 #include "output/publish.h"
 #include "output/shards.h"
 #include "output/side_files.h"
 #include "output/writer.h"
 #include "pipeline/crosscheck.h"
-#include "pipeline/execute.h"
 #include "pipeline/summary.h"
 
 #include <cjson/cJSON.h>
@@ -35,29 +34,7 @@ void weld_convert_options_init(weld_convert_options *o)
 	*o = (weld_convert_options)WELD_CONVERT_OPTIONS_INIT;
 }
 
-/* Everything one conversion holds, released in one place. */
-typedef struct conversion {
-	const char *input, *output_dir;
-	weld_convert_options opts;
-	weld_convert_result *res;
-	char *side_dir;
-	weld_target target;
-	weld_lock lock;
-	char *stage; /* the staging folder everything is written into */
-	weld_ckpt *c;
-	weld_plan *p;
-	weld_backend *b;
-	weld_writer *w;
-	uint64_t file_size; /* of every weights file */
-	weld_atomic *weights; /* one per weights file (w->nfiles) */
-	weld_exec_result ex;
-	uint32_t *file_crcs;
-	uint32_t file_crc; /* the one file's, or the index's */
-	char **side;
-	size_t nside;
-} conversion;
-
-static const char *dtype_label(weld_out_dtype d)
+const char *weld__dtype_label(weld_out_dtype d)
 {
 	switch (d) {
 	case WELD_OUT_BF16: return "bfloat16";
@@ -95,7 +72,7 @@ static bool config_ties_embeddings(const char *side_dir)
 static const char *config_dtype(const weld_plan *p, weld_out_dtype want)
 {
 	if (want != WELD_OUT_KEEP)
-		return dtype_label(want);
+		return weld__dtype_label(want);
 	weld_dtype seen = WELD_DTYPE_INVALID;
 	for (size_t i = 0; i < p->nt; i++) {
 		weld_dtype d = p->t[i].dtype;
@@ -139,7 +116,7 @@ static weld_status refuse_input_inside(const char *input_dir, const char *output
 }
 
 /* The options a caller gave, on top of the defaults: fields past its struct_size keep theirs. */
-static weld_status take_options(weld_convert_options *opts, const weld_convert_options *given, weld_error *err)
+weld_status weld__take_options(weld_convert_options *opts, const weld_convert_options *given, weld_error *err)
 {
 	weld_convert_options_init(opts);
 	if (!given)
@@ -165,11 +142,27 @@ static weld_status open_backend(conversion *cv, weld_error *err)
 	return s;
 }
 
+/* A multi-part job's folder beside the target: its parts own the target until it is published (output/job.h). */
+static weld_status refuse_job(conversion *cv, weld_error *err)
+{
+	char *dir = weld__job_dir(&cv->target);
+	weld_status s = dir ? WELD_OK : weld__nomem(err);
+	if (!s && weld__is_dir(dir) && cv->opts.force)
+		weld__remove_tree(dir);
+	else if (!s && weld__is_dir(dir))
+		s = weld__fail(err, WELD_ERR_INVALID_ARG,
+			       "%s: a multi-part conversion into this folder is unfinished; weld convert --finish --output %s "
+			       "publishes it once every part is recorded, or --force discards it",
+			       dir, cv->output_dir);
+	free(dir);
+	return s;
+}
+
 /*
  * The output folder, ours alone: its lock taken and what an interrupted run
  * left there repaired (a set-aside output put back, staging removed).
  */
-static weld_status claim_target(conversion *cv, weld_error *err)
+weld_status weld__claim_target(conversion *cv, weld_error *err)
 {
 	char note[sizeof(cv->res->notice)];
 	weld_status s = weld__target_open(&cv->target, cv->output_dir, err);
@@ -181,6 +174,8 @@ static weld_status claim_target(conversion *cv, weld_error *err)
 	}
 	if (!s)
 		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
+	if (!s)
+		s = refuse_job(cv, err);
 	return s;
 }
 
@@ -190,7 +185,7 @@ static weld_status open_input(conversion *cv, weld_error *err)
 	o.type = cv->opts.type;
 	o.allow_globals = cv->opts.allow_globals;
 	o.nallow_globals = cv->opts.nallow_globals;
-	return weld_ckpt_open_with(&cv->c, cv->input, &o, err);
+	return weld_ckpt_open_with(&cv->c, cv->input_path ? cv->input_path : cv->input, &o, err);
 }
 
 weld_status weld_ckpt_check(const weld_ckpt *ckpt, weld_error *err)
@@ -229,7 +224,7 @@ static weld_status new_writer(conversion *cv, weld_error *err)
 }
 
 /* Everything known before any data moves: the plan, its layout, the backend, a staging folder. */
-static weld_status prepare(conversion *cv, weld_error *err)
+weld_status weld__prepare(conversion *cv, weld_error *err)
 {
 	cv->w = NULL;
 	weld_status s = new_writer(cv, err);
@@ -239,21 +234,23 @@ static weld_status prepare(conversion *cv, weld_error *err)
 		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: path too long", cv->output_dir);
 	if (!s && cv->opts.side_files && !weld__is_dir(cv->opts.side_files))
 		s = weld__fail(err, WELD_ERR_INVALID_ARG, "%s: --side-files is not a folder", cv->opts.side_files);
-	if (!s && !(cv->side_dir = cv->opts.side_files ? weld__strdup(cv->opts.side_files) : side_dir_of(cv->input)))
+	const char *in = cv->input_path ? cv->input_path : cv->input;
+	if (!s && !(cv->side_dir = cv->opts.side_files ? weld__strdup(cv->opts.side_files) : side_dir_of(in)))
 		s = weld__nomem(err);
 	if (!s)
 		s = refuse_input_inside(cv->side_dir, cv->output_dir, err);
 	if (!s && !cv->opts.dry_run)
-		s = claim_target(cv, err);
+		s = cv->parts ? weld__target_open(&cv->target, cv->output_dir, err) : weld__claim_target(cv, err);
 	if (!s)
 		s = open_input(cv, err);
 	if (!s) {
 		weld_plan_options po = {.dtype = cv->opts.dtype, .tie_word_embeddings = config_ties_embeddings(cv->side_dir)};
 		s = weld_plan_build(&cv->p, cv->c, &po, err);
 	}
-	if (!s && !cv->opts.dry_run)
+	/* The parts of a job check and stage under the lock, later (convert_parts.c). */
+	if (!s && !cv->opts.dry_run && !cv->parts)
 		s = weld__target_check(&cv->target, cv->opts.force || cv->opts.replace, err);
-	if (!s && !cv->opts.dry_run)
+	if (!s && !cv->opts.dry_run && !cv->parts)
 		s = weld__stage_create(&cv->target, &cv->stage, err);
 	if (!s)
 		s = open_backend(cv, err);
@@ -263,7 +260,7 @@ static weld_status prepare(conversion *cv, weld_error *err)
 }
 
 /* What is known once prepared, for the start callback, the dry run and the result. */
-static void fill_planned(conversion *cv)
+void weld__fill_planned(conversion *cv)
 {
 	weld_convert_result *r = cv->res;
 	r->tensors = cv->p->nt;
@@ -301,7 +298,7 @@ static weld_status open_weights(conversion *cv, size_t k, weld_error *err)
  * filled by one run of the executor across them all, finished and flushed;
  * then the shards' index.
  */
-static weld_status write_weights(conversion *cv, weld_error *err)
+weld_status weld__write_weights(conversion *cv, weld_error *err)
 {
 	weld_writer *w = cv->w;
 	size_t n = w->nfiles;
@@ -354,7 +351,7 @@ static weld_status cross_check(conversion *cv, weld_error *err)
 }
 
 /* config.json (dtype set), tokenizer and other side files, then weld.json, all in the staging folder. */
-static weld_status write_side_files(conversion *cv, weld_error *err)
+weld_status weld__write_side_files(conversion *cv, weld_error *err)
 {
 	weld_status s = WELD_OK;
 	if (cv->c->hf_beside && cv->opts.cross_check != WELD_CROSS_CHECK_OFF)
@@ -365,8 +362,9 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 	if (s)
 		return s;
 	weld_manifest_info mi = {.source = cv->input,
+				 .source_path = cv->input_path,
 				 .source_format = weld_format_name(weld_ckpt_format(cv->c)),
-				 .dtype = dtype_label(cv->opts.dtype),
+				 .dtype = weld__dtype_label(cv->opts.dtype),
 				 .files = cv->w->files,
 				 .file_crcs = cv->file_crcs,
 				 .nfiles = cv->w->nfiles,
@@ -381,7 +379,7 @@ static weld_status write_side_files(conversion *cv, weld_error *err)
 }
 
 /* The staging folder becomes the output folder, in one step. */
-static weld_status publish(conversion *cv, weld_error *err)
+weld_status weld__publish(conversion *cv, weld_error *err)
 {
 	char note[sizeof(cv->res->notice)];
 	weld_status s = weld__stage_publish(&cv->target, cv->stage, cv->opts.force || cv->opts.replace, note, sizeof(note),
@@ -395,14 +393,14 @@ static weld_status publish(conversion *cv, weld_error *err)
 }
 
 /* What the result says of a finished run, beyond the plan. */
-static void fill_result(conversion *cv)
+void weld__fill_result(conversion *cv)
 {
 	cv->res->fp16_overflows = cv->ex.fp16_overflows;
 	cv->res->file_crc32 = cv->file_crc;
 	cv->res->seconds = cv->ex.seconds;
 }
 
-static uint64_t total_bytes_read(const weld_ckpt *c)
+uint64_t weld__total_bytes_read(const weld_ckpt *c)
 {
 	uint64_t n = 0;
 	for (size_t i = 0; i < c->nsrc; i++)
@@ -410,7 +408,7 @@ static uint64_t total_bytes_read(const weld_ckpt *c)
 	return n;
 }
 
-static void release(conversion *cv)
+void weld__release(conversion *cv)
 {
 	for (size_t k = 0; cv->weights && k < cv->w->nfiles; k++)
 		weld__atomic_abort(&cv->weights[k]);
@@ -427,49 +425,7 @@ static void release(conversion *cv)
 	weld_plan_free(cv->p);
 	weld_ckpt_free(cv->c);
 	free(cv->side_dir);
-}
-
-weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
-			 weld_convert_result *res, weld_error *err)
-{
-	weld_error scratch;
-	weld_convert_result local;
-	if (!err)
-		err = &scratch;
-	if (!res)
-		res = &local;
-	memset(res, 0, sizeof(*res));
-	conversion cv = {
-		.input = input, .output_dir = output_dir, .res = res, .lock = WELD_LOCK_INIT};
-	weld_status s = take_options(&cv.opts, options, err);
-	if (!s)
-		s = prepare(&cv, err);
-	if (!s)
-		fill_planned(&cv);
-	if (!s && !weld__plan_read_groups(cv.p, cv.c, res->reads, &res->nreads))
-		s = weld__nomem(err);
-	/* The cross-check reads the Trainer's copy too: a dry run says so (a real run counts what it read). */
-	if (!s && cv.opts.dry_run && cv.c->hf_beside && cv.opts.cross_check != WELD_CROSS_CHECK_OFF &&
-	    res->nreads < WELD_READ_GROUPS_MAX &&
-	    weld__plan_copy_reads(cv.c->hf_beside, &res->reads[res->nreads]))
-		res->nreads++;
-	if (!s && cv.opts.dry_run) {
-		res->bytes_read = cv.p->src_bytes; /* what a real run would read */
-		release(&cv);
-		return WELD_OK;
-	}
-	if (!s && cv.opts.start)
-		cv.opts.start(res, cv.opts.payload);
-	if (!s)
-		s = write_weights(&cv, err);
-	if (!s)
-		s = write_side_files(&cv, err);
-	if (!s)
-		s = publish(&cv, err);
-	if (!s)
-		fill_result(&cv);
-	if (cv.c)
-		res->bytes_read = total_bytes_read(cv.c) + res->cross_check.bytes_read;
-	release(&cv);
-	return s;
+	free(cv->job_dir);
+	cJSON_Delete(cv->job);
+	free(cv->job_globals);
 }

@@ -30,7 +30,7 @@ import sys
 import sysconfig
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-__all__ = ["WeldError", "convert", "inspect", "verify", "scan", "binary", "version", "__version__"]
+__all__ = ["WeldError", "convert", "finish", "inspect", "verify", "scan", "binary", "version", "__version__"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -142,6 +142,8 @@ def convert(
     allow_globals: Iterable[str] = (),
     side_files: Optional[PathLike] = None,
     max_shard_size: Optional[Union[int, str]] = None,
+    parts: Optional[int] = None,
+    part: Optional[int] = None,
     dry_run: bool = False,
     quiet: bool = False,
 ) -> Dict[str, Any]:
@@ -154,7 +156,10 @@ def convert(
     folder to take config.json and tokenizer files from (an HF Trainer FSDP
     checkpoint holds none); max_shard_size: shard as transformers'
     save_pretrained(max_shard_size=...) does ("5GB", or an int of bytes);
-    dry_run: plan only;
+    parts, part: this process runs part PART (from 0) of a conversion split
+    across PARTS processes (Slurm tasks); the last one to finish publishes
+    OUTPUT (default: SLURM_NTASKS/SLURM_PROCID when over one task; parts=1
+    runs everything here); dry_run: plan only;
     quiet: no progress on stderr. Returns the summary (`weld convert --json`):
     tensors, bytes_read, bytes_written, crc32, backend, seconds, ...
     Raises WeldError."""
@@ -172,11 +177,25 @@ def convert(
         args += ["--side-files", os.fspath(side_files)]
     if max_shard_size is not None:
         args += ["--max-shard-size", str(max_shard_size)]
+    if parts is not None:
+        args += ["--parts", str(int(parts))]
+    if part is not None:
+        args += ["--part", str(int(part))]
     if dry_run:
         args.append("--dry-run")
     if quiet:
         args.append("--quiet")
     return _run(args + _allow(allow_globals))
+
+
+def finish(output: PathLike, *, device: str = "auto", quiet: bool = False) -> Dict[str, Any]:
+    """Publish the multi-part conversion into OUTPUT whose parts are all
+    recorded (`weld convert --finish`): what its last part could not do.
+    Raises WeldError naming the parts still missing."""
+    args = ["convert", "--finish", "--output", os.fspath(output), "--device", device]
+    if quiet:
+        args.append("--quiet")
+    return _run(args)
 
 
 def inspect(path: PathLike, *, allow_globals: Iterable[str] = ()) -> Dict[str, Any]:

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static const char convert_usage[] =
 	"usage: weld convert --input PATH --output DIR [options]\n"
@@ -40,12 +41,46 @@ static const char convert_usage[] =
 	"                      holds none: give the base model's folder)\n"
 	"  --allow-global M.N  accept the class M.N in pickles as inert data, never called,\n"
 	"                      besides weld's allowlist (repeatable): for a class you trust\n"
+	"  --parts K           run the conversion as K processes at once (Slurm tasks on\n"
+	"                      several nodes), each reading about 1/K of the bytes; the\n"
+	"                      last to finish publishes (default: $SLURM_NTASKS when\n"
+	"                      over 1; --parts 1 runs everything in this process)\n"
+	"  --part I            this process's part, 0 to K-1 (default: $SLURM_PROCID)\n"
+	"  --finish            publish the unfinished multi-part conversion into --output\n"
+	"                      once all its parts are recorded (no --input: the job's own)\n"
 	"  --dry-run           plan only: print what would be read (by kind of file) and\n"
 	"                      written, the tensor count and the plan's memory; write nothing\n"
 	"  --quiet             no progress and no summary\n"
 	"  --json              the summary as one JSON object on stdout (progress and\n"
 	"                      notes stay on stderr; without --json stdout is empty)\n"
 	"  --help              this help\n" CLI_EXIT_CODES_HELP;
+
+/*
+ * --parts and --part, else Slurm's task count and rank when a step runs
+ * more than one task: O's parts and part. The library reads no environment.
+ */
+static int take_parts(const char *parts, const char *part, weld_convert_options *o)
+{
+	const char *ntasks = getenv("SLURM_NTASKS"), *procid = getenv("SLURM_PROCID");
+	long k = 0, i = 0;
+	if (part && !parts)
+		return cli_usage_error("convert", "--part needs --parts");
+	if (parts && cli_parse_count(parts, 1, 4096, &k))
+		return cli_usage_error("convert", "--parts must be a number from 1 to 4096");
+	if (!parts && (!ntasks || cli_parse_count(ntasks, 2, 4096, &k)))
+		return 0; /* no Slurm step of several tasks: one process */
+	if (k == 1)
+		return 0;
+	const char *which = part ? part : procid;
+	if (!which)
+		return cli_usage_error("convert", "--parts %ld needs --part I (0 to %ld)", k, k - 1);
+	if (cli_parse_count(which, 0, k - 1, &i))
+		return cli_usage_error("convert", "%s must be a number from 0 to %ld, not '%s'",
+				       part ? "--part" : "$SLURM_PROCID", k - 1, which);
+	o->parts = (unsigned)k;
+	o->part = (unsigned)i;
+	return 0;
+}
 
 static int print_json(const weld_convert_result *r, const char *input, const char *output, double seconds, bool dry)
 {
@@ -78,11 +113,12 @@ static int print_json(const weld_convert_result *r, const char *input, const cha
 
 int cmd_convert(int argc, char **argv)
 {
-	bool quiet = false, json = false, dry = false;
-	const char *input = NULL, *output = NULL;
+	bool quiet = false, json = false, dry = false, finish = false;
+	const char *input = NULL, *output = NULL, *parts = NULL, *part = NULL;
 	cli_convert_args a = CLI_CONVERT_ARGS_INIT;
 	const cli_opt opts[] = {{"input", NULL, &input}, {"output", NULL, &output}, CLI_CONVERT_OPTS(a),
 				{"quiet", &quiet, NULL}, {"json", &json, NULL},      {"dry-run", &dry, NULL},
+				{"parts", NULL, &parts},    {"part", NULL, &part},       {"finish", &finish, NULL},
 				{NULL, NULL, NULL}};
 	const cli_command cmd = {"convert", convert_usage, opts, NULL};
 	cli_repeated allow = {.name = "allow-global"};
@@ -92,13 +128,17 @@ int cmd_convert(int argc, char **argv)
 	int rc = cli_parse(&cmd, nrest, argv, NULL);
 	if (rc != CLI_PARSED)
 		return rc;
-	if (!input || !output)
+	if (finish && (input || parts || part || dry))
+		return cli_usage_error("convert", "--finish takes only --output DIR (and how to run: --threads, --device)");
+	if (finish && !output)
+		return cli_usage_error("convert", "--finish needs --output DIR");
+	if (!finish && (!input || !output))
 		return cli_usage_error("convert", "needs --input PATH and --output DIR");
 	weld_convert_options o;
-	if ((rc = cli_convert_options("convert", &a, &o)))
+	if ((rc = cli_convert_options("convert", &a, &o)) || (!finish && !dry && (rc = take_parts(parts, part, &o))))
 		return rc;
 	cli_progress ps = cli_progress_start("weld", quiet);
-	ps.input = input;
+	ps.input = finish ? output : input;
 	ps.dtype = cli_dtype_word(o.dtype);
 	o.progress = cli_on_progress;
 	o.start = cli_on_start;
@@ -111,7 +151,7 @@ int cmd_convert(int argc, char **argv)
 	double t0 = cli_wall();
 	weld_convert_result r;
 	weld_error err = {0};
-	weld_status s = weld_convert(input, output, &o, &r, &err);
+	weld_status s = finish ? weld_convert_finish(output, &o, &r, &err) : weld_convert(input, output, &o, &r, &err);
 	double secs = cli_wall() - t0;
 	/* A signal after the publish is too late to undo anything: the output is complete. */
 	if (s == WELD_ERR_CANCELLED || (s && cli_signal()))
@@ -122,5 +162,5 @@ int cmd_convert(int argc, char **argv)
 		cli_print_plan(&r, input);
 	else if (!quiet && !dry)
 		cli_print_summary("weld", &r, secs, &ps);
-	return json ? print_json(&r, input, output, secs, dry) : EXIT_OK;
+	return json ? print_json(&r, finish ? "" : input, output, secs, dry) : EXIT_OK;
 }

@@ -81,7 +81,8 @@ static cJSON *build(const weld_plan *p, const weld_manifest_info *info, bool *ok
 	 * for this output's).
 	 */
 	char real[PATH_MAX];
-	put(o, "source_path", realpath(info->source, real) ? cJSON_CreateString(real) : cJSON_CreateNull(), ok);
+	const char *resolved = info->source_path ? info->source_path : realpath(info->source, real);
+	put(o, "source_path", resolved ? cJSON_CreateString(resolved) : cJSON_CreateNull(), ok);
 	put_str(o, "source_format", info->source_format, ok);
 	put_str(o, "dtype", info->dtype, ok);
 	if (info->index_file)

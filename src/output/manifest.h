@@ -15,6 +15,7 @@
 
 typedef struct weld_manifest_info {
 	const char *source;        /* input path as given */
+	const char *source_path;   /* resolved; NULL: resolved here (a job's publisher may run elsewhere) */
 	const char *source_format; /* weld_format_name */
 	const char *dtype;         /* "bfloat16", "float16", "float32", "keep" */
 	const weld_out_file *files; /* "model.safetensors" / "pytorch_model.bin", or the shards */

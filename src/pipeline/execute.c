@@ -17,9 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-/* A record's bytes the fragments skip (padding) are read to check its CRC while they stay this few. */
-#define RECORD_GAP_MAX (1u << 20)
-
 /* How often the calling thread reports progress. */
 #define PROGRESS_NS (100 * 1000 * 1000L)
 
@@ -57,6 +54,7 @@ typedef struct exec_state {
 	size_t nchunks;
 	uint32_t *piece_crcs;
 	size_t max_out, max_staging, max_pieces;
+	uint64_t out_total; /* output bytes of the pieces: the plan's, or a part's */
 
 	_Atomic size_t next_chunk;
 	_Atomic int stop; /* set on the first error or a cancel */
@@ -144,15 +142,17 @@ static weld_status cut_segments(exec_state *st, piece *pc, const weld_plan_tenso
 	return WELD_OK;
 }
 
-/* Tensor I in pieces of at most CHUNK_BYTES of output. */
-static weld_status cut_tensor(exec_state *st, size_t i, size_t chunk_bytes, weld_error *err)
+/* Elements [BEGIN, END) of tensor I in pieces of at most CHUNK_BYTES of output. */
+static weld_status cut_tensor(exec_state *st, size_t i, uint64_t begin, uint64_t end, size_t chunk_bytes,
+			      weld_error *err)
 {
 	const weld_plan_tensor *t = &st->p->t[i];
 	uint64_t per = chunk_bytes / weld_dtype_size(t->dtype);
 	size_t fi = t->frag_first;
 	if (per == 0)
 		per = 1;
-	for (uint64_t e = 0; e < t->numel; e += per) {
+	st->out_total += (end - begin) * weld_dtype_size(t->dtype);
+	for (uint64_t e = begin; e < end; e += per) {
 		if (st->npieces == st->piece_cap) {
 			size_t cap = st->piece_cap ? st->piece_cap * 2 : 256;
 			piece *np = weld__reallocarray(st->pieces, cap, sizeof(*np));
@@ -162,7 +162,7 @@ static weld_status cut_tensor(exec_state *st, size_t i, size_t chunk_bytes, weld
 			st->piece_cap = cap;
 		}
 		piece *pc = &st->pieces[st->npieces++];
-		*pc = (piece){.tensor = i, .elem_begin = e, .elem_end = t->numel - e < per ? t->numel : e + per};
+		*pc = (piece){.tensor = i, .elem_begin = e, .elem_end = end - e < per ? end : e + per};
 		weld_status s = cut_segments(st, pc, t, &fi, err);
 		if (s)
 			return s;
@@ -201,14 +201,16 @@ static weld_status group_chunks(exec_state *st, size_t chunk_bytes, weld_error *
 	return WELD_OK;
 }
 
-static weld_status cut(exec_state *st, size_t chunk_bytes, weld_error *err)
+static weld_status cut(exec_state *st, const weld_exec_options *opts, weld_error *err)
 {
 	for (size_t i = 0; i < st->p->nt; i++) {
-		weld_status s = cut_tensor(st, i, chunk_bytes, err);
+		uint64_t b = opts->range_begin ? opts->range_begin[i] : 0;
+		uint64_t e = opts->range_end ? opts->range_end[i] : st->p->t[i].numel;
+		weld_status s = cut_tensor(st, i, b, e > st->p->t[i].numel ? st->p->t[i].numel : e, opts->chunk_bytes, err);
 		if (s)
 			return s;
 	}
-	return group_chunks(st, chunk_bytes, err);
+	return group_chunks(st, opts->chunk_bytes, err);
 }
 
 /* Record the first failure, stop the others, and wake the calling thread. */
@@ -320,8 +322,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Every source record the plan's fragments name gets its zip CRC-32 checked (io/record.h). */
-static weld_status check_records(exec_state *st, weld_error *err)
+/*
+ * Every source record the plan's fragments name gets its zip CRC-32 checked
+ * (io/record.h); a part hands its pieces back in RES instead: the record's
+ * other pieces are other parts', and the publisher checks them all.
+ */
+static weld_status check_records(exec_state *st, bool part, weld_exec_result *res, weld_error *err)
 {
 	weld_record_piece *pc = weld__calloc(st->nsegs ? st->nsegs : 1, sizeof(*pc));
 	if (!pc)
@@ -333,7 +339,12 @@ static weld_status check_records(exec_state *st, weld_error *err)
 			pc[n++] = (weld_record_piece){f->record, f->offset,
 						      st->segs[k].count * weld_dtype_size(st->segs[k].src_dtype), f->crc};
 	}
-	weld_status s = weld_records_check(st->p->records, pc, n, RECORD_GAP_MAX, err);
+	if (part) {
+		res->record_pieces = pc;
+		res->nrecord_pieces = n;
+		return WELD_OK;
+	}
+	weld_status s = weld_records_check(st->p->records, pc, n, WELD_RECORD_GAP_MAX, err);
 	free(pc);
 	return s;
 }
@@ -353,7 +364,7 @@ static void tensor_crcs(const exec_state *st, uint32_t *crcs)
 
 static bool report(exec_state *st, const weld_exec_options *opts, uint64_t done, double t0)
 {
-	weld_progress pr = {done, st->p->out_bytes, atomic_load(&st->bytes_read), now() - t0, WELD_PHASE_CONVERT};
+	weld_progress pr = {done, st->out_total, atomic_load(&st->bytes_read), now() - t0, WELD_PHASE_CONVERT};
 	return opts->progress && opts->progress(&pr, opts->payload) != 0;
 }
 
@@ -448,7 +459,7 @@ weld_status weld_execute(const weld_plan *p, weld_backend *b, const int *fds, co
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->changed, &ca);
 	pthread_condattr_destroy(&ca);
-	weld_status s = cut(st, opts->chunk_bytes, err);
+	weld_status s = cut(st, opts, err);
 	uint64_t read_before = bytes_read(p);
 	double t0 = now();
 	/* One report before any data moves, so a pending cancel stops even a tiny run. */
@@ -457,19 +468,22 @@ weld_status weld_execute(const weld_plan *p, weld_backend *b, const int *fds, co
 	if (!s)
 		s = run_workers(st, opts, t0, err);
 	if (!s && opts->progress)
-		report(st, opts, p->out_bytes, t0);
+		report(st, opts, st->out_total, t0);
 	if (!s)
 		s = (res->tensor_crcs = weld__calloc(p->nt ? p->nt : 1, sizeof(uint32_t))) ? WELD_OK : weld__nomem(err);
 	if (!s) {
 		tensor_crcs(st, res->tensor_crcs);
-		s = check_records(st, err);
+		s = check_records(st, opts->range_begin != NULL, res, err);
 	}
+	res->bytes_written = st->out_total;
 	res->fp16_overflows = atomic_load(&st->overflows);
 	res->seconds = now() - t0;
 	res->bytes_read = bytes_read(p) - read_before;
 	if (s) {
 		free(res->tensor_crcs);
+		free(res->record_pieces);
 		res->tensor_crcs = NULL;
+		res->record_pieces = NULL;
 	}
 	free_state(st);
 	return s;

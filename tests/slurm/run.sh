@@ -2,7 +2,8 @@
 # Integration test under a real single-node Slurm: installs Debian's
 # slurm-wlm and munge (as root), starts munged, slurmctld and slurmd on this
 # machine, submits scripts/slurm/convert-array.sbatch as an array job over a
-# run folder of fixture checkpoints, and checks every output.
+# run folder of fixture checkpoints, and checks every output; then runs one
+# conversion as `srun -n 3` (three parts) against one process's bytes.
 # Opt-in: runs only with WELD_SLURM_TEST=1; otherwise it exits 77 (ctest: Not Run).
 # Usage: run.sh WELD SOURCE_DIR
 set -euo pipefail
@@ -79,5 +80,12 @@ done
 out=$("$weld" batch --input-dir "$run" --output-dir "$t/out" --all-checkpoints --skip-existing 2>&1)
 [ "$(echo "$out" | grep -c ": skipped: .* verifies")" = 3 ] || { echo "slurm: outputs do not verify: $out"; fails=$((fails + 1)); }
 grep -h "^checkpoint-" "$t"/weld-*.log | head -3
-[ $fails -eq 0 ] && echo "slurm: array job of $n tasks converted every checkpoint" && rm -rf "$t"
+# One conversion as the 3 tasks of one job step (weld takes its parts from SLURM_NTASKS and
+# SLURM_PROCID): byte for byte the single-process output. --overcommit: the node may have fewer CPUs.
+"$weld" convert --input "$src/tests/fixtures/zero/s3_w2_bf16" --output "$t/ref-parts" --device cpu --quiet
+srun -n 3 --overcommit "$weld" convert --input "$src/tests/fixtures/zero/s3_w2_bf16" --output "$t/parts" \
+	--device cpu --quiet || { echo "slurm: srun -n 3 convert failed"; fails=$((fails + 1)); }
+diff -r "$t/ref-parts" "$t/parts" >/dev/null || { echo "slurm: srun -n 3 output differs from one process"; fails=$((fails + 1)); }
+[ ! -e "$t/.parts.weld-parts" ] || { echo "slurm: srun -n 3 left its parts folder"; fails=$((fails + 1)); }
+[ $fails -eq 0 ] && echo "slurm: array job of $n tasks converted every checkpoint; srun -n 3 gave one process's bytes" && rm -rf "$t"
 exit $fails

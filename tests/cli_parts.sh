@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# One conversion run as K processes at once (--parts K --part I): for an HF,
+# a ZeRO and a DCP checkpoint, one file and shards, K = 1, 2, 3 and 7 parts
+# started together must give the very bytes of a single-process run (every
+# file of the folder, weld.json included). A part killed mid-way publishes
+# nothing and leaves the others' work; rerunning that part alone completes
+# the job. --finish names the parts that are missing, and publishes a job
+# whose parts are all recorded. Another job into the same folder is refused.
+# Usage: cli_parts.sh WELD SOURCE_DIR [FAULT_SHIM]
+set -u
+weld=$1
+fx=$2/tests/fixtures
+shim=${3:-}
+fails=0
+t=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$t"' EXIT
+out=$t
+. "$(dirname "$0")/lib.sh"
+conv() { "$weld" convert --device cpu --quiet "$@"; }
+same() { diff -r --no-dereference "$1" "$2" >/dev/null 2>&1; }
+
+# parts IN OUT K [OPTIONS...]: K parts of one job started together; every one must exit 0.
+parts() {
+	local in=$1 dir=$2 k=$3 pids=() i
+	shift 3
+	for ((i = 0; i < k; i++)); do
+		conv --input "$in" --output "$dir" --parts "$k" --part "$i" "$@" 2>"$t/err-$i" &
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || fail "$in: part $i of $k failed: $(cat "$t/err-$i")"
+	done
+}
+
+# Byte identity with the single-process run, for every input kind, one file and shards.
+n=0
+# Each fixture with a shard limit that cuts it into several shards (checked below).
+for spec in qwen2_tied/st_sharded:100KB zero/s3_w2_bf16:2KB dcp/titan_2d/step-3:5KB; do
+	limit=${spec##*:}
+	spec=${spec%%:*}
+	for shard in "" "$limit"; do
+		opts=()
+		[ -n "$shard" ] && opts=(--max-shard-size "$shard")
+		ref=$t/ref-$n
+		conv --input "$fx/$spec" --output "$ref" "${opts[@]}" || fail "$spec reference failed"
+		for k in 1 2 3 7; do
+			parts "$fx/$spec" "$t/out-$n-$k" "$k" "${opts[@]}"
+			same "$ref" "$t/out-$n-$k" || fail "$spec ${opts[*]}: $k parts differ from one process"
+			[ "$(ls -A "$t" | grep -c "^\.out-$n-$k")" = 0 ] || fail "$spec $k parts left $(ls -A "$t" | grep "^\.out-$n-$k")"
+		done
+		n=$((n + 1))
+	done
+done
+for n in 1 3 5; do
+	[ "$(ls "$t"/ref-$n | grep -c '^model-0000.-of-0000.\.safetensors$')" -gt 1 ] || fail "ref-$n is not sharded"
+done
+# --pytorch-bin: its zip directory follows the tensors, written by the publisher from every part's CRCs.
+conv --input "$fx/qwen2_tied/st_sharded" --output "$t/ref-bin" --pytorch-bin || fail "bin reference failed"
+parts "$fx/qwen2_tied/st_sharded" "$t/out-bin" 3 --pytorch-bin
+same "$t/ref-bin" "$t/out-bin" || fail "--pytorch-bin: 3 parts differ from one process"
+
+# Parts one after another: each but the last says what is still to come; the last publishes.
+in=$fx/qwen2_tied/st_sharded
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/seq" --parts 3 --part 2
+has stderr "weld: note: part 2 of 3 recorded; the output is published when parts 0, 1 are too"
+[ ! -e "$t/seq" ] || fail "published with parts 0 and 1 missing"
+# --finish names what is missing, exactly.
+expect 1 "$weld" convert --finish --output "$t/seq"
+has stderr "weld: error: $t/seq: parts 0, 1 of 3 not recorded; run them again (the same command with --parts 3 --part N), and the last one publishes"
+# Another job (another input) into the same folder is refused while this one is unfinished.
+expect 1 conv --input "$fx/zero/s3_w2_bf16" --output "$t/seq" --parts 3 --part 0
+has stderr "weld: error: $t/.seq.weld-parts: another multi-part conversion into this folder is unfinished (a different input, options or part count); finish it with --finish, or --force discards it"
+expect 1 conv --input "$in" --output "$t/seq" --parts 2 --part 0
+has stderr "another multi-part conversion into this folder is unfinished"
+# So is a whole conversion.
+expect 1 conv --input "$in" --output "$t/seq"
+has stderr "weld: error: $t/.seq.weld-parts: a multi-part conversion into this folder is unfinished; weld convert --finish --output $t/seq publishes it once every part is recorded, or --force discards it"
+expect 0 conv --input "$in" --output "$t/seq" --parts 3 --part 0
+expect 1 "$weld" convert --finish --output "$t/seq"
+has stderr "weld: error: $t/seq: part 1 of 3 not recorded; run it again (the same command with --parts 3 --part N), and the last one publishes"
+expect 0 conv --input "$in" --output "$t/seq" --parts 3 --part 1
+same "$t/ref-0" "$t/seq" || fail "parts run one after another differ from one process"
+expect 1 "$weld" convert --finish --output "$t/seq"
+has stderr "weld: error: $t/seq: no multi-part conversion into this folder is unfinished"
+
+# --finish publishes a job whose last part recorded but could not publish (its claim taken, as by a killed publisher).
+conv --input "$in" --output "$t/fin" --parts 2 --part 0 || fail "fin part 0 failed"
+touch "$t/.fin.weld-parts/publish.claim"
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/fin" --parts 2 --part 1
+has stderr "part 1 of 2 recorded; another part publishes the output (if it cannot, weld convert --finish --output $t/fin does)"
+[ ! -e "$t/fin" ] || fail "published without the claim"
+expect 0 "$weld" convert --finish --output "$t/fin" --quiet
+same "$t/ref-0" "$t/fin" || fail "--finish differs from one process"
+
+# A part killed mid-way: nothing published, the other part's record kept; that part alone, run
+# again, completes the job. With the fault shim the kill comes just before its 50th write into the
+# output's folder (of 8193: 32 MiB of sparse zeros in 4 KiB chunks); without it (sanitizer builds),
+# after its weights file appears.
+slow=$t/slow
+sparse_input "$slow" 64
+conv --input "$slow" --output "$t/ref-slow" || fail "slow reference failed"
+conv --input "$slow" --output "$t/kill" --parts 2 --part 0 || fail "slow part 0 failed"
+if [ -n "$shim" ]; then
+	WELD_FAULT_DIR=$t WELD_FAULT=write:50:kill LD_PRELOAD=$shim \
+		"$weld" convert --device cpu --quiet --input "$slow" --output "$t/kill" --parts 2 --part 1 --chunk-bytes 4096
+	[ $? = 137 ] || fail "the part was not killed"
+else
+	conv --input "$slow" --output "$t/kill" --parts 2 --part 1 --threads 1 --chunk-bytes 4096 &
+	victim=$!
+	for _ in $(seq 1 400); do [ -e "$t/.kill.weld-parts/model.safetensors" ] && break; sleep 0.01; done
+	kill -9 $victim
+	wait $victim 2>/dev/null
+fi
+[ -e "$t/.kill.weld-parts/part-1" ] && fail "the killed part was recorded (it finished before the kill: no test)"
+[ ! -e "$t/kill" ] || fail "a job with a killed part was published"
+[ -e "$t/.kill.weld-parts/part-0" ] || fail "the other part's record is gone"
+expect 1 "$weld" convert --finish --output "$t/kill"
+has stderr "weld: error: $t/kill: part 1 of 2 not recorded"
+expect 0 conv --input "$slow" --output "$t/kill" --parts 2 --part 1
+same "$t/ref-slow" "$t/kill" || fail "the rerun of the killed part did not complete the job byte for byte"
+[ ! -e "$t/.kill.weld-parts" ] || fail "the parts folder stayed after the publish"
+
+# The publisher killed as it stages the weights (its 4th link: the lock and job.json as it joins, the
+# lock as it publishes, then the weights file into the staging folder): every part is recorded and the claim
+# taken, so no part publishes again; --finish does, byte for byte.
+if [ -n "$shim" ]; then
+	conv --input "$in" --output "$t/pub" --parts 2 --part 0 || fail "pub part 0 failed"
+	WELD_FAULT_DIR=$t WELD_FAULT=link:4:kill LD_PRELOAD=$shim \
+		"$weld" convert --device cpu --quiet --input "$in" --output "$t/pub" --parts 2 --part 1
+	[ $? = 137 ] || fail "the publisher was not killed"
+	[ ! -e "$t/pub" ] || fail "a killed publisher published"
+	[ -e "$t/.pub.weld-parts/publish.claim" ] || fail "the part was killed before it claimed the publish"
+	ls -d "$t"/.pub.weld-stage-* >/dev/null 2>&1 || fail "the publisher was killed before it staged"
+	expect 0 "$weld" convert --device cpu --input "$in" --output "$t/pub" --parts 2 --part 1
+	has stderr "another part publishes the output"
+	expect 0 "$weld" convert --finish --output "$t/pub" --quiet
+	same "$t/ref-0" "$t/pub" || fail "--finish after a killed publisher differs from one process"
+	[ "$(ls -A "$t" | grep -c '^\.pub')" = 0 ] || fail "--finish left $(ls -A "$t" | grep '^\.pub')"
+fi
+
+# A flipped byte in a ZeRO rank's fp32 partition (zip record data/3, which every part reads a piece
+# of): no part can check the record alone, so the publisher checks it from all parts' pieces and
+# refuses, as one process does; nothing is published.
+cp -r "$fx/zero/s3_w2_bf16" "$t/bad"
+chmod -R u+w "$t/bad"
+printf '\x5a' | dd of="$t/bad/global_step1/bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt" bs=1 seek=10000 conv=notrunc status=none
+expect 1 conv --input "$t/bad" --output "$t/bad-one"
+has stderr "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: CRC-32 mismatch in record 'data/3'"
+conv --input "$t/bad" --output "$t/bad-out" --parts 3 --part 0 || fail "bad part 0 failed"
+conv --input "$t/bad" --output "$t/bad-out" --parts 3 --part 1 || fail "bad part 1 failed"
+expect 1 conv --input "$t/bad" --output "$t/bad-out" --parts 3 --part 2
+has stderr "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: CRC-32 mismatch in record 'data/3'"
+[ ! -e "$t/bad-out" ] || fail "a job reading a corrupt record was published"
+
+# Usage: --part without --parts, a part out of range, Slurm's variables as the defaults.
+expect 2 "$weld" convert --input "$in" --output "$t/u" --part 1
+has stderr "--part needs --parts"
+expect 2 "$weld" convert --input "$in" --output "$t/u" --parts 3 --part 3
+has stderr "--part must be a number from 0 to 2, not '3'"
+expect 2 "$weld" convert --input "$in" --output "$t/u" --parts 3
+has stderr "--parts 3 needs --part I (0 to 2)"
+expect 0 env SLURM_NTASKS=2 SLURM_PROCID=1 "$weld" convert --device cpu --input "$in" --output "$t/env"
+has stderr "part 1 of 2 recorded"
+expect 0 env SLURM_NTASKS=2 SLURM_PROCID=0 "$weld" convert --device cpu --input "$in" --output "$t/env" --quiet
+same "$t/ref-0" "$t/env" || fail "SLURM_NTASKS/SLURM_PROCID parts differ from one process"
+# --parts 1 forces one process inside a Slurm step of several tasks.
+expect 0 env SLURM_NTASKS=4 SLURM_PROCID=3 "$weld" convert --device cpu --quiet --input "$in" --output "$t/one" --parts 1
+same "$t/ref-0" "$t/one" || fail "--parts 1 under SLURM_NTASKS=4 was not a whole run"
+
+[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "parts: all checks passed"
