@@ -49,6 +49,20 @@ expect 0 "$weld" verify "$out/j"
 has stdout "PASS  size            5 shards: "
 has stdout "PASS  one_format      model.safetensors.index.json and its 5 shards only"
 
+has stdout "PASS  index           model.safetensors.index.json lists every tensor of the 5 shards where it is, "
+# The index must list every tensor where it is (loaders skip an unlisted one) and their total size.
+cp -r "$out/j" "$out/j2" && cp -r "$out/j" "$out/j3"
+python3 - "$out/j2/model.safetensors.index.json" "$out/j3/model.safetensors.index.json" <<'PY'
+import json, sys
+a, b = sys.argv[1], sys.argv[2]
+j = json.load(open(a)); del j["weight_map"]["model.norm.weight"]; open(a, "w").write(json.dumps(j, indent=2))
+j = json.load(open(b)); j["metadata"]["total_size"] += 2; open(b, "w").write(json.dumps(j, indent=2))
+PY
+expect 1 "$weld" verify "$out/j2"
+like stdout "FAIL  index           model-0000[1-5]-of-00005\.safetensors holds 'model\.norm\.weight', which model\.safetensors\.index\.json does not list there: loaders would skip it"
+expect 1 "$weld" verify "$out/j3"
+like stdout "FAIL  index           model\.safetensors\.index\.json: metadata\.total_size is not [0-9]+, the tensors' bytes"
+
 # A stray shard beside the index, and a flipped byte in a shard.
 cp "$out/j/model-00001-of-00005.safetensors" "$out/j/model-00006-of-00006.safetensors"
 expect 1 "$weld" verify "$out/j"

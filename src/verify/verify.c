@@ -69,6 +69,8 @@ static weld_status run_checks(weld_verifier *v, const char *against, weld_error 
 	weld_status s = weld__vf_open_output(v, err);
 	if (!s)
 		s = weld__vf_check_weight_files(v, err);
+	if (!s && v->out)
+		s = weld__vf_check_index(v, err);
 	if (!s && v->manifest_why[0])
 		weld__vf_check(v->r, "manifest", v->manifest_level, "%s", v->manifest_why);
 	else if (!s && v->out)

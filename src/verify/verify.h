@@ -94,6 +94,9 @@ weld_status weld__vf_check_leftovers(weld_verifier *v, weld_error *err);
 /* weld.json's record of the cross-check against HF 16-bit weights, when there is one (needs v->manifest). */
 void weld__vf_check_cross_check(weld_verifier *v);
 
+/* index.c: a sharded output's index lists every stored tensor where it is, and their total size. */
+weld_status weld__vf_check_index(weld_verifier *v, weld_error *err);
+
 /* servable.c */
 void weld__vf_check_config(weld_verifier *v);
 void weld__vf_check_config_dtype(weld_verifier *v);
