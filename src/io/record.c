@@ -89,7 +89,8 @@ weld_status weld_records_check(const weld_record *recs, weld_record_piece *piece
 			       weld_error *err)
 {
 	uint8_t *gap = NULL;
-	qsort(pieces, n, sizeof(*pieces), cmp_piece);
+	if (n) /* PIECES may be NULL then (a part that read no zip record), which qsort may not take */
+		qsort(pieces, n, sizeof(*pieces), cmp_piece);
 	weld_status s = WELD_OK;
 	for (size_t i = 0; !s && i < n;) {
 		size_t j = i;
