@@ -105,7 +105,10 @@ if [ -n "$shim" ]; then
 		"$weld" convert --device cpu --quiet --input "$slow" --output "$t/kill" --parts 2 --part 1 --chunk-bytes 4096
 	[ $? = 137 ] || fail "the part was not killed"
 else
-	conv --input "$slow" --output "$t/kill" --parts 2 --part 1 --threads 1 --chunk-bytes 4096 &
+	# weld itself in the background, not the conv function: $! must be weld's pid, or the kill
+	# would take a subshell and leave weld to finish and publish behind the test's back.
+	"$weld" convert --device cpu --quiet --input "$slow" --output "$t/kill" --parts 2 --part 1 --threads 1 \
+		--chunk-bytes 4096 &
 	victim=$!
 	for _ in $(seq 1 400); do [ -e "$t/.kill.weld-parts/model.safetensors" ] && break; sleep 0.01; done
 	kill -9 $victim
