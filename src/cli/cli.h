@@ -214,6 +214,7 @@ bool cli_output_verifies(const ckpt_entry *c, const char *out, bool quiet);
 int cmd_inspect(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
