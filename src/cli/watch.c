@@ -294,11 +294,38 @@ static int finish(const watcher *w)
 	return nfailed ? EXIT_FAILED : EXIT_OK;
 }
 
-/* OUT inside RUN would be taken for the run's own checkpoints. Checked when both exist. */
+/*
+ * PATH resolved into BUF (PATH_MAX bytes): its nearest folder that exists
+ * resolved, and the names below it that do not exist yet.
+ */
+static bool resolve(const char *path, char *buf)
+{
+	char head[PATH_MAX];
+	size_t len = strlen(path);
+	if (len >= sizeof(head))
+		return false;
+	memcpy(head, path, len + 1);
+	for (;;) {
+		head[len] = '\0';
+		if (realpath(len ? head : path[0] == '/' ? "/" : ".", buf))
+			break;
+		if (len == 0)
+			return false;
+		char *slash = strrchr(head, '/');
+		len = slash ? (size_t)(slash - head) : 0;
+	}
+	const char *rest = path + len;
+	if (strcmp(buf, "/") == 0)
+		buf[0] = '\0';
+	size_t n = strlen(buf);
+	return (size_t)snprintf(buf + n, PATH_MAX - n, "%s%s", *rest == '/' || !*rest ? "" : "/", rest) < PATH_MAX - n;
+}
+
+/* OUT inside RUN would be taken for the run's own checkpoints. */
 static bool output_inside_run(const watch_args *a)
 {
 	char r[PATH_MAX], o[PATH_MAX];
-	if (!realpath(a->run, r) || !realpath(a->outdir, o))
+	if (!resolve(a->run, r) || !resolve(a->outdir, o))
 		return false;
 	size_t n = strlen(r);
 	return strncmp(o, r, n) == 0 && (o[n] == '\0' || o[n] == '/');
@@ -309,12 +336,15 @@ static int watch_loop(watcher *w)
 {
 	const watch_args *a = w->a;
 	struct stat st;
-	for (;;) {
+	for (bool first = true;; first = false) {
 		/* Seen before the look, so that the look converts whatever training left. */
 		bool last = a->once || (a->until && stat(a->until, &st) == 0);
 		int rc = look(w);
 		if (rc)
 			return rc;
+		/* After each publish, and once at the start for outputs a run before this one left. */
+		if (first && a->keep)
+			watch_keep_last(a->outdir, a->name, a->keep, a->run, a->quiet);
 		/* A last look still owes the .bin folders their second look: a short one. */
 		if (last && !w->unstable)
 			return finish(w);
@@ -340,6 +370,8 @@ int cmd_watch(int argc, char **argv)
 		watch_lower_priority(prio, sizeof(prio));
 	cli_install_signals();
 	watcher w = {.a = &a, .waiter = watch_waiter_open(!a.no_inotify)};
+	if (a.until)
+		watch_until_folder(&w.waiter, a.until);
 	fprintf(stderr, "weld watch: watching %s -> %s: %s, a look every %.0f s; %s, %d thread%s%s%s\n", a.run, a.outdir,
 		w.waiter.fd >= 0 ? "inotify" : "no inotify", a.poll, prio, a.convert.threads,
 		a.convert.threads == 1 ? "" : "s", a.until ? "; until " : "", a.until ? a.until : "");

@@ -46,6 +46,8 @@ watch_waiter watch_waiter_open(bool use_inotify);
 void watch_waiter_close(watch_waiter *w);
 /* Watch DIR for files written, moved in or made (idempotent; a folder that is gone is ignored). */
 void watch_waiter_add(watch_waiter *w, const char *dir);
+/* Watch the folder PATH will appear in, so that --until-file wakes the watcher too. */
+void watch_until_folder(watch_waiter *w, const char *path);
 /* Up to SECS seconds, less when a watched folder changes or a signal comes. */
 void watch_wait(watch_waiter *w, double secs);
 

@@ -76,6 +76,16 @@ void watch_waiter_add(watch_waiter *w, const char *dir)
 #endif
 }
 
+void watch_until_folder(watch_waiter *w, const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		watch_waiter_add(w, ".");
+	else if ((size_t)snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path) < sizeof(dir))
+		watch_waiter_add(w, dir);
+}
+
 /* Read away every pending event: each wait starts from a clean slate. */
 static void drain(int fd)
 {
