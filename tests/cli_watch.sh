@@ -175,6 +175,13 @@ wait "$wpid"
 grep -q "^weld watch: watching $prun -> $t/po: no inotify, a look every 1 s" "$log" || fail "polling start line: $(head -1 "$log")"
 cmp -s "$t/po/prun_step_2/model.safetensors" "$t/ref/run_step_2/model.safetensors" || fail "the polled conversion differs"
 
+# 7. A complete checkpoint that does not convert: reported, not abandoned, and the exit code says so.
+mkdir -p "$t/frun/checkpoint-9"
+echo '{}' >"$t/frun/checkpoint-9/trainer_state.json"
+expect 1 "$weld" watch --input-dir "$t/frun" --output-dir "$t/fo" --once --device cpu
+grep -q "^checkpoint-9: error: .*; tried again when its files change$" "$out/stderr" || fail "failure message: $(cat "$out/stderr")"
+last stderr "weld watch: 0 converted, 0 already done, 0 abandoned, 1 failed, 0 incomplete"
+
 # Usage errors.
 expect 2 "$weld" watch --input-dir "$run" --output-dir "$run/out"
 has stderr "--output-dir is inside --input-dir"

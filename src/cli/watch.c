@@ -195,7 +195,8 @@ static void after_publish(watcher *w, const ckpt_entry *c, const seen *s)
 static void failed(watcher *w, const ckpt_entry *c, seen *s, const weld_error *err)
 {
 	struct stat st;
-	if (stat(c->dir, &st) != 0 || watch_check(w->a->run, c, 0).state != WATCH_COMPLETE) {
+	/* Going (rmtree removes the files first) is as gone; a .bin folder's second look is not owed again. */
+	if (stat(c->dir, &st) != 0 || watch_check(w->a->run, c, s->sig).state == WATCH_INCOMPLETE) {
 		fprintf(stderr, "%s: removed while being converted (save_total_limit?); abandoned, nothing published (%s)\n",
 			c->base, cli_error_text(err));
 		s->handled = true;
