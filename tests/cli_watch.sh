@@ -168,12 +168,32 @@ not_yet checkpoint-2 2
 mark "checkpoint-2 last file"
 cp "$fx/trainer/z2_untied/checkpoint-2/trainer_state.json" "$prun/checkpoint-2/"
 wait_for "$t/po/prun_step_2"
+# torchtitan's DCP step-N: every rank's .distcp, then .metadata.
+copy_slowly "$fx/dcp/titan_2d/step-3" "$prun/step-5" .metadata
+sleep 2.2
+not_yet step-5 5
+mark "step-5 last file"
+cp "$fx/dcp/titan_2d/step-3/.metadata" "$prun/step-5/"
+wait_for "$t/po/prun_step_5"
 sleep 0.3
 kill -INT "$wpid"
 wait "$wpid"
 [ $? -eq 130 ] || fail "SIGINT while waiting did not give 130"
 grep -q "^weld watch: watching $prun -> $t/po: no inotify, a look every 1 s" "$log" || fail "polling start line: $(head -1 "$log")"
 cmp -s "$t/po/prun_step_2/model.safetensors" "$t/ref/run_step_2/model.safetensors" || fail "the polled conversion differs"
+cmp -s "$t/po/prun_step_5/model.safetensors" "$fx/dcp/titan_2d/oracle/step-3.bf16.safetensors" || fail "the DCP conversion differs from torch's"
+for name in checkpoint-2 step-5; do
+	first=$(grep -n "^$name: converting\|^MARK $name last file" "$log" | head -1 | cut -d: -f2-)
+	[ "$first" = "MARK $name last file" ] || fail "$name converted before its last file: $first"
+done
+grep -q "^step-5: complete: .metadata written" "$log" || fail "step-5: no word of why it is complete"
+
+# .bin shards say nothing of their final size: --once converts them after a second look at the same sizes.
+make_run "$t/brun" qwen2_tied/bin_sharded:step_6
+expect 0 "$weld" watch --input-dir "$t/brun" --output-dir "$t/bno" --once --device cpu
+has stderr "step_6: complete: shard sizes unchanged since the last look"
+"$weld" convert --input "$t/brun/step_6" --output "$t/bref" --device cpu --quiet
+cmp -s "$t/bno/brun_step_6/model.safetensors" "$t/bref/model.safetensors" || fail "the .bin folder's conversion differs"
 
 # 7. A complete checkpoint that does not convert: reported, not abandoned, and the exit code says so.
 mkdir -p "$t/frun/checkpoint-9"
