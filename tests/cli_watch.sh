@@ -2,7 +2,9 @@
 # weld watch beside a "training run" this script writes the way the writers
 # do, file by file with pauses: an HF Trainer checkpoint-N with
 # trainer_state.json last, a DeepSpeed tag then `latest`, a plain HF folder
-# shard by shard (each shard in two halves). Every complete checkpoint is
+# shard by shard (each shard in two halves), a DCP's .distcp files then
+# .metadata, a .bin folder seen complete only on a second look (--once).
+# Every complete checkpoint is
 # converted once, after its last file and never before, byte for byte as
 # weld batch converts it; a restart converts nothing again; --exec and
 # --keep-last do what they say; SIGTERM and a checkpoint removed mid-way
