@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char batch_usage[] =
 	"usage: weld batch --input-dir RUN --output-dir OUT [options] [convert's options]\n"
@@ -118,18 +117,6 @@ static int apply_array_index(const batch_args *b, size_t *first, size_t *n)
 	return 0;
 }
 
-/* RUN's folder name, trailing slashes dropped, in BUF (CAP bytes): the default output name. */
-static const char *run_name(const char *run, char *buf, size_t cap)
-{
-	size_t n = strlen(run);
-	while (n > 1 && run[n - 1] == '/')
-		n--;
-	if ((size_t)snprintf(buf, cap, "%.*s", (int)n, run) >= cap)
-		return "run";
-	const char *base = strrchr(buf, '/');
-	return base ? base + 1 : buf;
-}
-
 /* What became of one checkpoint; INTERRUPTED (by SIGINT/SIGTERM) ends the run. */
 typedef enum { PLANNED, DONE, SKIPPED, FAILED, REFUSED, INTERRUPTED } outcome;
 static const char *const outcome_words[] = {"planned", "done", "skipped", "failed", "refused"};
@@ -153,25 +140,13 @@ static bool sized(const batch_row *w)
 	return w->result == PLANNED || w->result == DONE;
 }
 
-/*
- * OUT/NAME_step_N, or OUT/NAME_FOLDER for a checkpoint without a step, in
- * BUF (NAME_... alone without OUT: --count needs none); -1 when too long.
- */
-static int output_path(char *buf, size_t cap, const batch_args *b, const ckpt_entry *c)
-{
-	const char *dir = b->outdir ? b->outdir : "", *sep = b->outdir ? "/" : "";
-	int len = c->step >= 0 ? snprintf(buf, cap, "%s%s%s_step_%ld", dir, sep, b->name, c->step)
-			       : snprintf(buf, cap, "%s%s%s_%s", dir, sep, b->name, c->base);
-	return len < 0 || (size_t)len >= cap ? -1 : 0;
-}
-
 /* The rows of the N selected checkpoints from C; 0, or EXIT_FAILED after a message. */
 static int fill_rows(const batch_args *b, const ckpt_entry *c, size_t n, batch_row *rows)
 {
 	for (size_t k = 0; k < n; k++) {
 		rows[k].c = &c[k];
 		rows[k].index = k;
-		if (output_path(rows[k].out, sizeof(rows[k].out), b, &c[k])) {
+		if (cli_output_path(rows[k].out, sizeof(rows[k].out), b->outdir, b->name, &c[k])) {
 			fprintf(stderr, "weld: error: %s: its output path is too long\n", c[k].base);
 			return EXIT_FAILED;
 		}
@@ -241,23 +216,6 @@ static outcome fail_row(batch_row *w, const weld_error *err)
 	return FAILED;
 }
 
-/*
- * --skip-existing: whether W's output verifies and was made from W's own
- * checkpoint, not another run's of the same name (e1/output/checkpoint-1 and
- * e2/output/checkpoint-1 both go to OUT/output_step_1). An output there that
- * does not is redone, and unless --quiet the log says why before it goes.
- */
-static bool already_done(const batch_args *b, const batch_row *w)
-{
-	weld_error err = {0};
-	if (weld_output_intact_from(w->out, w->c->dir, &err) == WELD_OK)
-		return true;
-	struct stat st;
-	if (!b->quiet && stat(w->out, &st) == 0)
-		fprintf(stderr, "%s: %s; converting %s into it again\n", w->c->base, cli_error_text(&err), w->c->dir);
-	return false;
-}
-
 /* Convert (or plan) W's checkpoint, filling W. */
 static outcome convert_one(const batch_args *b, batch_row *w)
 {
@@ -266,23 +224,17 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 	if (cli_signal())
 		return INTERRUPTED;
 	double t0 = cli_wall();
-	if (b->skip && !b->dry && already_done(b, w)) {
+	if (b->skip && !b->dry && cli_output_verifies(w->c, w->out, b->quiet)) {
 		w->secs = cli_wall() - t0;
 		if (!b->quiet)
 			fprintf(stderr, "%s: skipped: %s verifies\n", label, w->out);
 		return SKIPPED;
 	}
-	cli_progress ps = cli_progress_start(label, b->quiet);
 	weld_convert_options co = b->convert;
 	/* An output of this batch that does not verify (a killed run's, a damaged one) is redone whole. */
 	co.replace = b->skip;
-	ps.input = w->c->dir;
-	ps.dtype = cli_dtype_word(co.dtype);
-	co.progress = cli_on_progress;
-	co.start = cli_on_start;
-	co.payload = &ps;
 	co.dry_run = b->dry;
-	weld_status s = weld_convert(w->c->dir, w->out, &co, &w->r, &err);
+	weld_status s = cli_convert_logged(w->c, w->out, &co, b->quiet, &w->r, &err);
 	w->secs = cli_wall() - t0;
 	/* Set once the checkpoint is read, before anything is written: a late failure keeps it. */
 	w->type = w->r.format[0] ? w->r.format : NULL;
@@ -290,12 +242,7 @@ static outcome convert_one(const batch_args *b, batch_row *w)
 		return INTERRUPTED;
 	if (s)
 		return fail_row(w, &err);
-	if (b->dry)
-		return PLANNED;
-	/* The summary repeats no notice the start line showed; with --quiet the table alone tells. */
-	if (!b->quiet)
-		cli_print_summary(label, &w->r, w->secs, &ps);
-	return DONE;
+	return b->dry ? PLANNED : DONE;
 }
 
 /*
@@ -596,7 +543,7 @@ static int run_selected(batch_args *b, const ckpt_entry *list, size_t n)
 		return none_found(b);
 	char name[1024];
 	if (!b->name)
-		b->name = run_name(b->run, name, sizeof(name));
+		b->name = cli_run_name(b->run, name, sizeof(name));
 	batch_row *rows = calloc(selected, sizeof(*rows));
 	batch_row **order = calloc(selected, sizeof(*order));
 	int rc = rows && order ? fill_rows(b, list + first, selected, rows) : cli_oom();

@@ -160,6 +160,15 @@ double cli_peak_rss_mb(void);
  */
 void cli_print_summary(const char *label, const weld_convert_result *r, double secs, const cli_progress *ps);
 
+struct ckpt_entry;
+/*
+ * weld_convert of C's checkpoint into OUT with options O, its start line,
+ * progress (labelled with C's folder name, cancelled by SIGINT/SIGTERM) and,
+ * unless QUIET or a dry run, its summary on stderr.
+ */
+weld_status cli_convert_logged(const struct ckpt_entry *c, const char *out, const weld_convert_options *o, bool quiet,
+			       weld_convert_result *r, weld_error *err);
+
 /* ---- dryrun.c: weld convert --dry-run ------------------------------------------ */
 
 /* The plan in R (a dry run's result) on stdout: input, reads by kind of file, the write, the plan's memory. */
@@ -169,11 +178,12 @@ struct cJSON *cli_reads_json(const weld_convert_result *r);
 
 /* ---- runs.c: the checkpoints of a training run (weld batch) ----------------- */
 
-typedef struct ckpt_entry {
+struct ckpt_entry {
 	char *dir;  /* input path */
 	char *base; /* folder name */
 	long step;  /* -1 when the name means none (only checkpoint-N, global_stepN, step_N, ...) */
-} ckpt_entry;
+};
+typedef struct ckpt_entry ckpt_entry;
 
 /*
  * The checkpoint folders in RUN whose names match one of the FILTERS (any
@@ -183,12 +193,29 @@ typedef struct ckpt_entry {
 int cli_find_checkpoints(const char *run, const char *const *filters, size_t nfilters, ckpt_entry **out,
 			 size_t *n);
 void cli_free_checkpoints(ckpt_entry *list, size_t n);
+/* The step a folder's NAME gives (checkpoint-N, global_stepN, step_N, step-N, iter_N), or -1. */
+long cli_step_of(const char *name);
+/* RUN's folder name, trailing slashes dropped, in BUF (CAP bytes): the default output name. */
+const char *cli_run_name(const char *run, char *buf, size_t cap);
+/*
+ * OUTDIR/NAME_step_N, or OUTDIR/NAME_FOLDER for a checkpoint without a step,
+ * in BUF (NAME_... alone when OUTDIR is NULL: --count needs none); -1 when
+ * too long. Batch and watch name outputs alike, so either resumes the other.
+ */
+int cli_output_path(char *buf, size_t cap, const char *outdir, const char *name, const ckpt_entry *c);
+/*
+ * Whether OUT verifies against its weld.json and was made from C's checkpoint
+ * (--skip-existing); when an output is there that does not, says why on
+ * stderr unless QUIET.
+ */
+bool cli_output_verifies(const ckpt_entry *c, const char *out, bool quiet);
 
 /* ---- one file per command ----------------------------------------------------- */
 
 int cmd_inspect(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 

@@ -21,6 +21,8 @@ static const char usage[] =
 	"                          weld a checkpoint into one servable model folder\n"
 	"  batch --input-dir RUN --output-dir OUT [options]\n"
 	"                          convert the checkpoints of a run (Slurm array jobs too)\n"
+	"  watch --input-dir RUN --output-dir OUT [options]\n"
+	"                          convert each checkpoint of a running training job as it completes\n"
 	"  inspect PATH [--json]   show the format and tensors of a checkpoint file or folder\n"
 	"  scan PATH... [--json]   list the globals pickles reference; safe, unsafe or malformed\n"
 	"  verify DIR [--against SOURCE] [--json]\n"
@@ -50,7 +52,8 @@ static int print_version(void)
 static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
-} commands[] = {{"convert", cmd_convert}, {"batch", cmd_batch}, {"inspect", cmd_inspect}, {"verify", cmd_verify}, {"scan", cmd_scan}};
+} commands[] = {{"convert", cmd_convert}, {"batch", cmd_batch}, {"watch", cmd_watch},
+		{"inspect", cmd_inspect}, {"verify", cmd_verify}, {"scan", cmd_scan}};
 
 static int (*find_command(const char *name))(int, char **)
 {

@@ -185,3 +185,21 @@ void cli_print_summary(const char *label, const weld_convert_result *r, double s
 	if (*rest)
 		fprintf(stderr, "%s: note: %s\n", label, rest);
 }
+
+weld_status cli_convert_logged(const ckpt_entry *c, const char *out, const weld_convert_options *o, bool quiet,
+			       weld_convert_result *r, weld_error *err)
+{
+	cli_progress ps = cli_progress_start(c->base, quiet);
+	weld_convert_options co = *o;
+	ps.input = c->dir;
+	ps.dtype = cli_dtype_word(co.dtype);
+	co.progress = cli_on_progress;
+	co.start = cli_on_start;
+	co.payload = &ps;
+	double t0 = cli_wall();
+	weld_status s = weld_convert(c->dir, out, &co, r, err);
+	/* The summary repeats no notice the start line showed; with --quiet the caller's table alone tells. */
+	if (s == WELD_OK && !quiet && !co.dry_run)
+		cli_print_summary(c->base, r, cli_wall() - t0, &ps);
+	return s;
+}

@@ -174,3 +174,44 @@ int cli_find_checkpoints(const char *run, const char *const *filters, size_t nfi
 	return 0;
 }
 
+
+long cli_step_of(const char *name)
+{
+	return step_of(name);
+}
+
+const char *cli_run_name(const char *run, char *buf, size_t cap)
+{
+	size_t n = strlen(run);
+	while (n > 1 && run[n - 1] == '/')
+		n--;
+	if ((size_t)snprintf(buf, cap, "%.*s", (int)n, run) >= cap)
+		return "run";
+	const char *base = strrchr(buf, '/');
+	return base ? base + 1 : buf;
+}
+
+int cli_output_path(char *buf, size_t cap, const char *outdir, const char *name, const ckpt_entry *c)
+{
+	const char *dir = outdir ? outdir : "", *sep = outdir ? "/" : "";
+	int len = c->step >= 0 ? snprintf(buf, cap, "%s%s%s_step_%ld", dir, sep, name, c->step)
+			       : snprintf(buf, cap, "%s%s%s_%s", dir, sep, name, c->base);
+	return len < 0 || (size_t)len >= cap ? -1 : 0;
+}
+
+/*
+ * Made from C's own checkpoint, not another run's of the same name
+ * (e1/output/checkpoint-1 and e2/output/checkpoint-1 both go to
+ * OUT/output_step_1): an output there that is not is redone, and unless
+ * QUIET the log says why before it goes.
+ */
+bool cli_output_verifies(const ckpt_entry *c, const char *out, bool quiet)
+{
+	weld_error err = {0};
+	if (weld_output_intact_from(out, c->dir, &err) == WELD_OK)
+		return true;
+	struct stat st;
+	if (!quiet && stat(out, &st) == 0)
+		fprintf(stderr, "%s: %s; converting %s into it again\n", c->base, cli_error_text(&err), c->dir);
+	return false;
+}
