@@ -131,6 +131,18 @@ has stderr "weld watch: kept $o/run_step_1 beyond --keep-last 2: "
 [ -z "$(ls -A "$o" | grep '^\.')" ] || fail "--keep-last left $(ls -A "$o" | grep '^\.')"
 (cd "$run" && find . -type f -exec md5sum {} + | sort) | cmp -s - "$t/inputs.before" || fail "--keep-last touched an input"
 
+# The conversions get a small share of the GPU (training holds the rest): 2048 MiB unless the
+# user's environment or --gpu-memory says otherwise (what each conversion, and --exec, inherits).
+gpu() {
+	rm -rf "$t/gpu_out"
+	"$weld" watch --input-dir "$run" --output-dir "$t/gpu_out" --once --device cpu --checkpoint-filter checkpoint-1 \
+		--exec 'echo "$WELD_GPU_MEMORY_MB" >>'"$t/gpu.log" "$@" 2>/dev/null
+}
+gpu && WELD_GPU_MEMORY_MB=4096 gpu && WELD_GPU_MEMORY_MB=4096 gpu --gpu-memory 512
+printf '%s\n' 2048 4096 512 | cmp -s - "$t/gpu.log" || fail "GPU budgets: $(cat "$t/gpu.log")"
+expect 2 "$weld" watch --input-dir "$run" --output-dir "$o" --gpu-memory 0
+has stderr "weld: watch: --gpu-memory must be a whole number of MiB from 1 to 16777216"
+
 # 4. SIGTERM mid-conversion: exit 143, no staging, no output.
 big=$t/bigrun
 sparse_input "$big/step_7" 256

@@ -44,6 +44,9 @@ static const char watch_usage[] =
 	"                             in $WELD_OUTPUT (also $WELD_CHECKPOINT, $WELD_STEP);\n"
 	"                             its failure is reported, not fatal\n"
 	"  --priority P               low (default: nice 10, I/O best-effort 7) or normal\n"
+	"  --gpu-memory MB            with --device cuda/auto, the GPU memory each conversion\n"
+	"                             may use (default 2048, or $WELD_GPU_MEMORY_MB): training\n"
+	"                             holds the rest\n"
 	"  --quiet                    only errors and the watcher's own lines\n"
 	"  --help                     this help\n"
 	"\n"
@@ -99,12 +102,13 @@ static int parse_args(int argc, char **argv, watch_args *a)
 		nrest = cli_take_repeated("watch", nrest, argv, &a->allow);
 	if (nrest < 0)
 		return EXIT_USAGE;
-	const char *poll = NULL, *keep = NULL, *priority = NULL;
+	const char *poll = NULL, *keep = NULL, *priority = NULL, *gpu = NULL;
 	cli_convert_args c = CLI_CONVERT_ARGS_INIT;
 	const cli_opt opts[] = {{"input-dir", NULL, &a->run}, {"output-dir", NULL, &a->outdir}, {"name", NULL, &a->name},
 				{"poll", NULL, &poll},         {"keep-last", NULL, &keep},       {"exec", NULL, &a->exec},
 				{"until-file", NULL, &a->until}, {"priority", NULL, &priority}, {"once", &a->once, NULL},
-				{"quiet", &a->quiet, NULL},    {"no-inotify", &a->no_inotify, NULL}, CLI_CONVERT_OPTS(c),
+				{"quiet", &a->quiet, NULL},    {"no-inotify", &a->no_inotify, NULL}, {"gpu-memory", NULL, &gpu},
+				CLI_CONVERT_OPTS(c),
 				{NULL, NULL, NULL}};
 	const cli_command cmd = {"watch", watch_usage, opts, NULL};
 	int rc = cli_parse(&cmd, nrest, argv, NULL);
@@ -116,6 +120,12 @@ static int parse_args(int argc, char **argv, watch_args *a)
 		return rc;
 	if (!c.threads)
 		a->convert.threads = default_threads();
+	long mb;
+	if (gpu && cli_parse_count(gpu, 1, 16777216, &mb))
+		return cli_usage_error("watch", "--gpu-memory must be a whole number of MiB from 1 to 16777216");
+	/* The library's budget comes from the environment; a user's own setting stands unless --gpu-memory says. */
+	if (setenv("WELD_GPU_MEMORY_MB", gpu ? gpu : "2048", gpu != NULL) != 0)
+		return cli_oom();
 	a->convert.allow_globals = a->allow.items;
 	a->convert.nallow_globals = a->allow.n;
 	return CLI_PARSED;
