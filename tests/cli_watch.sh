@@ -143,6 +143,31 @@ printf '%s\n' 2048 4096 512 | cmp -s - "$t/gpu.log" || fail "GPU budgets: $(cat 
 expect 2 "$weld" watch --input-dir "$run" --output-dir "$o" --gpu-memory 0
 has stderr "weld: watch: --gpu-memory must be a whole number of MiB from 1 to 16777216"
 
+# --until-step: the watcher ends, after a last look, once squeue no longer lists the training's job
+# step. A stand-in squeue on PATH lists step 4242.0 while $t/training exists (the real one: the
+# slurm tier). A checkpoint written just before the step ends is still converted.
+mkdir -p "$t/bin" && touch "$t/training"
+cat >"$t/bin/squeue" <<SQ
+#!/bin/sh
+echo "\$*" >>"$t/squeue.args"
+[ -e "$t/training" ] && printf '4242.0\n4242.batch\n' || echo 4242.batch
+SQ
+chmod +x "$t/bin/squeue"
+rm -rf "$t/step_out"
+PATH=$t/bin:$PATH "$weld" watch --input-dir "$run" --output-dir "$t/step_out" --poll 1 --no-inotify --device cpu \
+	--checkpoint-filter checkpoint-1 --until-step 4242.0 2>"$t/step.log" &
+spid=$!
+pids+=("$spid")
+sleep 3
+kill -0 $spid 2>/dev/null || fail "--until-step ended while its step was listed: $(tail -2 "$t/step.log")"
+rm "$t/training"
+wait $spid
+[ $? -eq 0 ] || fail "--until-step exited non-zero: $(tail -2 "$t/step.log")"
+[ -f "$t/step_out/run_step_1/model.safetensors" ] || fail "--until-step converted nothing"
+grep -q -- "-h -s -j 4242 -o %i" "$t/squeue.args" || fail "squeue asked: $(head -1 "$t/squeue.args")"
+expect 2 "$weld" watch --input-dir "$run" --output-dir "$o" --until-step '4242.0;reboot'
+has stderr "weld: watch: --until-step must be a Slurm JOB.STEP (e.g. 1234.0), not '4242.0;reboot'"
+
 # 4. SIGTERM mid-conversion: exit 143, no staging, no output.
 big=$t/bigrun
 sparse_input "$big/step_7" 256

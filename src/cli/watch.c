@@ -38,6 +38,9 @@ static const char watch_usage[] =
 	"  --no-inotify               only poll (also: WELD_WATCH_NO_INOTIFY=1)\n"
 	"  --once                     convert what is complete now, then exit\n"
 	"  --until-file PATH          once PATH exists, convert what is left and exit\n"
+	"  --until-step JOB.STEP      once that Slurm job step (the training, e.g.\n"
+	"                             $SLURM_JOB_ID.0) is no longer in squeue, convert what\n"
+	"                             is left and exit; checked at each look (--poll)\n"
 	"  --keep-last N              keep only the N newest NAME_step_N outputs in OUT; an\n"
 	"                             older one is removed only once it verifies\n"
 	"  --exec CMD                 after each publish, run CMD with /bin/sh -c, the output\n"
@@ -58,7 +61,7 @@ static const char watch_usage[] =
 /* The command line of one watch. */
 typedef struct watch_args {
 	bool once, quiet, no_inotify, low;
-	const char *run, *outdir, *name, *until, *exec;
+	const char *run, *outdir, *name, *until, *until_step, *exec;
 	double poll;
 	long keep; /* 0: keep all */
 	cli_repeated filters, allow;
@@ -106,7 +109,8 @@ static int parse_args(int argc, char **argv, watch_args *a)
 	cli_convert_args c = CLI_CONVERT_ARGS_INIT;
 	const cli_opt opts[] = {{"input-dir", NULL, &a->run}, {"output-dir", NULL, &a->outdir}, {"name", NULL, &a->name},
 				{"poll", NULL, &poll},         {"keep-last", NULL, &keep},       {"exec", NULL, &a->exec},
-				{"until-file", NULL, &a->until}, {"priority", NULL, &priority}, {"once", &a->once, NULL},
+				{"until-file", NULL, &a->until}, {"until-step", NULL, &a->until_step},
+				{"priority", NULL, &priority}, {"once", &a->once, NULL},
 				{"quiet", &a->quiet, NULL},    {"no-inotify", &a->no_inotify, NULL}, {"gpu-memory", NULL, &gpu},
 				CLI_CONVERT_OPTS(c),
 				{NULL, NULL, NULL}};
@@ -120,6 +124,8 @@ static int parse_args(int argc, char **argv, watch_args *a)
 		return rc;
 	if (!c.threads)
 		a->convert.threads = default_threads();
+	if (a->until_step && !watch_step_id_valid(a->until_step))
+		return cli_usage_error("watch", "--until-step must be a Slurm JOB.STEP (e.g. 1234.0), not '%s'", a->until_step);
 	long mb;
 	if (gpu && cli_parse_count(gpu, 1, 16777216, &mb))
 		return cli_usage_error("watch", "--gpu-memory must be a whole number of MiB from 1 to 16777216");
@@ -342,14 +348,15 @@ static bool output_inside_run(const watch_args *a)
 	return strncmp(o, r, n) == 0 && (o[n] == '\0' || o[n] == '/');
 }
 
-/* Look, wait, look again until a signal, --once or --until-file ends it. The exit code. */
+/* Look, wait, look again until a signal, --once, --until-file or --until-step ends it. The exit code. */
 static int watch_loop(watcher *w)
 {
 	const watch_args *a = w->a;
 	struct stat st;
 	for (bool first = true;; first = false) {
 		/* Seen before the look, so that the look converts whatever training left. */
-		bool last = a->once || (a->until && stat(a->until, &st) == 0);
+		bool last = a->once || (a->until && stat(a->until, &st) == 0) ||
+			    (a->until_step && watch_step_ended(a->until_step));
 		int rc = look(w);
 		if (rc)
 			return rc;
@@ -383,9 +390,10 @@ int cmd_watch(int argc, char **argv)
 	watcher w = {.a = &a, .waiter = watch_waiter_open(!a.no_inotify)};
 	if (a.until)
 		watch_until_folder(&w.waiter, a.until);
-	fprintf(stderr, "weld watch: watching %s -> %s: %s, a look every %.0f s; %s, %d thread%s%s%s\n", a.run, a.outdir,
-		w.waiter.fd >= 0 ? "inotify" : "no inotify", a.poll, prio, a.convert.threads,
-		a.convert.threads == 1 ? "" : "s", a.until ? "; until " : "", a.until ? a.until : "");
+	fprintf(stderr, "weld watch: watching %s -> %s: %s, a look every %.0f s; %s, %d thread%s%s%s%s%s\n", a.run,
+		a.outdir, w.waiter.fd >= 0 ? "inotify" : "no inotify", a.poll, prio, a.convert.threads,
+		a.convert.threads == 1 ? "" : "s", a.until ? "; until " : "", a.until ? a.until : "",
+		a.until_step ? "; until job step ended: " : "", a.until_step ? a.until_step : "");
 	rc = watch_loop(&w);
 	watch_waiter_close(&w.waiter);
 	for (size_t k = 0; k < w.n; k++)

@@ -57,6 +57,14 @@ void watch_wait(watch_waiter *w, double secs);
  * passed on). Its exit status, or -1 when it could not run or was killed.
  */
 int watch_exec(const char *cmd, const char *out, const ckpt_entry *c);
+/* STEP looks like a Slurm job step id: digits, a dot, then digits or a name (1234.0, 1234.batch). */
+bool watch_step_id_valid(const char *step);
+/*
+ * true once job step STEP is no longer listed by `squeue -h -s -j JOB`: it
+ * ended (or the whole job did, when squeue exits non-zero). squeue missing
+ * counts as ended too, after a warning, rather than watching for ever.
+ */
+bool watch_step_ended(const char *step);
 
 /*
  * --keep-last KEEP: of the OUTDIR/NAME_step_N folders, remove those older

@@ -243,3 +243,39 @@ int watch_keep_last(const char *outdir, const char *name, long keep, const char 
 	free(list);
 	return (int)removed;
 }
+
+bool watch_step_id_valid(const char *step)
+{
+	const char *dot = strchr(step, '.');
+	if (!dot || dot == step || !dot[1] || dot - step > 20 || strlen(dot + 1) > 32)
+		return false;
+	for (const char *p = step; p < dot; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	for (const char *p = dot + 1; *p; p++)
+		if (!(*p >= '0' && *p <= '9') && !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && *p != '_')
+			return false;
+	return true;
+}
+
+bool watch_step_ended(const char *step)
+{
+	char cmd[128], line[128];
+	/* STEP is digits, a dot and a word (watch_step_id_valid): nothing the shell would read. */
+	snprintf(cmd, sizeof(cmd), "squeue -h -s -j %.*s -o %%i 2>/dev/null", (int)(strchr(step, '.') - step), step);
+	FILE *p = popen(cmd, "r");
+	if (!p) {
+		fprintf(stderr, "weld watch: cannot run squeue to follow job step %s: %s; taking it as ended\n", step,
+			strerror(errno));
+		return true;
+	}
+	bool listed = false;
+	while (fgets(line, sizeof(line), p)) {
+		line[strcspn(line, " \n")] = '\0';
+		listed |= strcmp(line, step) == 0;
+	}
+	int status = pclose(p);
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 127)
+		fprintf(stderr, "weld watch: squeue not found, cannot follow job step %s; taking it as ended\n", step);
+	return !listed;
+}

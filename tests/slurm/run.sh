@@ -87,5 +87,24 @@ srun -n 3 --overcommit "$weld" convert --input "$src/tests/fixtures/zero/s3_w2_b
 	--device cpu --quiet || { echo "slurm: srun -n 3 convert failed"; fails=$((fails + 1)); }
 diff -r "$t/ref-parts" "$t/parts" >/dev/null || { echo "slurm: srun -n 3 output differs from one process"; fails=$((fails + 1)); }
 [ ! -e "$t/.parts.weld-parts" ] || { echo "slurm: srun -n 3 left its parts folder"; fails=$((fails + 1)); }
-[ $fails -eq 0 ] && echo "slurm: array job of $n tasks converted every checkpoint; srun -n 3 gave one process's bytes" && rm -rf "$t"
+# weld watch --until-step: a job whose step 0 "trains" (sleeps 4 s) while step 1 watches; the
+# watcher must outlive the training step, then convert what is left and exit 0.
+mkdir -p "$t/wrun"
+cp -r "$src/tests/fixtures/trainer/z2_untied/checkpoint-1" "$src/tests/fixtures/trainer/z2_untied/checkpoint-2" "$t/wrun/"
+cat >"$t/watch.sbatch" <<SB
+#!/bin/bash
+srun --overlap -n 1 sleep 4 &
+sleep 1
+start=\$(date +%s)
+srun --overlap -n 1 "$weld" watch --input-dir "$t/wrun" --output-dir "$t/wout" --poll 1 --no-inotify --device cpu \
+	--until-step \$SLURM_JOB_ID.0
+echo "watch exit \$? after \$((\$(date +%s) - start)) s"
+SB
+(cd "$t" && sbatch --wait -n 1 --overcommit --output="$t/watch.log" "$t/watch.sbatch" >/dev/null) || true
+if ! grep -qE "^watch exit 0 after [2-9] s" "$t/watch.log" || [ "$(ls "$t/wout" | wc -l)" != 2 ]; then
+	echo "slurm: weld watch --until-step did not follow the training step: $(tail -3 "$t/watch.log")"
+	fails=$((fails + 1))
+fi
+[ $fails -eq 0 ] && echo "slurm: array job of $n tasks converted every checkpoint; srun -n 3 gave one process's bytes;" \
+	"weld watch ended with the training step" && rm -rf "$t"
 exit $fails
