@@ -7,40 +7,11 @@
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "io/dcp_meta.h"
+#include "fuzz_input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-static char input_path[64];
-static int input_fd = -1;
-
-static void remove_input(void)
-{
-	unlink(input_path);
-}
-
-/* One backing file per process, rewritten for every input. */
-static int input_file(void)
-{
-	if (input_fd >= 0)
-		return 0;
-#if defined(__linux__) && defined(MFD_CLOEXEC)
-	input_fd = memfd_create("fuzz_dcp", MFD_CLOEXEC);
-	if (input_fd >= 0) {
-		snprintf(input_path, sizeof(input_path), "/proc/self/fd/%d", input_fd);
-		return 0;
-	}
-#endif
-	snprintf(input_path, sizeof(input_path), "/tmp/fuzz_dcp.XXXXXX");
-	input_fd = mkstemp(input_path);
-	if (input_fd < 0)
-		return -1;
-	atexit(remove_input);
-	return 0;
-}
 
 static void check(const dcp_meta *m)
 {
@@ -65,17 +36,11 @@ static void check(const dcp_meta *m)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (input_file() != 0 || ftruncate(input_fd, 0) != 0)
+	if (fuzz_input_write("fuzz_dcp", data, size) != 0)
 		return 0;
-	for (size_t done = 0; done < size;) {
-		ssize_t w = pwrite(input_fd, data + done, size - done, (off_t)done);
-		if (w <= 0)
-			return 0;
-		done += (size_t)w;
-	}
 	weld_error err = {0};
 	dcp_meta m;
-	weld_status s = weld__dcp_meta_read(&m, input_path, NULL, 0, &err);
+	weld_status s = weld__dcp_meta_read(&m, fuzz_input_path, NULL, 0, &err);
 	/* A failure says why, in one line, and leaves nothing behind. */
 	if (s != WELD_OK && (s != err.status || err.message[0] == '\0' || strchr(err.message, '\n') || m.t || m.storage))
 		abort();

@@ -7,41 +7,12 @@
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "io/torch.h"
+#include "fuzz_input.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-static char input_path[64];
-static int input_fd = -1;
-
-static void remove_input(void)
-{
-	unlink(input_path);
-}
-
-/* One backing file per process, rewritten for every input. */
-static int input_file(void)
-{
-	if (input_fd >= 0)
-		return 0;
-#if defined(__linux__) && defined(MFD_CLOEXEC)
-	input_fd = memfd_create("fuzz_legacy", MFD_CLOEXEC);
-	if (input_fd >= 0) {
-		snprintf(input_path, sizeof(input_path), "/proc/self/fd/%d", input_fd);
-		return 0;
-	}
-#endif
-	snprintf(input_path, sizeof(input_path), "/tmp/fuzz_legacy.XXXXXX");
-	input_fd = mkstemp(input_path);
-	if (input_fd < 0)
-		return -1;
-	atexit(remove_input);
-	return 0;
-}
 
 /* A failure says why, in one line. */
 static void check_message(weld_status s, const weld_error *err)
@@ -143,19 +114,13 @@ static void visit(walk *w, const weld_py *v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (input_file() != 0 || ftruncate(input_fd, 0) != 0)
+	if (fuzz_input_write("fuzz_legacy", data, size) != 0)
 		return 0;
-	for (size_t done = 0; done < size;) {
-		ssize_t w = pwrite(input_fd, data + done, size - done, (off_t)done);
-		if (w <= 0)
-			return 0;
-		done += (size_t)w;
-	}
 
 	weld_error err = {0};
 	weld_file *f = NULL;
 	weld_torch *t = NULL;
-	if (weld_file_open(&f, input_path, &err) != WELD_OK)
+	if (weld_file_open(&f, fuzz_input_path, &err) != WELD_OK)
 		return 0;
 	weld_status s = weld_torch_open(&t, f, NULL, 0, &err);
 	check_message(s, &err);
