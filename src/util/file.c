@@ -224,24 +224,30 @@ static void unpin(weld_file *f)
 	atomic_fetch_sub_explicit(&f->pins, 1, memory_order_release);
 }
 
-weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
+/* A closed file named PATH (copied), one reference; NULL when out of memory. */
+static weld_file *file_new(const char *path)
 {
-	*out = NULL;
 	weld_file *f = calloc(1, sizeof(*f));
-	char *p = weld__strdup(path);
-	if (!f || !p) {
+	if (!f || !(f->path = weld__strdup(path))) {
 		free(f);
-		free(p);
-		return weld__nomem(err);
+		return NULL;
 	}
 	f->fd = -1;
-	f->path = p;
 	atomic_init(&f->bytes_read, 0);
 	atomic_init(&f->pins, 0);
 	atomic_init(&f->refs, 1);
+	return f;
+}
+
+weld_status weld_file_open(weld_file **out, const char *path, weld_error *err)
+{
+	*out = NULL;
+	weld_file *f = file_new(path);
+	if (!f)
+		return weld__nomem(err);
 	weld_status s = cache_open(f, false, false, NULL, err);
 	if (s) {
-		free(p);
+		free(f->path);
 		free(f);
 		return s;
 	}
@@ -258,21 +264,12 @@ weld_status weld_file_window(weld_file **out, weld_file *parent, uint64_t base, 
 		return weld__fail(err, WELD_ERR_FORMAT, "%s: bytes %llu to %llu lie past its end (%llu bytes)", parent->path,
 				  (unsigned long long)base, (unsigned long long)(base + len < base ? UINT64_MAX : base + len),
 				  (unsigned long long)parent->size);
-	weld_file *f = calloc(1, sizeof(*f));
-	char *p = weld__strdup(name);
-	if (!f || !p) {
-		free(f);
-		free(p);
+	weld_file *f = file_new(name);
+	if (!f)
 		return weld__nomem(err);
-	}
-	f->fd = -1;
-	f->path = p;
 	f->size = len;
 	f->parent = parent;
 	f->base = base;
-	atomic_init(&f->bytes_read, 0);
-	atomic_init(&f->pins, 0);
-	atomic_init(&f->refs, 1);
 	atomic_fetch_add(&parent->refs, 1);
 	*out = f;
 	return WELD_OK;
