@@ -148,7 +148,7 @@ static weld_status refuse_job(conversion *cv, weld_error *err)
 	char *dir = weld__job_dir(&cv->target);
 	weld_status s = dir ? WELD_OK : weld__nomem(err);
 	if (!s && weld__is_dir(dir) && cv->opts.force)
-		weld__remove_tree(dir);
+		weld__job_remove(dir);
 	else if (!s && weld__is_dir(dir))
 		s = weld__fail(err, WELD_ERR_INVALID_ARG,
 			       "%s: a multi-part conversion into this folder is unfinished; weld convert --finish --output %s "
