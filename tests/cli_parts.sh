@@ -203,8 +203,7 @@ conv --input "$in" --output "$t/fl" --parts 2 --part 0 || fail "fl part 0 failed
 touch "$t/.fl.weld-parts/publish.claim"
 conv --input "$in" --output "$t/fl" --parts 2 --part 1 || fail "fl part 1 failed"
 echo "weld-lock host=other-node-3 pid=4242 start=1 since=0" >"$t/.fl.weld-lock"
-expect 1 "$weld" convert --finish --output "$t/fl"
-has stderr "weld: error: $t/.fl.weld-lock: locked by process 4242 on host other-node-3 since "
+# (Without --force --finish waits a minute for it, as for a part on another host: not tested here.)
 expect 0 "$weld" convert --finish --output "$t/fl" --force
 has stderr "took over the lock of a conversion that no longer runs"
 same "$t/ref-0" "$t/fl" || fail "--finish --force differs from one process"
