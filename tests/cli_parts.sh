@@ -184,6 +184,13 @@ rm "$t/.own.weld-parts/publish.claim"
 expect 0 conv --input "$in" --output "$t/own" --parts 2 --part 0
 same "$t/ref-0" "$t/own" || fail "the job with a replaced foreign record differs from one process"
 
+# A whole conversion with --force discards an unfinished job, and says so.
+expect 0 conv --input "$in" --output "$t/wh" --parts 2 --part 0
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/wh" --force
+has stderr "discarded the parts of an unfinished multi-part conversion into this folder (--force)"
+same "$t/ref-0" "$t/wh" || fail "a whole conversion over a discarded job differs from one process"
+[ "$(ls -A "$t" | grep -c '^\.wh')" = 0 ] || fail "the discarded job left $(ls -A "$t" | grep '^\.wh')"
+
 # A weights file gone from the parts folder is never made again (empty): parts and --finish name it.
 conv --input "$in" --output "$t/gone" --parts 2 --part 0 || fail "gone part 0 failed"
 w=model.safetensors
