@@ -191,6 +191,21 @@ has stderr "discarded the parts of an unfinished multi-part conversion into this
 same "$t/ref-0" "$t/wh" || fail "a whole conversion over a discarded job differs from one process"
 [ "$(ls -A "$t" | grep -c '^\.wh')" = 0 ] || fail "the discarded job left $(ls -A "$t" | grep '^\.wh')"
 
+# A record must hold exactly its part's ranges: a cut moved by one element in both records (still
+# covering every tensor once) is refused.
+conv --input "$in" --output "$t/rng" --parts 2 --part 0 || fail "rng part 0 failed"
+touch "$t/.rng.weld-parts/publish.claim"
+conv --input "$in" --output "$t/rng" --parts 2 --part 1 || fail "rng part 1 failed"
+read -r _ a _ c _ < <(grep '^t ' "$t/.rng.weld-parts/part-0" | tail -1)
+for r in part-0 part-1; do
+	awk -v a="$a" -v c="$c" '$1 == "t" && $2 == a { if ($4 == c) $4 = c - 1; else if ($3 == c) $3 = c - 1 } 1' \
+		"$t/.rng.weld-parts/$r" >"$t/rec" && mv "$t/rec" "$t/.rng.weld-parts/$r"
+done
+grep -q "^t $a [0-9]* $((c - 1)) " "$t/.rng.weld-parts/part-0" && grep -q "^t $a $((c - 1)) " "$t/.rng.weld-parts/part-1" ||
+	fail "the records were not edited (no test)"
+expect 1 "$weld" convert --finish --output "$t/rng"
+has stderr "weld: error: $t/.rng.weld-parts/part-0: not a part record of this job (malformed or cut short)"
+
 # A weights file gone from the parts folder is never made again (empty): parts and --finish name it.
 conv --input "$in" --output "$t/gone" --parts 2 --part 0 || fail "gone part 0 failed"
 w=model.safetensors
