@@ -147,9 +147,11 @@ static weld_status refuse_job(conversion *cv, weld_error *err)
 {
 	char *dir = weld__job_dir(&cv->target);
 	weld_status s = dir ? WELD_OK : weld__nomem(err);
-	if (!s && weld__is_dir(dir) && cv->opts.force)
-		weld__remove_tree(dir);
-	else if (!s && weld__is_dir(dir))
+	if (!s && weld__is_dir(dir) && cv->opts.force) {
+		weld__job_remove(dir);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice),
+				  "discarded the parts of an unfinished multi-part conversion into this folder (--force)");
+	} else if (!s && weld__is_dir(dir))
 		s = weld__fail(err, WELD_ERR_INVALID_ARG,
 			       "%s: a multi-part conversion into this folder is unfinished; weld convert --finish --output %s "
 			       "publishes it once every part is recorded, or --force discards it",

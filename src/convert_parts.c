@@ -20,10 +20,13 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long a part waits for the target's lock, which other parts hold for moments at a time. */
@@ -70,15 +73,68 @@ static cJSON *string_or_null(const char *s)
 	return s ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
+/* A new job's id: 32 hex digits, random (from the clock and PID where /dev/urandom cannot be read). */
+static void new_job_id(char *id, const char *salt)
+{
+	uint32_t r[4] = {0};
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, r, sizeof(r)) != (ssize_t)sizeof(r)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t v[3] = {(uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, (uint64_t)getpid()};
+		for (int k = 0; k < 4; k++)
+			r[k] = weld__crc32(weld__crc32((uint32_t)k, v, sizeof(v)), salt, strlen(salt));
+	}
+	if (fd >= 0)
+		close(fd);
+	snprintf(id, 33, "%08x%08x%08x%08x", r[0], r[1], r[2], r[3]);
+}
+
+/* The input files as job.json records them: [[resolved path, "size mtime_ns inode"], ...]; NULL out of memory. */
+static cJSON *sources(const conversion *cv)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t k = 0; a && k < weld_ckpt_file_count(cv->c); k++) {
+		char real[PATH_MAX], st_text[80] = "missing";
+		const char *f = weld_ckpt_file(cv->c, k);
+		struct stat st;
+		if (stat(f, &st) == 0)
+			snprintf(st_text, sizeof(st_text), "%llu %lld%09ld %llu", (unsigned long long)st.st_size,
+				 (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, (unsigned long long)st.st_ino);
+		cJSON *one = cJSON_CreateArray();
+		cJSON_AddItemToArray(one, cJSON_CreateString(realpath(f, real) ? real : f));
+		cJSON_AddItemToArray(one, cJSON_CreateString(st_text));
+		cJSON_AddItemToArray(a, one);
+	}
+	return a;
+}
+
+/* The first of the input files OURS records that STORED records otherwise (or not at all); NULL when none. */
+static const char *changed_source(const cJSON *stored, const cJSON *ours)
+{
+	const cJSON *o;
+	int n = 0;
+	cJSON_ArrayForEach(o, ours)
+	{
+		const cJSON *st = cJSON_GetArrayItem(stored, n++);
+		if (!cJSON_Compare(st, o, true))
+			return cJSON_GetStringValue(cJSON_GetArrayItem(o, 0));
+	}
+	return n == cJSON_GetArraySize(stored) ? NULL : "an input file";
+}
+
 /*
  * job.json: everything that makes the job (so that --finish can redo its
- * plan, and a part of another job is refused), as one line of JSON.
+ * plan, and a part of another job is refused), as one line of JSON. A new
+ * job's "id" names it in every part record.
  */
 static char *job_text(const conversion *cv)
 {
-	char real[PATH_MAX], side[PATH_MAX];
+	char real[PATH_MAX], side[PATH_MAX], id[33];
 	const weld_convert_options *o = &cv->opts;
 	cJSON *j = cJSON_CreateObject(), *globals = cJSON_CreateArray();
+	new_job_id(id, cv->output_dir);
+	cJSON_AddItemToObject(j, "id", cJSON_CreateString(id));
 	cJSON_AddNumberToObject(j, "parts", cv->parts);
 	cJSON_AddItemToObject(j, "input", cJSON_CreateString(cv->input));
 	cJSON_AddItemToObject(j, "input_path", string_or_null(realpath(cv->input, real) ? real : NULL));
@@ -93,28 +149,45 @@ static char *job_text(const conversion *cv)
 	cJSON_AddItemToObject(j, "allow_globals", globals);
 	cJSON_AddBoolToObject(j, "replace", o->force || o->replace);
 	cJSON_AddNumberToObject(j, "layout", layout_crc(cv));
+	cJSON_AddItemToObject(j, "sources", sources(cv));
 	char *text = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
 	return text;
 }
 
-/* TEXT's job without "input" as given (relative to where each part ran); NULL when it does not parse. */
-static char *job_identity(const char *text)
+/*
+ * TEXT's job without what may differ between its parts: "input" as given
+ * (relative to where each part ran), the id (the first part's stands),
+ * "replace" (a part rerun with --force is still the job's) and the input
+ * files' "sources" (compared on their own, to name a changed one). NULL
+ * when it does not parse.
+ */
+static char *job_identity(const char *text, cJSON **sources_out)
 {
 	cJSON *j = cJSON_Parse(text);
+	*sources_out = cJSON_DetachItemFromObjectCaseSensitive(j, "sources");
 	cJSON_DeleteItemFromObjectCaseSensitive(j, "input");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "id");
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "replace");
 	char *id = j ? cJSON_PrintUnformatted(j) : NULL;
 	cJSON_Delete(j);
 	return id;
 }
 
-static bool same_job(const char *stored, const char *ours)
+static bool same_job(const char *stored, const char *ours, char *why, size_t cap)
 {
-	char *a = job_identity(stored), *b = job_identity(ours);
+	cJSON *sa, *sb;
+	char *a = job_identity(stored, &sa), *b = job_identity(ours, &sb);
 	bool same = a && b && strcmp(a, b) == 0;
+	const char *changed = same ? changed_source(sa, sb) : NULL;
+	if (changed)
+		snprintf(why, cap, "%s changed (size, modification time or inode) since other parts of this job read it; "
+				   "--force discards their work", changed);
 	free(a);
 	free(b);
-	return same;
+	cJSON_Delete(sa);
+	cJSON_Delete(sb);
+	return same && !changed;
 }
 
 /*
@@ -122,12 +195,12 @@ static bool same_job(const char *stored, const char *ours)
  * for a moment (to join, or to publish). Held by another for longer (a
  * whole conversion into the same folder), it is that one's message.
  */
-static weld_status lock_waiting(conversion *cv, weld_error *err)
+static weld_status lock_waiting(conversion *cv, bool force, weld_error *err)
 {
 	char note[sizeof(cv->res->notice)];
 	weld_status s = WELD_OK;
 	for (int waited = 0;; waited += LOCK_POLL_MS) {
-		s = weld__lock_take(&cv->lock, cv->target.parent, cv->target.name, false, note, sizeof(note), err);
+		s = weld__lock_take(&cv->lock, cv->target.parent, cv->target.name, force, note, sizeof(note), err);
 		if (s != WELD_ERR_INVALID_ARG || waited >= LOCK_WAIT_MS)
 			break;
 		usleep(LOCK_POLL_MS * 1000);
@@ -141,15 +214,38 @@ static weld_status lock_waiting(conversion *cv, weld_error *err)
 	return s;
 }
 
+/* The id of the job DIR's job.json records, into ID (33 bytes); "" when it has none. */
+static void stored_job_id(const char *dir, char *id)
+{
+	char *path = weld__path_join(dir, WELD_JOB_FILE);
+	cJSON *j = NULL;
+	weld_error scratch;
+	id[0] = '\0';
+	if (path && !weld__read_json_file(path, WELD_SIDE_FILE_MAX, &j, &scratch)) {
+		const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
+		snprintf(id, 33, "%s", v && strlen(v) == 32 ? v : "");
+	}
+	cJSON_Delete(j);
+	free(path);
+}
+
 /* Into the job's folder, under the lock: the target may still be replaced, and the folder is this job's. */
 static weld_status join(conversion *cv, weld_error *err)
 {
 	char *text = job_text(cv);
-	weld_status s = text ? lock_waiting(cv, err) : weld__nomem(err);
+	bool discarded = false;
+	weld_status s = text ? lock_waiting(cv, false, err) : weld__nomem(err);
 	if (!s)
 		s = weld__target_check(&cv->target, cv->opts.force || cv->opts.replace, err);
 	if (!s)
-		s = weld__job_join(cv->job_dir, text, strlen(text), same_job, cv->opts.force, err);
+		s = weld__job_join(cv->job_dir, text, strlen(text), same_job, cv->opts.force, &discarded, err);
+	if (!s)
+		stored_job_id(cv->job_dir, cv->job_id);
+	if (!s && !cv->job_id[0])
+		s = weld__fail(err, WELD_ERR_FORMAT, "%s/%s: names no job id", cv->job_dir, WELD_JOB_FILE);
+	if (discarded)
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice),
+				  "discarded the parts of another multi-part conversion into this folder (--force)");
 	weld__lock_release(&cv->lock);
 	free(text);
 	return s;
@@ -170,8 +266,12 @@ static weld_status close_files(int *fds, char **paths, size_t n, bool flush, wel
 	return s;
 }
 
-/* The job's weights files, opened (created at full size when missing); every part writes the same heads. */
-static weld_status open_files(conversion *cv, int **fds, char ***paths, weld_error *err)
+/*
+ * The job's weights files, opened (CREATE: a part writing, created at full
+ * size when missing; else the publish, which needs them there); every part
+ * writes the same heads.
+ */
+static weld_status open_files(conversion *cv, bool create, int **fds, char ***paths, weld_error *err)
 {
 	size_t n = cv->w->nfiles;
 	*fds = weld__calloc(n, sizeof(**fds));
@@ -179,8 +279,12 @@ static weld_status open_files(conversion *cv, int **fds, char ***paths, weld_err
 	weld_status s = *fds && *paths ? WELD_OK : weld__nomem(err);
 	for (size_t k = 0; *fds && k < n; k++)
 		(*fds)[k] = -1;
+	char missing[8];
+	/* Once any part is recorded the files hold its bytes: one missing then is lost, never made again empty. */
+	create = create && weld__job_missing(cv->job_dir, cv->parts, missing, sizeof(missing)) == cv->parts;
 	for (size_t k = 0; !s && k < n; k++) {
-		s = weld__job_file(cv->job_dir, cv->w->files[k].name, cv->w->files[k].size, &(*fds)[k], &(*paths)[k], err);
+		s = weld__job_file(cv->job_dir, cv->w->files[k].name, cv->w->files[k].size, create, &(*fds)[k], &(*paths)[k],
+				   err);
 		if (!s)
 			s = cv->w->iface->write_head(cv->w, k, (*fds)[k], (*paths)[k], err);
 	}
@@ -192,7 +296,7 @@ static weld_status record_part(conversion *cv, const uint64_t *begin, const uint
 {
 	weld_buf b = {0};
 	char line[160];
-	snprintf(line, sizeof(line), "weld-part %u of %u\nbytes_read %llu\nfp16_overflows %llu\n", cv->part, cv->parts,
+	snprintf(line, sizeof(line), "weld-part %u of %u job %s\nbytes_read %llu\nfp16_overflows %llu\n", cv->part, cv->parts, cv->job_id,
 		 (unsigned long long)cv->ex.bytes_read, (unsigned long long)cv->ex.fp16_overflows);
 	weld__buf_str(&b, line);
 	for (size_t i = 0; i < cv->p->nt; i++) {
@@ -229,7 +333,7 @@ static weld_status write_part(conversion *cv, weld_error *err)
 	uint64_t *begin = weld__calloc(nt, sizeof(*begin)), *end = weld__calloc(nt, sizeof(*end)), to_read;
 	int *fds = NULL;
 	char **paths = NULL;
-	weld_status s = begin && end ? open_files(cv, &fds, &paths, err) : weld__nomem(err);
+	weld_status s = begin && end ? open_files(cv, true, &fds, &paths, err) : weld__nomem(err);
 	if (!s) {
 		weld__part_ranges(cv->p, cv->parts, cv->part, begin, end, &to_read);
 		cv->res->bytes_to_read = to_read;
@@ -257,6 +361,7 @@ static weld_status write_part(conversion *cv, weld_error *err)
 /* What the publish gathers from the records. */
 typedef struct gathered {
 	uint64_t *next; /* per tensor: the element the next piece must start at */
+	uint64_t *begin, *end; /* per tensor: the range the part being read must have written (weld__part_ranges) */
 	weld_record_piece *pieces;
 	size_t npieces, cap;
 } gathered;
@@ -302,7 +407,8 @@ static bool take_line(conversion *cv, char *line, gathered *g)
 			return false;
 		const weld_plan_tensor *t = &cv->p->t[a];
 		/* Pieces come in part order, each starting where the last ended: together they cover the tensor once. */
-		if (!take_u64(&at, t->numel, &b) || b != g->next[a] || !take_u64(&at, t->numel, &c) || c <= b ||
+		if (!take_u64(&at, t->numel, &b) || b != g->next[a] || b != g->begin[a] || !take_u64(&at, t->numel, &c) ||
+		    c <= b || c != g->end[a] ||
 		    !take_u64(&at, UINT32_MAX, &crc) || *at)
 			return false;
 		cv->ex.tensor_crcs[a] = weld__crc32_combine(cv->ex.tensor_crcs[a], (uint32_t)crc,
@@ -316,7 +422,17 @@ static bool take_line(conversion *cv, char *line, gathered *g)
 	return add_piece(g, (weld_record_piece){(uint32_t)a, b, c, (uint32_t)crc});
 }
 
-/* Part PART's record into CV and G. */
+/* Whether TEXT begins as part PART's record of this job; *OURS: whether it names this job's id. */
+static bool record_head(const conversion *cv, const char *text, unsigned part, bool *ours)
+{
+	unsigned long long i, k;
+	char id[33] = "";
+	bool ok = sscanf(text, "weld-part %llu of %llu job %32s", &i, &k, id) == 3 && i == part && k == cv->parts;
+	*ours = ok && strcmp(id, cv->job_id) == 0;
+	return ok;
+}
+
+/* Part PART's record into CV and G: this job's, its ranges the part's share (weld__part_ranges). */
 static weld_status take_record(conversion *cv, unsigned part, gathered *g, weld_error *err)
 {
 	char name[24], *text = NULL, *line, *save = NULL;
@@ -325,11 +441,15 @@ static weld_status take_record(conversion *cv, unsigned part, gathered *g, weld_
 	char *path = weld__path_join(cv->job_dir, name);
 	weld_status s = path ? weld__read_small_file(path, WELD_JOB_PART_MAX, &text, &len, err) : weld__nomem(err);
 	uint64_t v[4];
-	char *at = text;
-	bool ok = !s && sscanf(text, "weld-part %llu of %llu", (unsigned long long *)&v[0], (unsigned long long *)&v[1]) == 2 &&
-		  v[0] == part && v[1] == cv->parts;
-	bool ended = false;
-	for (line = ok ? strtok_r(at, "\n", &save) : NULL; ok && line; line = strtok_r(NULL, "\n", &save)) {
+	bool ours = false, ok = !s && record_head(cv, text, part, &ours), ended = false;
+	if (ok && !ours) {
+		s = weld__fail(err, WELD_ERR_FORMAT, "%s: the record of another job (not job %s); run part %u again", path,
+			       cv->job_id, part);
+		ok = false;
+	}
+	if (ok)
+		weld__part_ranges(cv->p, cv->parts, part, g->begin, g->end, &v[0]);
+	for (line = ok ? strtok_r(text, "\n", &save) : NULL; ok && line; line = strtok_r(NULL, "\n", &save)) {
 		char *num = strchr(line, ' ');
 		if (ended || strncmp(line, "weld-part ", 10) == 0)
 			ok = !ended;
@@ -354,9 +474,11 @@ static weld_status take_record(conversion *cv, unsigned part, gathered *g, weld_
 static weld_status gather(conversion *cv, weld_error *err)
 {
 	size_t nt = cv->p->nt ? cv->p->nt : 1;
-	gathered g = {.next = weld__calloc(nt, sizeof(uint64_t))};
+	gathered g = {.next = weld__calloc(nt, sizeof(uint64_t)),
+		      .begin = weld__calloc(nt, sizeof(uint64_t)),
+		      .end = weld__calloc(nt, sizeof(uint64_t))};
 	cv->ex.tensor_crcs = weld__calloc(nt, sizeof(uint32_t));
-	weld_status s = g.next && cv->ex.tensor_crcs ? WELD_OK : weld__nomem(err);
+	weld_status s = g.next && g.begin && g.end && cv->ex.tensor_crcs ? WELD_OK : weld__nomem(err);
 	for (unsigned k = 0; !s && k < cv->parts; k++)
 		s = take_record(cv, k, &g, err);
 	for (size_t i = 0; !s && i < cv->p->nt; i++)
@@ -366,15 +488,18 @@ static weld_status gather(conversion *cv, weld_error *err)
 	if (!s)
 		s = weld_records_check(cv->p->records, g.pieces, g.npieces, WELD_RECORD_GAP_MAX, err);
 	free(g.next);
+	free(g.begin);
+	free(g.end);
 	free(g.pieces);
 	return s;
 }
 
 /*
  * The job's weights files finished (what follows the tensors, from their
- * CRCs), flushed, and put into the staging folder: hard-linked, so that
- * the job's folder stays whole until the publish, and a failure here
- * leaves it for --finish; moved where the filesystem has no hard links.
+ * CRCs), flushed, and hard-linked into the staging folder, so that the
+ * job's folder stays whole until the publish, and a failure here leaves it
+ * for --finish. Never moved: a publish that failed after a move would
+ * leave --finish nothing to publish.
  */
 static weld_status stage_weights(conversion *cv, weld_error *err)
 {
@@ -382,15 +507,16 @@ static weld_status stage_weights(conversion *cv, weld_error *err)
 	int *fds = NULL;
 	char **paths = NULL;
 	cv->file_crcs = weld__calloc(n, sizeof(*cv->file_crcs));
-	weld_status s = cv->file_crcs ? open_files(cv, &fds, &paths, err) : weld__nomem(err);
+	weld_status s = cv->file_crcs ? open_files(cv, false, &fds, &paths, err) : weld__nomem(err);
 	for (size_t k = 0; !s && k < n; k++)
 		s = cv->w->iface->finish(cv->w, k, cv->p, fds[k], paths[k], cv->ex.tensor_crcs, &cv->file_crcs[k], err);
 	for (size_t k = 0; !s && k < n; k++) {
 		char *to = weld__path_join(cv->stage, cv->w->files[k].name);
 		if (!to)
 			s = weld__nomem(err);
-		else if (link(paths[k], to) != 0 && rename(paths[k], to) != 0)
-			s = weld__fail(err, WELD_ERR_IO, "%s: cannot put into %s: %s", paths[k], cv->stage, strerror(errno));
+		else if (link(paths[k], to) != 0)
+			s = weld__fail(err, WELD_ERR_IO, "%s: cannot link into %s (a multi-part job needs hard links): %s",
+				       paths[k], cv->stage, strerror(errno));
 		free(to);
 	}
 	if (fds)
@@ -411,7 +537,7 @@ static weld_status stage_weights(conversion *cv, weld_error *err)
  */
 static weld_status publish_job(conversion *cv, weld_error *err)
 {
-	weld_status s = lock_waiting(cv, err);
+	weld_status s = lock_waiting(cv, cv->finish_force, err);
 	if (!s && !weld__is_dir(cv->job_dir)) {
 		weld__append_note(cv->res->notice, sizeof(cv->res->notice), "the job was published by another process");
 		return WELD_OK;
@@ -428,7 +554,7 @@ static weld_status publish_job(conversion *cv, weld_error *err)
 		s = weld__write_side_files(cv, err);
 	if (!s)
 		s = weld__publish(cv, err);
-	if (!s && !weld__remove_tree(cv->job_dir))
+	if (!s && !weld__job_remove(cv->job_dir))
 		weld__append_note(cv->res->notice, sizeof(cv->res->notice),
 				  "the job's parts folder could not be removed; remove it by hand");
 	if (!s) {
@@ -438,13 +564,34 @@ static weld_status publish_job(conversion *cv, weld_error *err)
 	return s;
 }
 
+/* Whether this part's record is in the job's folder, and names this job. */
+static bool recorded_here(const conversion *cv)
+{
+	char name[24], *text = NULL;
+	size_t len;
+	bool ours = false;
+	weld_error scratch;
+	weld__job_part_name(name, sizeof(name), cv->part);
+	char *path = weld__path_join(cv->job_dir, name);
+	if (path && weld__is_file(path) && !weld__read_small_file(path, WELD_JOB_PART_MAX, &text, &len, &scratch))
+		record_head(cv, text, cv->part, &ours);
+	free(text);
+	free(path);
+	return ours;
+}
+
 weld_status weld__part_run(conversion *cv, weld_error *err)
 {
 	char missing[256], note[512];
 	cv->job_dir = weld__job_dir(&cv->target);
 	weld_status s = cv->job_dir ? join(cv, err) : weld__nomem(err);
-	if (!s)
+	/* Recorded already (a rerun): its bytes may be in a published file by now; never written again. */
+	if (!s && recorded_here(cv)) {
+		snprintf(note, sizeof(note), "part %u was already recorded", cv->part);
+		weld__append_note(cv->res->notice, sizeof(cv->res->notice), note);
+	} else if (!s) {
 		s = write_part(cv, err);
+	}
 	free(cv->ex.record_pieces);
 	cv->ex.record_pieces = NULL;
 	free(cv->ex.tensor_crcs);
@@ -504,7 +651,12 @@ static bool take_job(conversion *cv)
 	o->cross_check = (weld_cross_check_mode)cross;
 	o->pytorch_bin = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "pytorch_bin"));
 	o->replace = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "replace"));
+	cv->finish_force = o->force;
 	o->force = 0;
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "id"));
+	if (!id || strlen(id) != 32)
+		return false;
+	memcpy(cv->job_id, id, 33);
 	size_t n = (size_t)cJSON_GetArraySize(globals);
 	if (!(cv->job_globals = weld__calloc(n ? n : 1, sizeof(*cv->job_globals))))
 		return false;
@@ -547,6 +699,12 @@ static weld_status finish_prepare(conversion *cv, weld_error *err)
 	if (!s && (!job_number(cv->job, "layout", 4294967295.0, &layout) || layout != layout_crc(cv)))
 		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: the input is no longer what the parts converted (%s)", path,
 			       cv->input);
+	cJSON *ours = s ? NULL : sources(cv);
+	const char *changed = s ? NULL : changed_source(cJSON_GetObjectItemCaseSensitive(cv->job, "sources"), ours);
+	if (changed)
+		s = weld__fail(err, WELD_ERR_MISMATCH, "%s: %s changed (size, modification time or inode) since the parts read it",
+			       path, changed);
+	cJSON_Delete(ours);
 	free(path);
 	return s;
 }

@@ -36,6 +36,8 @@ typedef struct conversion {
 	/* A multi-part job (parts > 0): this process runs part PART of PARTS, or publishes (convert_parts.c). */
 	unsigned parts, part;
 	char *job_dir;
+	char job_id[33];           /* job.json's "id", which every part record names */
+	bool finish_force;         /* --finish --force: the caller's force (the job's options keep none) */
 	struct cJSON *job;         /* --finish: the recorded job, which the strings below point into */
 	const char **job_globals;
 } conversion;

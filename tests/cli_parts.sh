@@ -5,7 +5,9 @@
 # file of the folder, weld.json included). A part killed mid-way publishes
 # nothing and leaves the others' work; rerunning that part alone completes
 # the job. --finish names the parts that are missing, and publishes a job
-# whose parts are all recorded. Another job into the same folder is refused.
+# whose parts are all recorded. Another job into the same folder is refused, and so are a
+# folder whose job.json is gone, a record of another job, a changed input file and a lost
+# weights file; one part rerun with --force stays the job's, and a recorded part is not rewritten.
 # Usage: cli_parts.sh WELD SOURCE_DIR [FAULT_SHIM]
 set -u
 weld=$1
@@ -154,6 +156,115 @@ conv --input "$t/bad" --output "$t/bad-out" --parts 3 --part 1 || fail "bad part
 expect 1 conv --input "$t/bad" --output "$t/bad-out" --parts 3 --part 2
 has stderr "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt: CRC-32 mismatch in record 'data/3'"
 [ ! -e "$t/bad-out" ] || fail "a job reading a corrupt record was published"
+
+# Records name their job: a folder whose job.json is gone (a cleanup cut short) is refused, so a
+# stale part of another dtype is never mixed in; --force clears it, and says so.
+expect 0 conv --input "$in" --output "$t/mix" --parts 2 --part 1 --dtype fp32
+rm "$t/.mix.weld-parts/job.json"
+expect 1 conv --input "$in" --output "$t/mix" --parts 2 --part 0 --dtype fp16
+has stderr "weld: error: $t/.mix.weld-parts: parts of an unknown job (its job.json is gone, as when a cleanup was interrupted); --force discards them"
+[ ! -e "$t/mix" ] || fail "a folder without job.json was published"
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/mix" --parts 2 --part 0 --dtype fp16 --force
+has stderr "discarded the parts of another multi-part conversion into this folder (--force)"
+has stderr "part 0 of 2 recorded; the output is published when part 1 is too"
+expect 0 conv --input "$in" --output "$t/mix" --parts 2 --part 1 --dtype fp16
+conv --input "$in" --output "$t/ref-fp16" --dtype fp16 || fail "fp16 reference failed"
+same "$t/ref-fp16" "$t/mix" || fail "fp16 parts after a discarded job differ from one process"
+# A record of another job (same input and options, another id) is refused by the publisher.
+conv --input "$in" --output "$t/own" --parts 2 --part 0 || fail "own part 0 failed"
+conv --input "$in" --output "$t/foreign" --parts 2 --part 0 || fail "foreign part 0 failed"
+cp "$t/.foreign.weld-parts/part-0" "$t/.own.weld-parts/part-0"
+touch "$t/.own.weld-parts/publish.claim"
+expect 0 conv --input "$in" --output "$t/own" --parts 2 --part 1
+id=$(sed 's/.*"id":"\([0-9a-f]*\)".*/\1/' "$t/.own.weld-parts/job.json")
+expect 1 "$weld" convert --finish --output "$t/own"
+has stderr "weld: error: $t/.own.weld-parts/part-0: the record of another job (not job $id); run part 0 again"
+# ... and that part, run again, replaces it (its record is not this job's, so it writes again).
+rm "$t/.own.weld-parts/publish.claim"
+expect 0 conv --input "$in" --output "$t/own" --parts 2 --part 0
+same "$t/ref-0" "$t/own" || fail "the job with a replaced foreign record differs from one process"
+
+# A whole conversion with --force discards an unfinished job, and says so.
+expect 0 conv --input "$in" --output "$t/wh" --parts 2 --part 0
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/wh" --force
+has stderr "discarded the parts of an unfinished multi-part conversion into this folder (--force)"
+same "$t/ref-0" "$t/wh" || fail "a whole conversion over a discarded job differs from one process"
+[ "$(ls -A "$t" | grep -c '^\.wh')" = 0 ] || fail "the discarded job left $(ls -A "$t" | grep '^\.wh')"
+
+# A record must hold exactly its part's ranges: a cut moved by one element in both records (still
+# covering every tensor once) is refused.
+conv --input "$in" --output "$t/rng" --parts 2 --part 0 || fail "rng part 0 failed"
+touch "$t/.rng.weld-parts/publish.claim"
+conv --input "$in" --output "$t/rng" --parts 2 --part 1 || fail "rng part 1 failed"
+read -r _ a _ c _ < <(grep '^t ' "$t/.rng.weld-parts/part-0" | tail -1)
+for r in part-0 part-1; do
+	awk -v a="$a" -v c="$c" '$1 == "t" && $2 == a { if ($4 == c) $4 = c - 1; else if ($3 == c) $3 = c - 1 } 1' \
+		"$t/.rng.weld-parts/$r" >"$t/rec" && mv "$t/rec" "$t/.rng.weld-parts/$r"
+done
+grep -q "^t $a [0-9]* $((c - 1)) " "$t/.rng.weld-parts/part-0" && grep -q "^t $a $((c - 1)) " "$t/.rng.weld-parts/part-1" ||
+	fail "the records were not edited (no test)"
+expect 1 "$weld" convert --finish --output "$t/rng"
+has stderr "weld: error: $t/.rng.weld-parts/part-0: not a part record of this job (malformed or cut short)"
+
+# A weights file gone from the parts folder is never made again (empty): parts and --finish name it.
+conv --input "$in" --output "$t/gone" --parts 2 --part 0 || fail "gone part 0 failed"
+w=model.safetensors
+rm "$t/.gone.weld-parts/$w"
+expect 1 conv --input "$in" --output "$t/gone" --parts 2 --part 1
+has stderr "weld: error: $t/.gone.weld-parts/$w: missing, with parts recorded: their bytes are lost; remove the parts folder and run every part again"
+conv --input "$in" --output "$t/gone2" --parts 2 --part 0 || fail "gone2 part 0 failed"
+touch "$t/.gone2.weld-parts/publish.claim"
+conv --input "$in" --output "$t/gone2" --parts 2 --part 1 || fail "gone2 part 1 failed"
+rm "$t/.gone2.weld-parts/$w"
+expect 1 "$weld" convert --finish --output "$t/gone2"
+has stderr "weld: error: $t/.gone2.weld-parts/$w: missing, with parts recorded: their bytes are lost; remove the parts folder and run every part again"
+[ ! -e "$t/gone2" ] || fail "a job missing a weights file was published"
+
+# --finish --force takes over a lock left by a publisher on another host.
+conv --input "$in" --output "$t/fl" --parts 2 --part 0 || fail "fl part 0 failed"
+touch "$t/.fl.weld-parts/publish.claim"
+conv --input "$in" --output "$t/fl" --parts 2 --part 1 || fail "fl part 1 failed"
+echo "weld-lock host=other-node-3 pid=4242 start=1 since=0" >"$t/.fl.weld-lock"
+# (Without --force --finish waits a minute for it, as for a part on another host: not tested here.)
+expect 0 "$weld" convert --finish --output "$t/fl" --force
+has stderr "took over the lock of a conversion that no longer runs"
+same "$t/ref-0" "$t/fl" || fail "--finish --force differs from one process"
+
+# One part rerun with --force is still the job's: the other parts' records stay.
+expect 0 conv --input "$in" --output "$t/rf" --parts 3 --part 0
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/rf" --parts 3 --part 1 --force
+has stderr "weld: note: part 1 of 3 recorded; the output is published when part 2 is too"
+[ -e "$t/.rf.weld-parts/part-0" ] || fail "--force on one part discarded another part's record"
+expect 0 conv --input "$in" --output "$t/rf" --parts 3 --part 2
+same "$t/ref-0" "$t/rf" || fail "a job with a part rerun with --force differs from one process"
+
+# An input file changed between parts (same layout) is refused, named; --finish names it too.
+cp -r "$in" "$t/src5"
+chmod -R u+w "$t/src5"
+f=$(realpath "$(ls "$t"/src5/*.safetensors | head -1)")
+expect 0 conv --input "$t/src5" --output "$t/chg" --parts 2 --part 0
+touch -d '2001-01-01 00:00:00' "$f"
+expect 1 conv --input "$t/src5" --output "$t/chg" --parts 2 --part 1
+has stderr "weld: error: $t/.chg.weld-parts: $f changed (size, modification time or inode) since other parts of this job read it; --force discards their work"
+expect 0 conv --input "$t/src5" --output "$t/chg2" --parts 2 --part 0
+touch "$t/.chg2.weld-parts/publish.claim"
+expect 0 conv --input "$t/src5" --output "$t/chg2" --parts 2 --part 1
+touch -d '2002-01-01 00:00:00' "$f"
+expect 1 "$weld" convert --finish --output "$t/chg2"
+has stderr "weld: error: $t/.chg2.weld-parts/job.json: $f changed (size, modification time or inode) since the parts read it"
+
+# A part already recorded is not written again when rerun: it goes straight to the publish.
+expect 0 conv --input "$in" --output "$t/again" --parts 2 --part 0
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/again" --parts 2 --part 0
+has stderr "part 0 was already recorded"
+has stderr "part 0 of 2 recorded; the output is published when part 1 is too"
+touch "$t/.again.weld-parts/publish.claim"
+expect 0 conv --input "$in" --output "$t/again" --parts 2 --part 1
+expect 0 "$weld" convert --device cpu --input "$in" --output "$t/again" --parts 2 --part 1
+has stderr "part 1 was already recorded"
+has stderr "another part publishes the output"
+expect 0 "$weld" convert --finish --output "$t/again" --quiet
+same "$t/ref-0" "$t/again" || fail "a job with parts rerun differs from one process"
 
 # Usage: --part without --parts, a part out of range, Slurm's variables as the defaults.
 expect 2 "$weld" convert --input "$in" --output "$t/u" --part 1

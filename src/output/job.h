@@ -13,7 +13,8 @@
  *   publish.claim     created with O_EXCL by the part that found every
  *                     record there: only that one publishes
  * The output is published from it (linked into an ordinary staging folder,
- * see publish.h) once every part is recorded; then the folder is removed.
+ * see publish.h) once every part is recorded; then the folder is renamed
+ * aside and removed (weld__job_remove), so job.json never goes first.
  * Nothing here is removed by weld__target_repair: parts of a job run, and
  * fail, at different times.
  */
@@ -32,16 +33,32 @@
 char *weld__job_dir(const weld_target *t);
 
 /*
- * Join the job in DIR described by TEXT (TEXT_LEN bytes): DIR and its
- * job.json made when missing, else job.json must say TEXT exactly (SAME
- * compares only what identifies a job). Another job's folder:
- * WELD_ERR_INVALID_ARG naming it, unless DISCARD, which removes it first.
+ * Whether the job STORED is OURS (both job.json texts): only what
+ * identifies a job is compared. When it is not, WHY (CAP bytes, "" on
+ * entry) may say how, else the caller's message is a generic one.
  */
-weld_status weld__job_join(const char *dir, const char *text, size_t text_len,
-			   bool (*same)(const char *stored, const char *ours), bool discard, weld_error *err);
+typedef bool (*weld_job_same)(const char *stored, const char *ours, char *why, size_t cap);
 
-/* DIR/NAME opened for writing, created when missing, and sized to SIZE; *FD, *PATH (malloc'd) for it. */
-weld_status weld__job_file(const char *dir, const char *name, uint64_t size, int *fd, char **path, weld_error *err);
+/*
+ * Join the job in DIR described by TEXT (TEXT_LEN bytes): DIR and its
+ * job.json made when missing, else job.json must be SAME's. Another job's
+ * folder, or one with entries but no job.json (a cleanup cut short):
+ * WELD_ERR_INVALID_ARG naming it, unless DISCARD, which removes it first
+ * (*DISCARDED then).
+ */
+weld_status weld__job_join(const char *dir, const char *text, size_t text_len, weld_job_same same, bool discard,
+			   bool *discarded, weld_error *err);
+
+/* DIR removed: renamed aside first, so that job.json never goes before the records; false when it stays. */
+bool weld__job_remove(const char *dir);
+
+/*
+ * DIR/NAME opened for writing and sized to SIZE; *FD, *PATH (malloc'd) for
+ * it. CREATE: made when missing (a part writing); else (the publish) it must
+ * be there at SIZE bytes.
+ */
+weld_status weld__job_file(const char *dir, const char *name, uint64_t size, bool create, int *fd, char **path,
+			   weld_error *err);
 
 /* Part PART's record TEXT, atomically: it appears whole or not at all. */
 weld_status weld__job_record(const char *dir, unsigned part, const char *text, size_t len, weld_error *err);
