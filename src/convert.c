@@ -115,9 +115,12 @@ static weld_status refuse_input_inside(const char *input_dir, const char *output
 	return WELD_OK;
 }
 
-/* The options a caller gave, on top of the defaults: fields past its struct_size keep theirs. */
-weld_status weld__take_options(weld_convert_options *opts, const weld_convert_options *given, weld_error *err)
+weld_status weld__conversion_begin(conversion *cv, const char *input, const char *output_dir,
+				   const weld_convert_options *given, weld_convert_result *res, weld_error *err)
 {
+	memset(res, 0, sizeof(*res));
+	*cv = (conversion){.input = input, .output_dir = output_dir, .res = res, .lock = WELD_LOCK_INIT};
+	weld_convert_options *opts = &cv->opts;
 	weld_convert_options_init(opts);
 	if (!given)
 		return WELD_OK;

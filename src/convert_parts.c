@@ -718,9 +718,8 @@ weld_status weld_convert_finish(const char *output_dir, const weld_convert_optio
 		err = &scratch;
 	if (!res)
 		res = &local;
-	memset(res, 0, sizeof(*res));
-	conversion cv = {.output_dir = output_dir, .res = res, .lock = WELD_LOCK_INIT};
-	weld_status s = weld__take_options(&cv.opts, options, err);
+	conversion cv;
+	weld_status s = weld__conversion_begin(&cv, NULL, output_dir, options, res, err);
 	/* Of the caller's options only how to run; what to convert is the job's. */
 	cv.opts.dry_run = 0;
 	cv.opts.nallow_globals = 0;

@@ -6,7 +6,6 @@
 #include "convert_steps.h"
 #include "pipeline/summary.h"
 
-#include <string.h>
 
 weld_status weld_convert(const char *input, const char *output_dir, const weld_convert_options *options,
 			 weld_convert_result *res, weld_error *err)
@@ -17,10 +16,8 @@ weld_status weld_convert(const char *input, const char *output_dir, const weld_c
 		err = &scratch;
 	if (!res)
 		res = &local;
-	memset(res, 0, sizeof(*res));
-	conversion cv = {
-		.input = input, .output_dir = output_dir, .res = res, .lock = WELD_LOCK_INIT};
-	weld_status s = weld__take_options(&cv.opts, options, err);
+	conversion cv;
+	weld_status s = weld__conversion_begin(&cv, input, output_dir, options, res, err);
 	if (!s)
 		s = weld__parts_take(&cv, err);
 	if (!s)

@@ -43,7 +43,13 @@ typedef struct conversion {
 } conversion;
 
 const char *weld__dtype_label(weld_out_dtype d);
-weld_status weld__take_options(weld_convert_options *opts, const weld_convert_options *given, weld_error *err);
+/*
+ * CV for a run from INPUT (NULL: --finish, the job's) into OUTPUT_DIR, RES
+ * zeroed; the options GIVEN on top of the defaults (fields past its
+ * struct_size keep theirs).
+ */
+weld_status weld__conversion_begin(conversion *cv, const char *input, const char *output_dir,
+				   const weld_convert_options *given, weld_convert_result *res, weld_error *err);
 /* The target's lock taken, leftovers repaired, an unfinished job's folder refused (or with force removed). */
 weld_status weld__claim_target(conversion *cv, weld_error *err);
 /* The plan, its layout and the backend; a whole run also the lock and a staging folder, a part neither. */
